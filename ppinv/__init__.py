@@ -1,0 +1,40 @@
+"""ppinv: probabilistic programs run backwards.
+
+Build the parametric inverse of a JAX program with :func:`inverse`, condition a
+NumPyro model exactly on deterministic observations with :func:`condition`,
+and sample it with the kernels in :mod:`ppinv.infer`.
+"""
+
+from . import errors, rules, theta
+from .errors import (
+    ConditionError,
+    InputError,
+    InversionError,
+    NoRuleError,
+    OverdeterminedError,
+    PPInvError,
+    UnderdeterminedError,
+)
+from .inverse import DomainError, Inverse, inverse
+from .rules import overlay, register_function_rule, register_rule
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "inverse",
+    "Inverse",
+    "overlay",
+    "register_rule",
+    "register_function_rule",
+    "rules",
+    "theta",
+    "errors",
+    "PPInvError",
+    "InputError",
+    "InversionError",
+    "NoRuleError",
+    "OverdeterminedError",
+    "UnderdeterminedError",
+    "ConditionError",
+    "DomainError",
+]

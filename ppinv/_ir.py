@@ -1,0 +1,162 @@
+"""A small, release-independent view of a traced program.
+
+ppinv schedules over *relations*: one per primitive equation of the traced
+program. This module imports a jaxpr into that view, inlining call-like
+primitives (``jit``, ``custom_jvp_call``, ``custom_vjp_call``, ``remat``) so
+fan-out across function boundaries is scheduled like any other, and keeping
+as single relations the calls that have a rule of their own (a function with a
+declared inverse, or a library function such as ``logaddexp``).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import jax
+import numpy as np
+
+from ._compat import CALL_PRIMITIVES, Literal, jaxpr_parts, source_summary
+
+_ids = itertools.count()
+
+
+class V:
+    """A program variable: an array of fixed shape and dtype.
+
+    ``value`` is set for constants (literals and closed-over arrays), which are
+    known before anything else is.
+    """
+
+    __slots__ = ("id", "shape", "dtype", "value", "label")
+
+    def __init__(self, shape, dtype, value=None, label=None):
+        self.id = next(_ids)
+        self.shape = tuple(shape)
+        self.dtype = np.dtype(dtype)
+        self.value = value
+        self.label = label
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def is_const(self) -> bool:
+        return self.value is not None
+
+    @property
+    def is_float(self) -> bool:
+        return np.issubdtype(self.dtype, np.floating) or np.issubdtype(self.dtype, np.complexfloating)
+
+    @property
+    def aval(self):
+        return jax.ShapeDtypeStruct(self.shape, self.dtype)
+
+    def __repr__(self):
+        if self.is_const:
+            return f"const{list(self.shape)}"
+        name = self.label or f"v{self.id}"
+        return f"{name}:{self.dtype.name}{list(self.shape)}"
+
+
+class Eqn:
+    """One relation ``outs = prim(ins; params)``."""
+
+    __slots__ = ("id", "prim", "params", "ins", "outs", "source")
+
+    def __init__(self, prim, params, ins, outs, source):
+        self.id = next(_ids)
+        self.prim = prim
+        self.params = params
+        self.ins = tuple(ins)
+        self.outs = tuple(outs)
+        self.source = source
+
+    @property
+    def name(self) -> str:
+        fn = self.params.get("name") if self.prim in CALL_PRIMITIVES else None
+        return f"{self.prim.name}[{fn}]" if fn else self.prim.name
+
+    def bind(self, *args):
+        out = self.prim.bind(*args, **self.params)
+        return tuple(out) if self.prim.multiple_results else (out,)
+
+    def describe(self) -> str:
+        ins = ", ".join(map(repr, self.ins))
+        outs = ", ".join(map(repr, self.outs))
+        return f"{outs} = {self.name}({ins})  at {self.source}"
+
+    def __repr__(self):
+        return f"<{self.describe()}>"
+
+
+@dataclass
+class Program:
+    """A flat list of relations between variables, with inputs and outputs."""
+
+    invars: list
+    outvars: list
+    eqns: list = field(default_factory=list)
+
+    def evaluate(self, *args, record=False):
+        """Run the program forward; with ``record`` also return every variable's value."""
+        env = {v: jax.numpy.asarray(a) for v, a in zip(self.invars, args)}
+        for e in self.eqns:
+            vals = [v.value if v.is_const else env[v] for v in e.ins]
+            for o, val in zip(e.outs, e.bind(*vals)):
+                env[o] = val
+        outs = [v.value if v.is_const else env[v] for v in self.outvars]
+        return (outs, env) if record else outs
+
+
+def _const(value) -> V:
+    arr = np.asarray(value) if not isinstance(value, jax.Array) else value
+    return V(np.shape(arr), arr.dtype, value=arr)
+
+
+def import_jaxpr(closed, keep_call=None) -> Program:
+    """Import a (closed) jaxpr as a :class:`Program`, inlining call-like primitives.
+
+    ``keep_call(eqn) -> bool`` says which call equations stay single relations
+    (those with a function-level rule); every other call is inlined.
+    """
+    jaxpr, consts = jaxpr_parts(closed)
+    invars = [V(v.aval.shape, v.aval.dtype) for v in jaxpr.invars]
+    prog = Program(invars=invars, outvars=[])
+    const_vs = [_const(c) for c in consts]
+    prog.outvars = _inline(prog, jaxpr, const_vs + invars, keep_call)
+    return prog
+
+
+def _inline(prog, jaxpr, args, keep_call):
+    env = {}
+    argvars = list(jaxpr.constvars) + list(jaxpr.invars)
+    for jv, v in zip(argvars, args, strict=True):
+        env[jv] = v
+
+    def read(a):
+        if isinstance(a, Literal):
+            return _const(a.val)
+        return env[a]
+
+    for eqn in jaxpr.eqns:
+        ins = [read(a) for a in eqn.invars]
+        body_param = CALL_PRIMITIVES.get(eqn.primitive)
+        if body_param is not None and not (keep_call and keep_call(eqn)):
+            body, body_consts = _body_of(eqn.params[body_param])
+            outs = _inline(prog, body, [_const(c) for c in body_consts] + ins, keep_call)
+            for jo, o in zip(eqn.outvars, outs):
+                env[jo] = o
+            continue
+        outs = [V(o.aval.shape, o.aval.dtype) for o in eqn.outvars]
+        for jo, o in zip(eqn.outvars, outs):
+            env[jo] = o
+        prog.eqns.append(Eqn(eqn.primitive, dict(eqn.params), ins, outs, source_summary(eqn)))
+    return [read(a) for a in jaxpr.outvars]
+
+
+def _body_of(body):
+    if hasattr(body, "consts"):
+        return jaxpr_parts(body)
+    return body, []

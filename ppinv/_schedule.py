@@ -1,0 +1,510 @@
+"""Reorientation: the order in which the relations of a program are solved.
+
+Given which variables are known (constants, context inputs, observations), the
+scheduler walks the relations and turns each into exactly one step:
+
+* **forward** — every input known: evaluate the primitive;
+* **solve** — an output known: ask the rule table for a solver of the unknown
+  inputs (no θ while propagating);
+* **free** — when nothing else can move, a rule may consume θ for an operand
+  that nothing else constrains (a sum, a linear map), or a variable is drawn
+  from θ outright. The variable freed is chosen so that later steps stay
+  solvable (DESIGN §3): a discrete variable a relation is waiting on, then an
+  input with a constrained support (θ then carries it), then the variable with
+  the most pending uses, then one used non-linearly (so the rest is solved by
+  subtraction rather than division), inputs before intermediates;
+* **check** — a relation whose every place became known by other means. For
+  discrete outputs (a predicate, a branch index) this is a domain check on the
+  recovered values; for continuous outputs it means the observations
+  over-determine the program, which is an error naming the relation.
+
+The number of continuous θ dimensions is ``dim X − dim Y`` by construction
+(every rule is dimension-balanced); freeing a variable that would exceed it is
+refused, so a program that cannot be reoriented fails here, at build time, with
+the relations that could not be solved.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from numpyro.distributions import constraints
+
+from .errors import InversionError, NoRuleError, OverdeterminedError, UnderdeterminedError
+from .rules import Pattern
+from .theta import ThetaSpec, int_dtype, is_constrained
+
+_NONLINEAR = {
+    p
+    for p in (lax.mul_p, lax.div_p, lax.pow_p, lax.integer_pow_p, getattr(lax, "square_p", None), lax.dot_general_p)
+    if p is not None
+}
+
+
+# --- steps ---------------------------------------------------------------------------
+@dataclass
+class FreeStep:
+    var: object
+    name: str
+
+    def describe(self):
+        return f"free   {self.var!r} <- θ[{self.name!r}]"
+
+
+@dataclass
+class ForwardStep:
+    """Evaluate a relation; outputs already known (discrete ones) are checked instead."""
+
+    eqn: object
+    check: tuple = ()
+
+    def describe(self):
+        verb = "check " if self.check and all(self.check) else "fwd   "
+        return f"{verb} {self.eqn.describe()}"
+
+
+@dataclass
+class SolveStep:
+    eqn: object
+    solver: object
+    known_in: tuple
+    known_out: tuple
+    theta_names: tuple
+
+    def describe(self):
+        extra = f"  θ: {', '.join(self.theta_names)}" if self.theta_names else ""
+        what = self.solver.description or "solve"
+        return f"solve  {self.eqn.describe()}\n         [{what}]{extra}"
+
+
+@dataclass
+class Schedule:
+    """The static plan of an inverse: steps plus what θ looks like."""
+
+    steps: list
+    theta: dict  # name -> ThetaSpec, in the order the steps consume them
+    known_inputs: list
+    unknown_inputs: list
+    observed: list
+    supports: dict = field(default_factory=dict)
+
+    @property
+    def n_theta(self) -> int:
+        return sum(s.continuous_size for s in self.theta.values())
+
+    def describe(self) -> str:
+        return "\n".join(f"{i:4d}  {s.describe()}" for i, s in enumerate(self.steps))
+
+
+# --- the scheduler --------------------------------------------------------------------
+def _is_discrete(v) -> bool:
+    return not v.is_float
+
+
+class _Scheduler:
+    def __init__(self, program, known_inputs, unknown_inputs, observed, supports, table, names):
+        self.program = program
+        self.table = table
+        self.known_inputs = list(known_inputs)
+        self.unknown_inputs = list(unknown_inputs)
+        self.observed = list(observed)
+        self.names = dict(names)
+        self.input_set = set(unknown_inputs)
+        self.steps = []
+        self.theta = {}
+        self._name_counts = {}
+
+        self._validate_outputs()
+        self.relevant = self._relevant_eqns()
+        self.order = {e: i for i, e in enumerate(self.relevant)}
+        self.users = {}
+        self.definer = {}
+        for e in self.relevant:
+            for v in set(e.ins):
+                if not v.is_const:
+                    self.users.setdefault(v, []).append(e)
+            for o in e.outs:
+                self.definer[o] = e
+        self.pending_uses = {v: len(es) for v, es in self.users.items()}
+        self.pending = set(self.relevant)
+        self.supports = self._infer_supports(supports)
+        self.known = set(self.known_inputs) | set(self.observed)
+        n = sum(v.size for v in self.unknown_inputs)
+        m = sum(v.size for v in self.observed if v not in self.input_set)
+        m_direct = sum(v.size for v in self.observed if v in self.input_set)
+        self.budget = n - m - m_direct
+        if self.budget < 0:
+            raise UnderdeterminedError(
+                f"the program has {n} unknown input dimensions but {m + m_direct} observed output "
+                "dimensions: at most as many dimensions can be observed as there are unknowns. "
+                "Observe fewer outputs or add latent inputs."
+            )
+
+    # -- set-up ---------------------------------------------------------------------
+    def _validate_outputs(self):
+        seen = set()
+        for i, v in enumerate(self.observed):
+            if v.is_const:
+                raise InversionError(
+                    f"output {i} of the program is the constant {np.asarray(v.value)!r}; it does not depend "
+                    "on the unknown inputs and cannot be observed. Return only outputs computed from them."
+                )
+            if v in seen:
+                raise OverdeterminedError(
+                    f"output {i} is the same variable as an earlier output; observing it twice "
+                    "over-determines it. Return it once."
+                )
+            if v in set(self.known_inputs):
+                raise InversionError(f"output {i} is a known input passed straight through; it cannot be observed.")
+            if not v.is_float:
+                raise InversionError(
+                    f"output {i} has dtype {v.dtype.name}; only floating outputs can be observed "
+                    "(a discrete output carries no density)."
+                )
+            seen.add(v)
+
+    def _relevant_eqns(self):
+        needed = set(self.observed)
+        keep = []
+        for e in reversed(self.program.eqns):
+            if any(o in needed for o in e.outs):
+                keep.append(e)
+                needed.update(v for v in e.ins if not v.is_const)
+        keep.reverse()
+        return keep
+
+    def _infer_supports(self, given):
+        sup = dict(given)
+        for e in self.relevant:
+            if len(e.outs) != 1:
+                continue
+            image = self.table.image_rule(e.prim)
+            if image is None:
+                continue
+            try:
+                s = image(e, tuple(sup.get(v) for v in e.ins))
+            except Exception:
+                s = None
+            if s is not None:
+                sup[e.outs[0]] = s
+        return sup
+
+    # -- bookkeeping ------------------------------------------------------------------
+    def _theta_name(self, base):
+        base = base.replace(" ", "_")
+        if base not in self._name_counts and base not in self.theta:
+            self._name_counts[base] = 1
+            return base
+        k = self._name_counts.get(base, 1)
+        while f"{base}_{k}" in self.theta:
+            k += 1
+        self._name_counts[base] = k + 1
+        return f"{base}_{k}"
+
+    def _add_theta(self, spec, base):
+        name = self._theta_name(base)
+        self.theta[name] = spec
+        return name
+
+    def _mark_known(self, v, queue):
+        if v.is_const or v in self.known:
+            return
+        self.known.add(v)
+        queue.extend(self.users.get(v, ()))
+        d = self.definer.get(v)
+        if d is not None:
+            queue.append(d)
+
+    def _finish(self, e):
+        self.pending.discard(e)
+        for v in set(e.ins):
+            if v in self.pending_uses:
+                self.pending_uses[v] -= 1
+
+    def _is_known(self, v):
+        return v.is_const or v in self.known
+
+    def _pattern(self, e, allow_theta=False):
+        return Pattern(
+            eqn=e,
+            known_in=tuple(self._is_known(v) for v in e.ins),
+            known_out=tuple(self._is_known(o) for o in e.outs),
+            in_support=tuple(self.supports.get(v) for v in e.ins),
+            out_support=tuple(self.supports.get(o) for o in e.outs),
+            allow_theta=allow_theta,
+            exclusive=tuple((not v.is_const) and self.pending_uses.get(v, 0) == 1 for v in e.ins),
+        )
+
+    def _find_solver(self, e, allow_theta):
+        pat = self._pattern(e, allow_theta)
+        for rule in self.table.rules_for(e.prim):
+            solver = rule(pat)
+            if solver is not None:
+                return solver, pat
+        return None, pat
+
+    # -- the walk -----------------------------------------------------------------------
+    def run(self):
+        queue = list(self.relevant)
+        # inputs nothing observed depends on are free outright
+        for v in self.unknown_inputs:
+            if v not in self.known and not self.users.get(v) and v not in self.definer:
+                self._free(v, queue)
+        while True:
+            self._propagate(queue)
+            if not self.pending:
+                break
+            if not self._unstick(queue):
+                self._raise_stuck()
+        for v in self.unknown_inputs:
+            if v not in self.known:  # pragma: no cover - guarded by the walk
+                raise InversionError(f"internal: input {v!r} was never determined")
+        return Schedule(self.steps, self.theta, self.known_inputs, self.unknown_inputs, self.observed, self.supports)
+
+    def _propagate(self, queue):
+        while queue:
+            e = queue.pop()
+            if e not in self.pending:
+                continue
+            kin = [self._is_known(v) for v in e.ins]
+            kout = [self._is_known(o) for o in e.outs]
+            if all(kin):
+                if any(kout):
+                    self._check_overdetermined(e, kout)
+                self.steps.append(ForwardStep(e, tuple(kout) if any(kout) else ()))
+                self._finish(e)
+                for o in e.outs:
+                    self._mark_known(o, queue)
+            elif any(kout):
+                solver, pat = self._find_solver(e, allow_theta=False)
+                if solver is not None:
+                    self._apply(e, solver, pat, queue)
+
+    def _check_overdetermined(self, e, kout):
+        cont = [o for o, k in zip(e.outs, kout) if k and o.is_float]
+        if cont:
+            raise OverdeterminedError(
+                "over-determined: the relation\n    "
+                + e.describe()
+                + f"\nhas every place known already ({', '.join(map(repr, cont))} was determined by other "
+                "relations), so it would constrain the values twice. The observations determine these "
+                "variables more than once: observe fewer outputs, or check that the observed outputs are "
+                "independent."
+            )
+
+    def _apply(self, e, solver, pat, queue):
+        names = []
+        for spec in solver.theta:
+            names.append(self._add_theta(spec, f"{e.prim.name}_{spec.kind}"))
+            self.budget -= spec.continuous_size
+        self.steps.append(SolveStep(e, solver, pat.known_in, pat.known_out, tuple(names)))
+        self._finish(e)
+        for v in list(e.ins) + list(e.outs):
+            self._mark_known(v, queue)
+
+    def _free(self, v, queue):
+        sup = self.supports.get(v)
+        if _is_discrete(v):
+            sup = self._discrete_support(v)
+            spec = ThetaSpec(v.shape, np.dtype(int_dtype()), sup, "branch", repr(v))
+        else:
+            sup = sup if sup is not None else (constraints.real if not v.shape else constraints.real)
+            spec = ThetaSpec(v.shape, v.dtype, sup, "value", self.names.get(v, repr(v)))
+            self.budget -= spec.continuous_size
+        name = self._add_theta(spec, self.names.get(v) or self._intermediate_name(v))
+        self.steps.append(FreeStep(v, name))
+        self._mark_known(v, queue)
+
+    def _intermediate_name(self, v):
+        d = self.definer.get(v)
+        return f"{d.prim.name}_value" if d is not None else "input"
+
+    def _discrete_support(self, v):
+        if v.dtype == np.bool_:
+            return constraints.integer_interval(0, 1)
+        d = self.definer.get(v)
+        if d is not None and d.prim is lax.convert_element_type_p and d.ins[0].dtype == np.bool_:
+            return constraints.integer_interval(0, 1)
+        for e in self.users.get(v, ()):
+            n = e.params.get("branches")
+            if n is not None and e.ins[0] is v:
+                return constraints.integer_interval(0, len(n) - 1)
+        from .theta import integer
+
+        return integer
+
+    # -- when stuck ----------------------------------------------------------------------
+    def _stalled(self):
+        out = [e for e in self.pending if any(self._is_known(o) for o in e.outs)]
+        out.sort(key=self.order.__getitem__)
+        return out
+
+    def _unstick(self, queue):
+        stalled = self._stalled()
+        # 1. a rule that consumes θ for operands nothing else constrains
+        for e in stalled:
+            solver, pat = self._find_solver(e, allow_theta=True)
+            if solver is not None:
+                need = sum(s.continuous_size for s in solver.theta)
+                if need <= self.budget:
+                    self._apply(e, solver, pat, queue)
+                    return True
+        # 2. free a variable
+        v = self._choose_free(stalled)
+        if v is None:
+            return False
+        self._free(v, queue)
+        return True
+
+    def _choose_free(self, stalled):
+        waiting = {v for e in stalled for v in e.ins if not self._is_known(v)}
+        best, best_key = None, None
+        for v in self._candidates():
+            if _is_discrete(v):
+                if v not in waiting:
+                    continue
+            elif v.size > self.budget:
+                continue
+            key = self._free_key(v, waiting)
+            if best_key is None or key < best_key:
+                best, best_key = v, key
+        return best
+
+    def _candidates(self):
+        seen = set()
+        for e in self.pending:
+            for v in list(e.ins) + list(e.outs):
+                if not v.is_const and v not in self.known and v not in seen:
+                    seen.add(v)
+                    yield v
+
+    def _free_key(self, v, waiting):
+        if _is_discrete(v):
+            cls = 0
+        elif v in self.input_set and is_constrained(self.supports.get(v)):
+            cls = 1
+        else:
+            cls = 2
+        uses = self.pending_uses.get(v, 0)
+        nonlinear = any(e.prim in _NONLINEAR for e in self.users.get(v, ()) if e in self.pending)
+        return (cls, -uses, 0 if nonlinear else 1, 0 if v in self.input_set else 1, v.size, v.id)
+
+    def _raise_stuck(self):
+        stalled = self._stalled()
+        lines = []
+        missing = []
+        for e in stalled:
+            unknown = [v for v in e.ins if not self._is_known(v)]
+            lines.append(f"    {e.describe()}\n      unknown: {', '.join(map(repr, unknown))}")
+            if not self.table.rules_for(e.prim):
+                missing.append(e)
+        if missing:
+            e = missing[0]
+            raise NoRuleError(
+                f"no inverse rule for primitive '{e.prim.name}' (at {e.source}); it lies between the "
+                f"unknown inputs and the observations:\n    {e.describe()}\n"
+                "Register one with ppinv.register_rule(<primitive>, rule), declare the inverse of the "
+                "enclosing function with @ppinv.custom_inverse, or restructure the program."
+            )
+        if not stalled:
+            pend = sorted(self.pending, key=self.order.__getitem__)
+            lines = [f"    {e.describe()}" for e in pend[:8]]
+        raise UnderdeterminedError(
+            "cannot reorient the program: these relations are coupled and no single rule solves any of "
+            f"them, and the remaining freedom ({self.budget} θ dimensions) does not allow freeing another "
+            "variable without over-determining them:\n" + "\n".join(lines[:12]) + "\n"
+            "A joint solve is needed (for example two observed linear combinations of the same "
+            "variables, or a polynomial in one variable). Rewrite the program so each observation "
+            "isolates a variable, or declare the inverse of this block with @ppinv.custom_inverse."
+        )
+
+
+def build_schedule(program, known_inputs, unknown_inputs, observed, supports, table, names):
+    """Schedule ``program`` given which inputs are known and which outputs are observed."""
+    return _Scheduler(program, known_inputs, unknown_inputs, observed, supports, table, names).run()
+
+
+# --- running a schedule ---------------------------------------------------------------
+def _read(env, v):
+    return v.value if v.is_const else env[v]
+
+
+def run_schedule(schedule, known_values, observed_values, theta):
+    """Execute the plan: returns ``(x_values, log_det, ok)`` with ``x`` in input order."""
+    env = {}
+    for v, val in zip(schedule.known_inputs, known_values):
+        env[v] = val
+    for v, val in zip(schedule.observed, observed_values):
+        env[v] = jnp.asarray(val, v.dtype)
+    log_det = jnp.zeros((), _float_dtype(schedule))
+    ok = jnp.asarray(True)
+    for step in schedule.steps:
+        if isinstance(step, ForwardStep):
+            e = step.eqn
+            check = step.check or (False,) * len(e.outs)
+            for o, known, val in zip(e.outs, check, e.bind(*[_read(env, v) for v in e.ins])):
+                if known:  # a discrete value drawn from θ: the recovered inputs must reproduce it
+                    ok = jnp.logical_and(ok, jnp.all(val == env[o]))
+                else:
+                    env[o] = val
+        elif isinstance(step, SolveStep):
+            e = step.eqn
+            ins = [_read(env, v) if k else None for v, k in zip(e.ins, step.known_in)]
+            outs = [_read(env, o) if k else None for o, k in zip(e.outs, step.known_out)]
+            sol = step.solver.solve(ins, outs, tuple(theta[n] for n in step.theta_names))
+            for v, k, val in zip(e.ins, step.known_in, sol.ins):
+                if not k and not v.is_const:
+                    env[v] = _cast(val, v)
+            for o, k, val in zip(e.outs, step.known_out, sol.outs):
+                if not k:
+                    env[o] = _cast(val, o)
+            log_det = log_det + jnp.asarray(sol.log_det, log_det.dtype)
+            if sol.ok is not None:
+                ok = jnp.logical_and(ok, sol.ok)
+        elif isinstance(step, FreeStep):
+            env[step.var] = _cast(theta[step.name], step.var)
+    xs = [env[v] for v in schedule.unknown_inputs]
+    for v, x in zip(schedule.unknown_inputs, xs):
+        sup = schedule.supports.get(v)
+        if sup is not None and sup is not constraints.real:
+            ok = jnp.logical_and(ok, jnp.all(sup.check(x)))
+    ok = jnp.logical_and(ok, jnp.isfinite(log_det))
+    return xs, log_det, ok
+
+
+def schedule_pgf(schedule, program, known_values, x_values):
+    """θ from the full inputs: evaluate forward, then read each step's parameters."""
+    inputs = {v: val for v, val in zip(schedule.known_inputs, known_values)}
+    inputs.update({v: val for v, val in zip(schedule.unknown_inputs, x_values)})
+    _, env = program.evaluate(*[inputs[v] for v in program.invars], record=True)
+    theta = {}
+    for step in schedule.steps:
+        if isinstance(step, FreeStep):
+            spec = schedule.theta[step.name]
+            theta[step.name] = jnp.asarray(env[step.var]).astype(spec.dtype)
+        elif isinstance(step, SolveStep) and step.theta_names:
+            e = step.eqn
+            vals = step.solver.pgf([_read(env, v) for v in e.ins], [_read(env, o) for o in e.outs])
+            for n, val in zip(step.theta_names, vals):
+                theta[n] = jnp.asarray(val).astype(schedule.theta[n].dtype)
+    return {n: theta[n] for n in schedule.theta}
+
+
+def _cast(val, v):
+    val = jnp.asarray(val)
+    if val.dtype != v.dtype:
+        val = val.astype(v.dtype)
+    if val.shape != v.shape:
+        val = jnp.reshape(val, v.shape)
+    return val
+
+
+def _float_dtype(schedule):
+    for v in list(schedule.unknown_inputs) + list(schedule.observed):
+        if v.is_float:
+            return v.dtype
+    return jnp.zeros(()).dtype

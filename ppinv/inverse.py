@@ -1,0 +1,311 @@
+"""``ppinv.inverse``: the parametric inverse of a JAX function."""
+
+from __future__ import annotations
+
+import inspect
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.tree_util import keystr, tree_flatten, tree_flatten_with_path, tree_unflatten
+
+from ._ir import import_jaxpr
+from ._schedule import build_schedule, run_schedule, schedule_pgf
+from .errors import InputError, PPInvError
+from .rules import current_table
+
+__all__ = ["inverse", "Inverse", "DomainError"]
+
+
+class DomainError(PPInvError, ValueError):
+    """``y`` (with this θ) has no preimage: it is outside the range of the program."""
+
+
+def inverse(f, *example_args, support=None):
+    """Build the parametric inverse of ``f``.
+
+    ``f`` is traced once at the shapes and dtypes of ``example_args`` (their
+    values do not matter) and scheduled; the result ``inv`` maps ``(y, θ)`` to
+    the inputs ``x`` with ``f(*x) == y``, and every such ``x`` is reached by
+    some θ.
+
+    Parameters
+    ----------
+    f:
+        A JAX-traceable function of floating-point arrays (pytrees allowed)
+        returning an array or a pytree of arrays.
+    *example_args:
+        Arguments fixing the shapes and dtypes the inverse is built for.
+    support:
+        Optional NumPyro constraint per argument: a sequence aligned with the
+        arguments, a dict by parameter name, or a single constraint for a
+        one-argument ``f``. When a variable must be freed, arguments with
+        constrained supports are preferred, so θ carries the support and solved
+        values need none; solved arguments outside their support put ``(y, θ)``
+        outside the domain.
+
+    Returns
+    -------
+    Inverse
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> import ppinv
+    >>> def f(a, b, c):
+    ...     return a * b + c
+    >>> inv = ppinv.inverse(f, 1.0, 1.0, 1.0)
+    >>> theta = inv.pgf(2.0, 3.0, 1.0)
+    >>> a, b, c = inv(7.0, theta)
+    >>> float(a * b + c)
+    7.0
+    """
+    return Inverse(f, example_args, support=support)
+
+
+def _arg_names(f, n):
+    try:
+        params = list(inspect.signature(f).parameters.values())
+    except (TypeError, ValueError):
+        params = []
+    names = []
+    for i in range(n):
+        if i < len(params) and params[i].kind in (params[i].POSITIONAL_ONLY, params[i].POSITIONAL_OR_KEYWORD):
+            names.append(params[i].name)
+        else:
+            names.append(f"arg{i}")
+    return names
+
+
+def _normalize_support(support, arg_names):
+    n = len(arg_names)
+    if support is None:
+        return [None] * n
+    if isinstance(support, dict):
+        unknown = set(support) - set(arg_names)
+        if unknown:
+            raise InputError(f"support names {sorted(unknown)} are not parameters of f {arg_names}.")
+        return [support.get(a) for a in arg_names]
+    if isinstance(support, (list, tuple)):
+        if len(support) != n:
+            raise InputError(f"support has {len(support)} entries but f takes {n} arguments; give one per argument.")
+        return list(support)
+    if n == 1:
+        return [support]
+    raise InputError("support must be a sequence (one constraint per argument) or a dict by argument name.")
+
+
+class Inverse:
+    """The parametric inverse of a program; build it with :func:`inverse`.
+
+    Attributes
+    ----------
+    theta_spec : dict
+        ``name -> ThetaSpec`` for each θ leaf.
+    theta_support : dict
+        ``name -> NumPyro constraint`` for each θ leaf.
+    n_theta : int
+        Number of continuous θ dimensions (``dim X − dim Y`` for full-rank ``f``).
+    trace_count : int
+        How many times the inverse has been traced (once per input shape).
+    """
+
+    def __init__(self, f, example_args, *, support=None, _table=None):
+        self.fun = f
+        table = _table or current_table()
+        leaves, self._in_tree = tree_flatten(tuple(example_args))
+        if not leaves:
+            raise InputError("ppinv.inverse needs at least one example argument to trace f with.")
+        arg_names = _arg_names(f, len(example_args))
+        supports = _normalize_support(support, arg_names)
+        self._leaf_names, leaf_supports = [], []
+        for i, arg in enumerate(example_args):
+            for path, leaf in tree_flatten_with_path(arg)[0]:
+                name = arg_names[i] + (keystr(path) if path else "")
+                self._leaf_names.append(name)
+                leaf_supports.append(supports[i])
+                dtype = jnp.result_type(leaf)
+                if not jnp.issubdtype(dtype, jnp.floating):
+                    raise InputError(
+                        f"argument '{name}' has dtype {np.dtype(dtype).name}; parametric inversion needs "
+                        "floating-point inputs (a discrete input has no density). Pass a float "
+                        "(e.g. 1.0 instead of 1), or close over the value if it is known."
+                    )
+        self._avals = [jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x)) for x in leaves]
+        out_tree_box = []
+
+        def flat_f(*flat_args):
+            out = f(*tree_unflatten(self._in_tree, flat_args))
+            out_leaves, out_tree = tree_flatten(out)
+            out_tree_box.append(out_tree)
+            return out_leaves
+
+        closed = jax.make_jaxpr(flat_f)(*self._avals)
+        self._out_tree = out_tree_box[0]
+        keep = _keep_call(table)
+        self.program = import_jaxpr(closed, keep_call=keep)
+        names = dict(zip(self.program.invars, self._leaf_names))
+        for v, n in names.items():
+            v.label = n
+        sup_map = {v: s for v, s in zip(self.program.invars, leaf_supports) if s is not None}
+        self.schedule = build_schedule(self.program, [], self.program.invars, self.program.outvars, sup_map, table, names)
+        self._out_avals = [jax.ShapeDtypeStruct(v.shape, v.dtype) for v in self.program.outvars]
+        self.trace_count = 0
+        self._run = jax.jit(self._run_impl)
+        self._pgf = jax.jit(self._pgf_impl)
+
+    # -- θ ----------------------------------------------------------------------------
+    @property
+    def theta_spec(self):
+        return dict(self.schedule.theta)
+
+    @property
+    def theta_support(self):
+        return {n: s.support for n, s in self.schedule.theta.items()}
+
+    @property
+    def n_theta(self) -> int:
+        return self.schedule.n_theta
+
+    def theta_reference(self):
+        """``name -> distribution``: a proper reference distribution on each θ leaf's support."""
+        return {n: s.reference() for n, s in self.schedule.theta.items()}
+
+    def sample_theta(self, key, sample_shape=()):
+        """Draw θ from the reference distributions (useful for proposals and tests)."""
+        refs = self.theta_reference()
+        keys = jax.random.split(key, max(len(refs), 1))
+        return {n: d.sample(k, tuple(sample_shape)) for (n, d), k in zip(refs.items(), keys)}
+
+    # -- running ---------------------------------------------------------------------
+    def _run_impl(self, y_leaves, theta):
+        self.trace_count += 1
+        xs, log_det, ok = run_schedule(self.schedule, [], y_leaves, theta)
+        return xs, log_det, ok
+
+    def _pgf_impl(self, x_leaves):
+        return schedule_pgf(self.schedule, self.program, [], x_leaves)
+
+    def _check_y(self, y):
+        leaves, tree = tree_flatten(y)
+        if tree != self._out_tree:
+            raise InputError(f"y has structure {tree} but f returns {self._out_tree}.")
+        out = []
+        for i, (leaf, aval) in enumerate(zip(leaves, self._out_avals)):
+            leaf = jnp.asarray(leaf)
+            if not jnp.issubdtype(leaf.dtype, jnp.floating) and not jnp.issubdtype(leaf.dtype, jnp.integer):
+                raise InputError(f"y leaf {i} has dtype {leaf.dtype}; expected {aval.dtype}.")
+            if leaf.shape != aval.shape:
+                raise InputError(
+                    f"y leaf {i} has shape {leaf.shape} but f's output {i} has shape {aval.shape}. "
+                    "(To evaluate many y at once, wrap the call in jax.vmap.)"
+                )
+            out.append(leaf.astype(aval.dtype))
+        return out
+
+    def _check_theta(self, theta):
+        spec = self.schedule.theta
+        if theta is None:
+            theta = {}
+        if not isinstance(theta, dict):
+            raise InputError(f"theta must be a dict with keys {list(spec)}; got {type(theta).__name__}.")
+        missing, extra = set(spec) - set(theta), set(theta) - set(spec)
+        if missing or extra:
+            raise InputError(
+                f"theta has the wrong keys: missing {sorted(missing)}, unexpected {sorted(extra)}. "
+                f"Expected {list(spec)} (see inv.theta_spec)."
+            )
+        out = {}
+        for name, s in spec.items():
+            val = jnp.asarray(theta[name])
+            if val.shape != tuple(s.shape):
+                raise InputError(
+                    f"theta['{name}'] has shape {val.shape}; expected {tuple(s.shape)} ({s.describe()})."
+                )
+            if s.discrete:
+                if not (jnp.issubdtype(val.dtype, jnp.integer) or val.dtype == jnp.bool_):
+                    raise InputError(
+                        f"theta['{name}'] is a discrete choice ({s.kind}) and needs an integer dtype; got {val.dtype}."
+                    )
+            elif not jnp.issubdtype(val.dtype, jnp.floating):
+                raise InputError(f"theta['{name}'] is continuous and needs a floating dtype; got {val.dtype}.")
+            out[name] = val.astype(s.dtype)
+        return out
+
+    def _raw(self, y, theta):
+        return self._run(self._check_y(y), self._check_theta(theta))
+
+    def _unflatten_x(self, xs):
+        return tuple(tree_unflatten(self._in_tree, xs))
+
+    def __call__(self, y, theta=None):
+        """Return ``x`` (a tuple like ``f``'s arguments) with ``f(*x) == y``.
+
+        Outside the domain (no preimage for this ``y`` and θ) an eager call
+        raises :class:`DomainError` naming the relation that failed; under
+        ``jit``/``vmap`` the returned values are NaN there.
+        """
+        xs, _, ok = self._raw(y, theta)
+        if _concrete(ok) and not bool(ok):
+            raise DomainError(self._domain_message(y, theta))
+        xs = [jnp.where(ok, x, jnp.nan) for x in xs]
+        return self._unflatten_x(xs)
+
+    def log_abs_det_jacobian(self, y, theta=None):
+        """``log|det ∂x/∂(y, θ_continuous)|``; −∞ outside the domain (never NaN)."""
+        _, log_det, ok = self._raw(y, theta)
+        return jnp.where(ok, log_det, -jnp.inf)
+
+    def with_log_det(self, y, theta=None):
+        """``(x, log|det|)`` in one pass; outside the domain ``x`` is NaN and ``log|det|`` is −∞."""
+        xs, log_det, ok = self._raw(y, theta)
+        xs = [jnp.where(ok, x, jnp.nan) for x in xs]
+        return self._unflatten_x(xs), jnp.where(ok, log_det, -jnp.inf)
+
+    def in_domain(self, y, theta=None):
+        """True where ``(y, θ)`` has a preimage."""
+        return self._raw(y, theta)[2]
+
+    def pgf(self, *x):
+        """θ such that ``inv(f(*x), θ)`` reproduces ``x``."""
+        leaves, tree = tree_flatten(tuple(x))
+        if tree != self._in_tree:
+            raise InputError(f"pgf expects arguments shaped like f's: {self._in_tree}, got {tree}.")
+        for name, leaf, aval in zip(self._leaf_names, leaves, self._avals):
+            if jnp.shape(leaf) != aval.shape:
+                raise InputError(f"argument '{name}' has shape {jnp.shape(leaf)}; expected {aval.shape}.")
+        return self._pgf([jnp.asarray(v, a.dtype) for v, a in zip(leaves, self._avals)])
+
+    def forward(self, *x):
+        """``f(*x)``."""
+        return self.fun(*x)
+
+    def describe(self) -> str:
+        """The schedule, one step per line."""
+        head = [f"parametric inverse of {getattr(self.fun, '__name__', 'f')}: {self.n_theta} continuous θ dims"]
+        for n, s in self.schedule.theta.items():
+            head.append(f"  θ[{n!r}]: {s.describe()}")
+        return "\n".join(head) + "\n" + self.schedule.describe()
+
+    def __repr__(self):
+        return f"<ppinv.Inverse of {getattr(self.fun, '__name__', 'f')} θ={list(self.schedule.theta)}>"
+
+    def _domain_message(self, y, theta):
+        return (
+            f"y={y!r} with theta={theta!r} has no preimage under {getattr(self.fun, '__name__', 'f')}: "
+            "some relation was solved outside its domain (for example the log of a negative number, "
+            "the arcsine of a value beyond ±1, or a solved argument outside its support). "
+            "Check that y is in the range of f; inv.log_abs_det_jacobian is -inf here."
+        )
+
+
+def _concrete(x):
+    return not isinstance(x, jax.core.Tracer)
+
+
+def _keep_call(table):
+    def keep(eqn):
+        name = eqn.params.get("name")
+        return name is not None and table.function_rule(name) is not None
+
+    return keep

@@ -1,0 +1,181 @@
+"""The overlay: tables of inverse rules keyed by JAX primitive objects.
+
+Tables are layered like method tables: a lookup tries the innermost layer
+first and falls back to the layers below it, ending at the defaults. Users add
+rules globally with :func:`register_rule` or for a block of code with
+:func:`overlay`.
+
+Functions (calls to ``jit`` or ``custom_jvp`` functions) can also have rules,
+keyed by the function's name: a call with such a rule is kept as one relation
+instead of being inlined. This is how library functions whose bodies cannot be
+inverted primitive by primitive (``logaddexp``, hence ``softplus``) get exact
+inverses, and how :func:`ppinv.custom_inverse` works.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+
+from ._base import (
+    BinaryRule,
+    Choice,
+    FunctionSolver,
+    Pattern,
+    Solution,
+    Solver,
+    UnaryRule,
+    all_true,
+    safe_where,
+)
+
+__all__ = [
+    "RuleTable",
+    "Pattern",
+    "Solution",
+    "Solver",
+    "FunctionSolver",
+    "UnaryRule",
+    "BinaryRule",
+    "Choice",
+    "all_true",
+    "safe_where",
+    "DEFAULT_RULES",
+    "register_rule",
+    "register_function_rule",
+    "overlay",
+    "current_table",
+]
+
+
+class RuleTable:
+    """One layer of rules, with an optional parent layer to fall back to.
+
+    Examples
+    --------
+    >>> from jax import lax
+    >>> table = RuleTable()
+    >>> @table.register(lax.exp_p)
+    ... def my_exp_rule(pattern):
+    ...     return None            # decline: fall back to the layer below
+    """
+
+    def __init__(self, parent: "RuleTable | None" = None, name: str = ""):
+        self.parent = parent
+        self.name = name
+        self._rules: dict = {}
+        self._functions: dict = {}
+        self._images: dict = {}
+
+    def register(self, primitive, rule=None, *, image=None):
+        """Add ``rule`` for ``primitive`` (usable as a decorator). Newer rules are tried first."""
+
+        def add(r):
+            self._rules.setdefault(primitive, []).insert(0, r)
+            img = image or getattr(r, "image", None)
+            if img is not None:
+                self._images[primitive] = img
+            return r
+
+        return add(rule) if rule is not None else add
+
+    def register_function(self, name: str, rule):
+        """Add a rule for calls to the ``jit``/``custom_jvp`` function called ``name``."""
+        self._functions[name] = rule
+        return rule
+
+    def rules_for(self, primitive) -> list:
+        own = self._rules.get(primitive, [])
+        return own + (self.parent.rules_for(primitive) if self.parent else [])
+
+    def function_rule(self, name):
+        if name in self._functions:
+            return self._functions[name]
+        return self.parent.function_rule(name) if self.parent else None
+
+    def image_rule(self, primitive):
+        if primitive in self._images:
+            return self._images[primitive]
+        return self.parent.image_rule(primitive) if self.parent else None
+
+    def has_rules(self, primitive) -> bool:
+        return bool(self.rules_for(primitive))
+
+    def layered(self, name="overlay") -> "RuleTable":
+        """A new empty layer on top of this one."""
+        return RuleTable(parent=self, name=name)
+
+
+DEFAULT_RULES = RuleTable(name="defaults")
+_USER_RULES = DEFAULT_RULES.layered("user")
+_active: contextvars.ContextVar = contextvars.ContextVar("ppinv_rules", default=_USER_RULES)
+
+
+def current_table() -> RuleTable:
+    """The table in effect here (innermost :func:`overlay`, else user rules over defaults)."""
+    return _active.get()
+
+
+def register_rule(primitive, rule=None, *, image=None):
+    """Register a rule for ``primitive`` globally (above the defaults).
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> from jax import lax
+    >>> import ppinv
+    >>> exp_rule = ppinv.rules.UnaryRule(lambda z: jnp.log(z), lambda z, x: -jnp.log(z),
+    ...                                  domain=lambda z: z > 0)
+    >>> _ = ppinv.register_rule(lax.exp_p, exp_rule)
+    """
+    return _USER_RULES.register(primitive, rule, image=image)
+
+
+def register_function_rule(name, rule):
+    """Register a rule for calls to the function called ``name`` globally."""
+    return _USER_RULES.register_function(name, rule)
+
+
+@contextlib.contextmanager
+def overlay(rules=None, functions=None):
+    """Layer rules over the current table for the duration of a ``with`` block.
+
+    ``rules`` maps primitives to rules, ``functions`` maps function names to
+    rules; a :class:`RuleTable` may be passed instead (its rules are copied onto
+    the new layer). Inverses built inside the block use the layer; inverses
+    built before keep what they were built with.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> from jax import lax
+    >>> import ppinv
+    >>> def decline(pattern):
+    ...     return None
+    >>> with ppinv.overlay({lax.exp_p: decline}):
+    ...     pass
+    """
+    layer = current_table().layered()
+    if isinstance(rules, RuleTable):
+        for prim, rs in rules._rules.items():
+            for r in reversed(rs):
+                layer.register(prim, r)
+        layer._functions.update(rules._functions)
+        layer._images.update(rules._images)
+    else:
+        for prim, r in (rules or {}).items():
+            layer.register(prim, r)
+    for name, r in (functions or {}).items():
+        layer.register_function(name, r)
+    token = _active.set(layer)
+    try:
+        yield layer
+    finally:
+        _active.reset(token)
+
+
+# Populate the default table.
+from . import arithmetic as _arithmetic  # noqa: E402,F401
+from . import elementwise as _elementwise  # noqa: E402,F401
+from . import structural as _structural  # noqa: E402,F401
+from . import linear as _linear  # noqa: E402,F401

@@ -1,0 +1,169 @@
+"""Rules for elementwise binary primitives: ``z = p(a, b)`` with one operand known.
+
+When both operands are unknown and distinct, no rule applies: the scheduler
+frees one of them from θ (DESIGN §3), which is exactly the ``a = θ, b = z/θ``
+rule of the table in DESIGN §1 but lets the scheduler pick *which* operand.
+When both operands are the *same* variable (``a + a``, ``a * a``) the relation
+is unary in ``a`` and is solved as such.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from numpyro.distributions import constraints
+
+from . import DEFAULT_RULES
+from ._base import BinaryRule, UnaryRule
+from .elementwise import SQUARE_RULE, _root_rule
+
+
+def _zeros(z):
+    return jnp.zeros(jnp.shape(z), jnp.result_type(z))
+
+
+def _positive(sup):
+    return sup is constraints.positive or isinstance(sup, constraints.greater_than) and not isinstance(
+        sup, constraints.greater_than_eq
+    ) and _nonneg_bound(sup)
+
+
+def _nonneg_bound(sup):
+    try:
+        return float(sup.lower_bound) >= 0
+    except Exception:
+        return False
+
+
+def _both_positive(eqn, sup):
+    if all(_positive(s) or _positive_const(v) for s, v in zip(sup, eqn.ins)):
+        return constraints.positive
+    return None
+
+
+def _positive_const(v):
+    return v.is_const and bool(np.all(np.asarray(v.value) > 0))
+
+
+# --- add / sub ----------------------------------------------------------------
+DEFAULT_RULES.register(
+    lax.add_p,
+    BinaryRule(
+        solve_left=lambda z, b: (z - b, _zeros(z), None),
+        solve_right=lambda z, a: (z - a, _zeros(z), None),
+        same=UnaryRule(lambda z: z / 2, lambda z, x: jnp.full(jnp.shape(z), -math.log(2.0), jnp.result_type(z))),
+        image=_both_positive,
+    ),
+)
+DEFAULT_RULES.register(
+    lax.sub_p,
+    BinaryRule(
+        solve_left=lambda z, b: (z + b, _zeros(z), None),
+        solve_right=lambda z, a: (a - z, _zeros(z), None),
+    ),
+)
+
+
+# --- mul / div ------------------------------------------------------------------
+def _mul_solve(z, known):
+    ok = known != 0
+    k = jnp.where(ok, known, 1)
+    return z / k, -jnp.log(jnp.abs(k)), ok
+
+
+def _div_left(z, b):  # z = a / b  ->  a = z * b
+    ok = b != 0
+    return z * b, jnp.log(jnp.abs(jnp.where(ok, b, 1))), ok
+
+
+def _div_right(z, a):  # z = a / b  ->  b = a / z
+    ok = (z != 0) & (a != 0)
+    zs = jnp.where(ok, z, 1)
+    a_s = jnp.where(ok, a, 1)
+    return a_s / zs, jnp.log(jnp.abs(a_s)) - 2 * jnp.log(jnp.abs(zs)), ok
+
+
+DEFAULT_RULES.register(
+    lax.mul_p,
+    BinaryRule(solve_left=_mul_solve, solve_right=_mul_solve, same=SQUARE_RULE, image=_both_positive),
+)
+DEFAULT_RULES.register(lax.div_p, BinaryRule(solve_left=_div_left, solve_right=_div_right, image=_both_positive))
+
+
+# --- max / min with a known operand ---------------------------------------------
+def _clip_solver(strict_side):
+    def solve(z, known):
+        ok = strict_side(z, known)
+        return z, _zeros(z), ok
+
+    return solve
+
+
+_identity = UnaryRule(lambda z: z, lambda z, x: _zeros(z))
+DEFAULT_RULES.register(
+    lax.max_p,
+    BinaryRule(
+        solve_left=_clip_solver(lambda z, b: z > b),
+        solve_right=_clip_solver(lambda z, a: z > a),
+        same=_identity,
+    ),
+)
+DEFAULT_RULES.register(
+    lax.min_p,
+    BinaryRule(
+        solve_left=_clip_solver(lambda z, b: z < b),
+        solve_right=_clip_solver(lambda z, a: z < a),
+        same=_identity,
+    ),
+)
+
+
+# --- pow --------------------------------------------------------------------------
+def _pow_rule(pat):
+    """``z = a ** b``. With ``b`` a constant integer, as ``integer_pow``; else ``a > 0``."""
+    if pat.same(0, 1) or not pat.known_out[0]:
+        return None
+    if not pat.known_in[1] and pat.known_in[0]:
+        return _POW_EXPONENT(pat)
+    if pat.known_in[1] and not pat.known_in[0]:
+        b = pat.const(1)
+        if b is not None and np.ndim(b) == 0 and float(b) == int(b) and int(b) != 0:
+            return _root_rule(int(b))(_as_unary(pat))
+        return _POW_BASE(pat)
+    return None
+
+
+def _pow_base(z, b):
+    ok = (z > 0) & (b != 0)
+    zs = jnp.where(ok, z, 1)
+    bs = jnp.where(ok, b, 1)
+    return zs ** (1 / bs), -jnp.log(jnp.abs(bs)) + (1 / bs - 1) * jnp.log(zs), ok
+
+
+def _pow_exponent(z, a):
+    ok = (z > 0) & (a > 0) & (a != 1)
+    zs = jnp.where(ok, z, 2)
+    a_s = jnp.where(ok, a, 2)
+    la = jnp.log(a_s)
+    return jnp.log(zs) / la, -jnp.log(zs) - jnp.log(jnp.abs(la)), ok
+
+
+_POW_BASE = BinaryRule(solve_left=_pow_base)
+_POW_EXPONENT = BinaryRule(solve_right=_pow_exponent)
+
+
+def _as_unary(pat):
+    """The pattern of ``z = a ** const`` seen as a unary relation of ``a``."""
+    from dataclasses import replace
+
+    from .._ir import Eqn
+
+    eqn = pat.eqn
+    unary = Eqn(eqn.prim, eqn.params, eqn.ins[:1], eqn.outs, eqn.source)
+    return replace(pat, eqn=unary, known_in=pat.known_in[:1], in_support=pat.in_support[:1])
+
+
+DEFAULT_RULES.register(lax.pow_p, _pow_rule)

@@ -1,0 +1,288 @@
+"""Rules for reductions and linear maps whose inverse needs a continuous θ.
+
+* ``z = Σ x`` over some axes: θ holds all but one element of each reduced
+  group (the last is ``z − Σθ``). When the summands are positive, θ is instead
+  a point of the simplex per group (``x = z · θ``), so that every solved value
+  stays positive: the posterior of a sum of Gamma variables is then a
+  Dirichlet in θ and mixes fast.
+* ``z = Π x`` over some axes: as for sums, on the multiplicative group.
+* ``y = A x`` (``dot_general`` with one operand known, ``A`` m×n of rank m):
+  ``x = A⁺ y + N θ`` with ``N`` an orthonormal basis of the null space; the
+  decomposition is computed once when ``A`` is a constant.
+
+These rules consume θ only when the scheduler is stuck and the unknown operand
+has no other pending use (``pattern.exclusive``); otherwise the operand is
+determined elsewhere and a θ here would over-determine it.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from numpyro.distributions import constraints
+
+from ..errors import InversionError
+from ..theta import ThetaSpec
+from . import DEFAULT_RULES
+from ._base import Solution, Solver, all_true
+
+
+def move_axes_last(shape, axes):
+    """Shape with ``axes`` moved to the end, and the number of elements they hold."""
+    rest = tuple(d for i, d in enumerate(shape) if i not in axes)
+    moved = rest + tuple(shape[a] for a in axes)
+    return moved, int(np.prod([shape[a] for a in axes], dtype=np.int64))
+
+
+def restore_axes(flat, shape, axes):
+    """Inverse of flattening ``axes`` of an array of ``shape`` into the last axis."""
+    moved, _ = move_axes_last(shape, axes)
+    x = jnp.reshape(flat, moved)
+    nd = len(shape)
+    return jnp.moveaxis(x, tuple(range(nd - len(axes), nd)), axes)
+
+
+def _is_positive(sup):
+    return sup is constraints.positive or (
+        isinstance(sup, constraints.greater_than) and _bound_ge_zero(sup)
+    )
+
+
+def _bound_ge_zero(sup):
+    try:
+        return float(sup.lower_bound) >= 0
+    except Exception:
+        return False
+
+
+# --- reduce_sum ---------------------------------------------------------------------
+class _SumSolver(Solver):
+    def __init__(self, pat, simplex):
+        x = pat.eqn.ins[0]
+        self.axes = tuple(pat.params["axes"])
+        self.in_shape = x.shape
+        self.simplex = simplex
+        moved_shape, self.n = move_axes_last(x.shape, self.axes)
+        self.batch_shape = moved_shape[: len(moved_shape) - len(self.axes)]
+        if simplex:
+            spec_shape = self.batch_shape + (self.n,)
+            spec = ThetaSpec(spec_shape, x.dtype, constraints.simplex, "simplex", pat.eqn.describe())
+        else:
+            support = pat.in_support[0] if pat.in_support[0] is not None else constraints.real
+            spec = ThetaSpec(self.batch_shape + (self.n - 1,), x.dtype,
+                             _elementwise(support), "value", pat.eqn.describe())
+        self.theta = (spec,)
+        self.description = "split a sum: " + ("simplex θ (positive summands)" if simplex else "all but one summand from θ")
+
+    def solve(self, ins, outs, theta):
+        z = outs[0]
+        (t,) = theta
+        if self.simplex:
+            flat = z[..., None] * t
+            ok = z > 0
+            ld = (self.n - 1) * jnp.log(jnp.where(ok, z, 1.0))
+        else:
+            last = z - jnp.sum(t, axis=-1)
+            flat = jnp.concatenate([t, last[..., None]], axis=-1)
+            ok, ld = None, jnp.zeros((), z.dtype)
+        x = restore_axes(flat, self.in_shape, self.axes)
+        return Solution([x], [z], jnp.sum(ld), all_true(ok))
+
+    def pgf(self, ins, outs):
+        flat = _flatten_groups(ins[0], self.axes)
+        if self.simplex:
+            return (flat / jnp.sum(flat, axis=-1, keepdims=True),)
+        return (flat[..., :-1],)
+
+
+def _elementwise(support):
+    while isinstance(support, constraints.independent):
+        support = support.base_constraint
+    return support
+
+
+def _flatten_groups(x, axes):
+    moved = jnp.moveaxis(x, axes, tuple(range(x.ndim - len(axes), x.ndim)))
+    return moved.reshape(moved.shape[: x.ndim - len(axes)] + (-1,))
+
+
+class _SingleSolver(Solver):
+    """A reduction over groups of one element: a reshape."""
+
+    def __init__(self, shape):
+        self.shape = shape
+        self.description = "undo a reduction over a single element"
+
+    def solve(self, ins, outs, theta):
+        return Solution([jnp.reshape(outs[0], self.shape)], list(outs), jnp.zeros((), outs[0].dtype), None)
+
+
+def _reduce_sum_rule(pat):
+    if pat.known_in[0] or not pat.known_out[0]:
+        return None
+    x = pat.eqn.ins[0]
+    _, n = move_axes_last(x.shape, tuple(pat.params["axes"]))
+    if n == 1:
+        return _SingleSolver(x.shape)
+    if not (pat.allow_theta and pat.exclusive[0]):
+        return None
+    return _SumSolver(pat, simplex=_is_positive(_elementwise(pat.in_support[0])))
+
+
+def _sum_image(eqn, sup):
+    return constraints.positive if _is_positive(_elementwise(sup[0])) else None
+
+
+_reduce_sum_rule.image = _sum_image
+DEFAULT_RULES.register(lax.reduce_sum_p, _reduce_sum_rule)
+
+
+# --- reduce_prod --------------------------------------------------------------------
+class _ProdSolver(Solver):
+    def __init__(self, pat):
+        x = pat.eqn.ins[0]
+        self.axes = tuple(pat.params["axes"])
+        self.in_shape = x.shape
+        moved_shape, self.n = move_axes_last(x.shape, self.axes)
+        batch = moved_shape[: len(moved_shape) - len(self.axes)]
+        support = _elementwise(pat.in_support[0]) if pat.in_support[0] is not None else constraints.real
+        self.theta = (ThetaSpec(batch + (self.n - 1,), x.dtype, support, "value", pat.eqn.describe()),)
+        self.description = "split a product: all but one factor from θ"
+
+    def solve(self, ins, outs, theta):
+        z = outs[0]
+        (t,) = theta
+        p = jnp.prod(t, axis=-1)
+        ok = p != 0
+        ps = jnp.where(ok, p, 1.0)
+        flat = jnp.concatenate([t, (z / ps)[..., None]], axis=-1)
+        x = restore_axes(flat, self.in_shape, self.axes)
+        return Solution([x], [z], -jnp.sum(jnp.log(jnp.abs(ps))), all_true(ok))
+
+    def pgf(self, ins, outs):
+        return (_flatten_groups(ins[0], self.axes)[..., :-1],)
+
+
+def _reduce_prod_rule(pat):
+    if pat.known_in[0] or not pat.known_out[0]:
+        return None
+    x = pat.eqn.ins[0]
+    _, n = move_axes_last(x.shape, tuple(pat.params["axes"]))
+    if n == 1:
+        return _SingleSolver(x.shape)
+    if not (pat.allow_theta and pat.exclusive[0]):
+        return None
+    return _ProdSolver(pat)
+
+
+DEFAULT_RULES.register(lax.reduce_prod_p, _reduce_prod_rule)
+
+
+# --- dot_general with a known operand -----------------------------------------------
+class _DotSolver(Solver):
+    """``y = K·u`` solved for ``u``: ``u = K⁺y + Nθ`` per batch and free column."""
+
+    def __init__(self, pat, unknown):
+        eqn = pat.eqn
+        (lc, rc), (lb, rb) = pat.params["dimension_numbers"]
+        self.unknown = unknown
+        known_v, unknown_v = eqn.ins[1 - unknown], eqn.ins[unknown]
+        kc, uc = (lc, rc) if unknown == 1 else (rc, lc)
+        kb, ub = (lb, rb) if unknown == 1 else (rb, lb)
+        kc, uc, kb, ub = map(tuple, (kc, uc, kb, ub))
+        kfree = tuple(d for d in range(len(known_v.shape)) if d not in kc + kb)
+        ufree = tuple(d for d in range(len(unknown_v.shape)) if d not in uc + ub)
+        # canonical layouts: K -> (batch, m, n), u -> (batch, n, k), y -> (batch, m, k)
+        self.k_perm = kb + kfree + kc
+        self.u_perm = ub + uc + ufree
+        self.batch = tuple(known_v.shape[d] for d in kb)
+        self.m = int(np.prod([known_v.shape[d] for d in kfree], dtype=np.int64))
+        self.n = int(np.prod([known_v.shape[d] for d in kc], dtype=np.int64))
+        self.kcols = int(np.prod([unknown_v.shape[d] for d in ufree], dtype=np.int64))
+        self.u_shape = unknown_v.shape
+        nb, nkf, nuf = len(kb), len(kfree), len(ufree)
+        # dot_general output layout: (batch, lhs free, rhs free)
+        if unknown == 1:  # y = K u: (batch, kfree, ufree)
+            self.y_perm = tuple(range(nb + nkf + nuf))
+        else:  # y = u K: (batch, ufree, kfree) -> (batch, kfree, ufree)
+            self.y_perm = tuple(range(nb)) + tuple(range(nb + nuf, nb + nuf + nkf)) + tuple(range(nb, nb + nuf))
+        self.null = self.n - self.m
+        self.theta = ()
+        if self.null > 0:
+            shape = self.batch + (self.kcols, self.null)
+            self.theta = (ThetaSpec(shape, unknown_v.dtype, constraints.real, "null_space", eqn.describe()),)
+        known_const = pat.const(1 - unknown)
+        self.decomp = self._decompose(np.asarray(known_const), concrete=True) if known_const is not None else None
+        self.description = (
+            f"solve a linear map ({self.m}×{self.n})" + (f" with a {self.null}-dim null space" if self.null else "")
+        )
+
+    def _canonical_k(self, k, xp):
+        k = xp.transpose(k, self.k_perm)
+        return k.reshape(self.batch + (self.m, self.n))
+
+    def _decompose(self, k, concrete):
+        xp = np if concrete else jnp
+        k = self._canonical_k(k, xp)
+        u, s, vt = xp.linalg.svd(k, full_matrices=True)
+        if concrete:
+            tol = s.max(initial=0.0) * max(self.m, self.n) * np.finfo(k.dtype).eps
+            if s.size and s.min() <= tol:
+                raise InversionError(
+                    f"rank-deficient linear map: the known {self.m}×{self.n} matrix has rank "
+                    f"{int(np.sum(s > tol))} < {self.m}, so its image does not cover the observations. "
+                    "Remove redundant observed rows or observe fewer combinations."
+                )
+        pinv = xp.swapaxes(vt[..., : self.m, :], -1, -2) / s[..., None, :]  # (batch, n, m) times diag
+        pinv = xp.matmul(pinv, xp.swapaxes(u, -1, -2))
+        null = xp.swapaxes(vt[..., self.m :, :], -1, -2)  # (batch, n, null)
+        log_det = -xp.sum(xp.log(s), axis=-1)
+        ok = xp.all(s > 0)
+        return pinv, null, log_det, ok
+
+    def _y_canonical(self, y):
+        y = jnp.transpose(y, self.y_perm)
+        return y.reshape(self.batch + (self.m, self.kcols))
+
+    def solve(self, ins, outs, theta):
+        k = ins[1 - self.unknown]
+        pinv, null, log_det, ok = self.decomp if self.decomp is not None else self._decompose(k, False)
+        y = self._y_canonical(outs[0])
+        u = jnp.matmul(pinv.astype(y.dtype), y)  # (batch, n, k)
+        if self.null:
+            (t,) = theta  # (batch, k, null)
+            u = u + jnp.matmul(null.astype(y.dtype), jnp.swapaxes(t, -1, -2))
+        u = self._restore_u(u)
+        new_ins = list(ins)
+        new_ins[self.unknown] = u
+        total = jnp.sum(log_det) * self.kcols
+        return Solution(new_ins, list(outs), jnp.asarray(total, y.dtype), jnp.asarray(ok))
+
+    def _restore_u(self, u):
+        shaped = u.reshape(tuple(self.u_shape[d] for d in self.u_perm))
+        return jnp.transpose(shaped, tuple(int(i) for i in np.argsort(self.u_perm)))
+
+    def pgf(self, ins, outs):
+        if not self.null:
+            return ()
+        k = ins[1 - self.unknown]
+        null = self.decomp[1] if self.decomp is not None else self._decompose(k, False)[1]
+        u = jnp.transpose(ins[self.unknown], self.u_perm).reshape(self.batch + (self.n, self.kcols))
+        t = jnp.matmul(jnp.swapaxes(null.astype(u.dtype), -1, -2), u)  # (batch, null, k)
+        return (jnp.swapaxes(t, -1, -2),)
+
+
+def _dot_general_rule(pat):
+    if not pat.known_out[0] or pat.known_in[0] == pat.known_in[1] or pat.same(0, 1):
+        return None
+    unknown = 0 if not pat.known_in[0] else 1
+    solver = _DotSolver(pat, unknown)
+    if solver.m > solver.n:
+        return None  # more equations than unknowns: over-determined on its own
+    if solver.null and not (pat.allow_theta and pat.exclusive[unknown]):
+        return None
+    return solver
+
+
+DEFAULT_RULES.register(lax.dot_general_p, _dot_general_rule)
