@@ -11,8 +11,10 @@ scheduler walks the relations and turns each into exactly one step:
   from θ outright. The variable freed is chosen so that later steps stay
   solvable (DESIGN §3): a discrete variable a relation is waiting on, then an
   input with a constrained support (θ then carries it), then the variable with
-  the most pending uses, then one used non-linearly (so the rest is solved by
-  subtraction rather than division), inputs before intermediates;
+  the most pending uses, then the one whose use would be the most awkward to
+  solve through (a restricted domain such as ``sin``, then products — so the
+  rest is solved by subtraction rather than by division or arcsine), inputs
+  before intermediates;
 * **check** — a relation whose every place became known by other means. For
   discrete outputs (a predicate, a branch index) this is a domain check on the
   recovered values; for continuous outputs it means the observations
@@ -117,6 +119,7 @@ class _Scheduler:
         self.steps = []
         self.theta = {}
         self._name_counts = {}
+        self._costs = {}
 
         self._validate_outputs()
         self.relevant = self._relevant_eqns()
@@ -390,8 +393,21 @@ class _Scheduler:
         else:
             cls = 2
         uses = self.pending_uses.get(v, 0)
-        nonlinear = any(e.prim in _NONLINEAR for e in self.users.get(v, ()) if e in self.pending)
-        return (cls, -uses, 0 if nonlinear else 1, 0 if v in self.input_set else 1, v.size, v.id)
+        cost = max((self._solve_cost(e.prim) for e in self.users.get(v, ()) if e in self.pending), default=0)
+        return (cls, -uses, -cost, 0 if v in self.input_set else 1, v.size, v.id)
+
+    def _solve_cost(self, prim):
+        """How awkward solving through ``prim`` is: 2 with a restricted domain or a
+        discrete choice, 1 for products and powers, 0 otherwise. Freeing the
+        variable behind the most awkward use keeps the remaining solves total."""
+        cost = self._costs.get(prim)
+        if cost is None:
+            cost = 1 if prim in _NONLINEAR else 0
+            for r in self.table.rules_for(prim):
+                if getattr(r, "domain", None) is not None or getattr(r, "choices", ()):
+                    cost = 2
+            self._costs[prim] = cost
+        return cost
 
     def _raise_stuck(self):
         stalled = self._stalled()
