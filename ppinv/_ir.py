@@ -33,7 +33,10 @@ class V:
     def __init__(self, shape, dtype, value=None, label=None):
         self.id = next(_ids)
         self.shape = tuple(shape)
-        self.dtype = np.dtype(dtype)
+        try:
+            self.dtype = np.dtype(dtype)
+        except TypeError:  # extended dtypes (PRNG keys) have no NumPy equivalent
+            self.dtype = dtype
         self.value = value
         self.label = label
 
@@ -47,6 +50,8 @@ class V:
 
     @property
     def is_float(self) -> bool:
+        if not isinstance(self.dtype, np.dtype):
+            return False
         return np.issubdtype(self.dtype, np.floating) or np.issubdtype(self.dtype, np.complexfloating)
 
     @property
@@ -57,7 +62,7 @@ class V:
         if self.is_const:
             return f"const{list(self.shape)}"
         name = self.label or f"v{self.id}"
-        return f"{name}:{self.dtype.name}{list(self.shape)}"
+        return f"{name}:{getattr(self.dtype, 'name', self.dtype)}{list(self.shape)}"
 
 
 class Eqn:

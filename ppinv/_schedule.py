@@ -492,9 +492,14 @@ def run_schedule(schedule, known_values, observed_values, theta):
     return xs, log_det, ok
 
 
-def schedule_pgf(schedule, program, known_values, x_values):
-    """θ from the full inputs: evaluate forward, then read each step's parameters."""
-    inputs = {v: val for v, val in zip(schedule.known_inputs, known_values)}
+def schedule_pgf(schedule, program, known_values, x_values, ignored=None):
+    """θ from the full inputs: evaluate forward, then read each step's parameters.
+
+    ``ignored`` gives values for program inputs that are neither known nor
+    unknown (inputs no observation depends on; any value will do).
+    """
+    inputs = dict(ignored or {})
+    inputs.update({v: val for v, val in zip(schedule.known_inputs, known_values)})
     inputs.update({v: val for v, val in zip(schedule.unknown_inputs, x_values)})
     _, env = program.evaluate(*[inputs[v] for v in program.invars], record=True)
     theta = {}

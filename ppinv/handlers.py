@@ -1,0 +1,459 @@
+"""``ppinv.condition``: exact conditioning of NumPyro models on deterministic observations.
+
+NumPyro's ``condition`` silently ignores ``deterministic`` sites, and a
+``Delta`` likelihood is −∞ almost everywhere. :func:`condition` instead
+inverts the map from the latent sites to the observed values and returns an
+ordinary NumPyro model over the parameters θ of that inverse:
+
+* its sample sites are the θ sites (named ``theta_<name>``; continuous ones
+  carry their supports, discrete ones are integer sites) and the latents that
+  no observation depends on;
+* one ``factor`` adds ``log p_X(x) + log|det ∂x/∂(y, θ)|`` (each θ site's
+  reference density is cancelled, so only the exact conditional remains);
+* the original latents come back as ``deterministic`` sites under their own
+  names, and each observed site reports the observed value.
+
+Because the result is a plain NumPyro model, NUTS, HMC, DiscreteHMCGibbs, SVI
+and Predictive all work on it; :mod:`ppinv.infer` adds kernels that start
+from valid points and move between branches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+from jax.tree_util import tree_flatten, tree_unflatten
+from numpyro import handlers
+from numpyro.primitives import Messenger
+
+from ._compat import is_concrete
+from ._ir import import_jaxpr
+from ._schedule import build_schedule, run_schedule, schedule_pgf
+from .errors import ConditionError, InversionError
+from .inverse import _keep_call
+from .rules import current_table
+
+__all__ = ["condition", "ConditionedModel", "THETA_PREFIX", "FACTOR_NAME"]
+
+THETA_PREFIX = "theta_"
+FACTOR_NAME = "_ppinv_log_density"
+
+
+def condition(model, data=None, *, theta_prefix: str = THETA_PREFIX):
+    """Condition ``model`` exactly on ``data``.
+
+    Parameters
+    ----------
+    model:
+        A NumPyro model (a callable with ``numpyro.sample``/``deterministic`` sites).
+    data:
+        ``site name -> observed value``. Names of ``deterministic`` sites (and of
+        ``Delta`` sample sites) are exact observations, solved for by parametric
+        inversion; names of other sample sites are conditioned as
+        ``numpyro.handlers.condition`` does. ``Delta`` sites given ``obs=`` in
+        the model are exact observations without a data key.
+    theta_prefix:
+        Prefix of the θ site names.
+
+    Returns
+    -------
+    ConditionedModel
+        A NumPyro model taking the original model's arguments.
+
+    Examples
+    --------
+    >>> import numpyro, numpyro.distributions as dist
+    >>> import ppinv
+    >>> def model():
+    ...     a = numpyro.sample("a", dist.LogNormal(0.0, 1.0))
+    ...     b = numpyro.sample("b", dist.LogNormal(0.0, 1.0))
+    ...     numpyro.deterministic("y", a * b)
+    >>> conditioned = ppinv.condition(model, {"y": 2.0})
+    """
+    return ConditionedModel(model, data or {}, theta_prefix=theta_prefix)
+
+
+def _unwrap(fn):
+    while True:
+        inner = getattr(fn, "base_dist", None)
+        if inner is None:
+            return fn
+        fn = inner
+
+
+def _is_delta(fn) -> bool:
+    return isinstance(_unwrap(fn), dist.Delta)
+
+
+def _static_support(fn):
+    """The site's support when it holds no traced values (else ``None``)."""
+    try:
+        sup = fn.support
+    except Exception:
+        return None
+    leaves = jax.tree_util.tree_leaves(sup) if hasattr(sup, "tree_flatten") else []
+    if any(not is_concrete(leaf) for leaf in leaves):
+        return None
+    return sup
+
+
+@dataclass
+class _SiteInfo:
+    name: str
+    kind: str  # "latent", "exact" (deterministic or Delta observation), "observed", "other"
+    shape: tuple
+    dtype: object
+    discrete: bool = False
+    support: object = None
+    from_data: bool = False
+    delta: bool = False
+
+
+class _Plan:
+    """Everything :class:`ConditionedModel` needs for one signature of model arguments."""
+
+    def __init__(self, cm, args, kwargs):
+        self.cm = cm
+        leaves, self.arg_tree = tree_flatten((args, kwargs))
+        self.dynamic = [_is_array(leaf) for leaf in leaves]
+        self.static_leaves = [None if d else leaf for d, leaf in zip(self.dynamic, leaves)]
+        ctx = [jnp.asarray(leaf) for leaf, d in zip(leaves, self.dynamic) if d]
+        self.ctx_avals = [jax.ShapeDtypeStruct(c.shape, c.dtype) for c in ctx]
+        self._discover()
+        self._build_inverse()
+
+    # -- argument plumbing ---------------------------------------------------------------
+    def rebuild_args(self, ctx):
+        it = iter(ctx)
+        leaves = [next(it) if d else s for d, s in zip(self.dynamic, self.static_leaves)]
+        return tree_unflatten(self.arg_tree, leaves)
+
+    @staticmethod
+    def ctx_of(args, kwargs):
+        leaves, _ = tree_flatten((args, kwargs))
+        return [jnp.asarray(leaf) for leaf in leaves if _is_array(leaf)]
+
+    # -- pass 1: which sites exist ------------------------------------------------------------
+    def _discover(self):
+        cm = self.cm
+        sites = {}
+        sample_data_keys = []
+
+        def probe(*ctx):
+            args, kwargs = self.rebuild_args(ctx)
+            with handlers.trace() as tr, handlers.seed(rng_seed=0):
+                cm.model(*args, **kwargs)
+            for name, site in tr.items():
+                if site["type"] == "plate":
+                    sub = site["args"][1] if len(site["args"]) > 1 else None
+                    if sub is not None and sub < site["args"][0]:
+                        raise ConditionError(
+                            f"plate '{name}' subsamples ({sub} of {site['args'][0]}); ppinv.condition needs "
+                            "the full data. Remove subsample_size."
+                        )
+                if site["type"] not in ("sample", "deterministic"):
+                    continue
+                value = site["value"]
+                info = _SiteInfo(name, "other", tuple(jnp.shape(value)), jnp.result_type(value))
+                if site["type"] == "deterministic":
+                    info.kind = "exact" if name in cm.data else "other"
+                    info.from_data = name in cm.data
+                else:
+                    fn = site["fn"]
+                    info.delta = _is_delta(fn)
+                    info.discrete = bool(getattr(fn.support, "is_discrete", False)) or not jnp.issubdtype(
+                        info.dtype, jnp.floating
+                    )
+                    if info.delta and (site["is_observed"] or name in cm.data):
+                        info.kind, info.from_data = "exact", name in cm.data
+                    elif name in cm.data:
+                        info.kind = "observed"
+                        sample_data_keys.append(name)
+                    elif site["is_observed"]:
+                        info.kind = "observed"
+                    else:
+                        info.kind = "latent"
+                        info.support = _static_support(fn)
+                sites[name] = info
+            # observed values of Delta sites that carry obs= in the model
+            return [tr[n]["value"] for n, s in sites.items() if s.kind == "exact" and s.delta and not s.from_data]
+
+        self.delta_obs_jaxpr = jax.make_jaxpr(probe)(*self.ctx_avals)
+        self.sites = sites
+        self.sample_data = {k: cm.data[k] for k in sample_data_keys}
+        unknown = sorted(set(cm.data) - set(sites))
+        if unknown:
+            raise ConditionError(
+                f"data names {unknown}, which are not sites of the model. Sites: "
+                f"{sorted(n for n, s in sites.items())}."
+            )
+        self.exact = [n for n, s in sites.items() if s.kind == "exact"]
+        if not self.exact:
+            raise ConditionError(
+                "nothing to condition exactly: no data key names a deterministic or Delta site, and the "
+                "model has no observed Delta site. For ordinary observations use numpyro.handlers.condition."
+            )
+        self.latents = [n for n, s in sites.items() if s.kind == "latent"]
+        for n in self.exact:
+            s = sites[n]
+            if s.from_data:
+                _check_value(n, cm.data[n], s.shape)
+
+    # -- pass 2: the map latents -> exact observations, and its inverse ------------------------
+    def _build_inverse(self):
+        cm = self.cm
+        latents = self.latents
+        sites = self.sites
+
+        def forward(*flat):
+            lat = dict(zip(latents, flat[: len(latents)]))
+            args, kwargs = self.rebuild_args(flat[len(latents) :])
+            with handlers.trace() as tr, handlers.seed(rng_seed=0), handlers.substitute(data=lat), handlers.condition(
+                data=self.sample_data
+            ):
+                cm.model(*args, **kwargs)
+            outs = []
+            for n in self.exact:
+                site = tr[n]
+                outs.append(_unwrap(site["fn"]).v if site["type"] == "sample" else site["value"])
+            return outs
+
+        lat_avals = [jax.ShapeDtypeStruct(sites[n].shape, sites[n].dtype) for n in latents]
+        closed = jax.make_jaxpr(forward)(*lat_avals, *self.ctx_avals)
+        program = import_jaxpr(closed, keep_call=_keep_call(cm.table))
+        lat_vars = program.invars[: len(latents)]
+        ctx_vars = program.invars[len(latents) :]
+        for v, n in zip(lat_vars, latents):
+            v.label = n
+        for i, (v, n) in enumerate(zip(program.outvars, self.exact)):
+            if v.is_const or v in set(ctx_vars):
+                raise ConditionError(
+                    f"observed site '{n}' does not depend on any latent sample site (it is computed from "
+                    "constants and model arguments only), so there is nothing to infer from observing it."
+                )
+        used = _used_inputs(program)
+        upstream = [n for n, v in zip(latents, lat_vars) if v in used]
+        discrete = [n for n in upstream if sites[n].discrete]
+        if discrete:
+            raise ConditionError(
+                f"discrete latent sites {discrete} lie upstream of the exact observation(s) {self.exact}; "
+                "ppinv does not yet invert through discrete latent sites. Marginalise them out (e.g. with "
+                "infer={'enumerate': 'parallel'} outside the observed path) or make them continuous."
+            )
+        for n, v in zip(self.exact, program.outvars):
+            deps = _ancestors_among(program, v, set(lat_vars))
+            if not deps:
+                raise ConditionError(
+                    f"observed site '{n}' does not depend on any latent sample site, so there is nothing to "
+                    "infer from observing it."
+                )
+        self.upstream = upstream
+        self.untouched = [n for n in latents if n not in set(upstream)]
+        unknown_vars = [v for v, n in zip(lat_vars, latents) if n in set(upstream)]
+        ignored = [v for v, n in zip(lat_vars, latents) if n not in set(upstream)]
+        supports = {v: sites[n].support for v, n in zip(lat_vars, latents) if sites[n].support is not None}
+        names = {v: n for v, n in zip(lat_vars, latents)}
+        try:
+            self.schedule = build_schedule(program, ctx_vars, unknown_vars, program.outvars, supports, cm.table, names)
+        except InversionError as err:
+            raise type(err)(f"while conditioning on {self.exact}: {err}") from None
+        self.program = program
+        self.ignored = ignored
+        self.theta_sites = {n: cm.theta_prefix + n for n in self.schedule.theta}
+        clash = set(self.theta_sites.values()) & set(sites)
+        if clash:
+            raise ConditionError(f"θ site names {sorted(clash)} clash with model sites; pass theta_prefix=... .")
+
+    # -- running ---------------------------------------------------------------------------
+    def observed_values(self, ctx):
+        delta_vals = jax.extend.core.jaxpr_as_fun(self.delta_obs_jaxpr)(*ctx) if self._has_model_deltas else []
+        it = iter(delta_vals)
+        out = []
+        for n in self.exact:
+            s = self.sites[n]
+            out.append(jnp.asarray(self.cm.data[n]) if s.from_data else next(it))
+        return out
+
+    @property
+    def _has_model_deltas(self):
+        return any(self.sites[n].delta and not self.sites[n].from_data for n in self.exact)
+
+    def invert(self, ctx, theta):
+        """``(x by site, log|det|, ok)`` for θ given as a dict by θ leaf name."""
+        y = self.observed_values(ctx)
+        xs, log_det, ok = run_schedule(self.schedule, ctx, y, theta)
+        return dict(zip(self.upstream, xs)), log_det, ok
+
+    def pgf(self, ctx, latent_values):
+        """θ (by leaf name) reproducing the given latent values."""
+        vals = [latent_values[n] for n in self.upstream]
+        return schedule_pgf(
+            self.schedule,
+            self.program,
+            ctx,
+            vals,
+            ignored={v: jnp.zeros(v.shape, v.dtype) for v in self.ignored},
+        )
+
+    def run(self, args, kwargs):
+        ctx = self.ctx_of(args, kwargs)
+        refs = {n: s.reference() for n, s in self.schedule.theta.items()}
+        theta = {}
+        for n, site in self.theta_sites.items():
+            theta[n] = numpyro.sample(site, refs[n], infer={"ppinv_theta": n})
+        x, log_det, ok = self.invert(ctx, theta)
+        replay = _ReplayLatents(x, set(self.exact))
+        with handlers.condition(data=self.sample_data), replay:
+            result = self.cm.model(*args, **kwargs)
+        ref_lp = sum((refs[n].log_prob(theta[n]) for n in theta), jnp.zeros(()))
+        valid = jnp.logical_and(ok, replay.valid)
+        total = replay.log_prob + log_det - ref_lp
+        numpyro.factor(FACTOR_NAME, jnp.where(valid, total, -jnp.inf))
+        for n in self.upstream:
+            numpyro.deterministic(n, replay.values[n])
+        y = self.observed_values(ctx)
+        for n, val in zip(self.exact, y):
+            numpyro.deterministic(n, jnp.broadcast_to(jnp.asarray(val), self.sites[n].shape))
+        return result
+
+
+class _ReplayLatents(Messenger):
+    """Run the original model with the solved latents; hide them and the exact observations.
+
+    Each solved latent is replaced by a safe point of its support where it lies
+    outside (so no NaN reaches log densities or gradients); ``valid`` records
+    whether every value was inside, and ``log_prob`` accumulates their densities.
+    """
+
+    def __init__(self, values, hidden):
+        super().__init__()
+        self.x = values
+        self.hidden = hidden
+        self.values = {}
+        self.log_prob = jnp.zeros(())
+        self.valid = jnp.asarray(True)
+
+    def process_message(self, msg):
+        name = msg.get("name")
+        if msg["type"] == "sample" and name in self.x:
+            fn = msg["fn"]
+            value = jnp.asarray(self.x[name], jnp.result_type(msg["value"]) if msg["value"] is not None else None)
+            ok = jnp.asarray(fn.support(value))
+            event_dim = getattr(fn, "event_dim", 0)
+            if event_dim and ok.ndim >= event_dim and ok.ndim == jnp.ndim(value):
+                ok = jnp.all(ok, axis=tuple(range(-event_dim, 0)))
+            safe = jnp.broadcast_to(jnp.asarray(fn.support.feasible_like(value), value.dtype), value.shape)
+            okb = jnp.reshape(ok, ok.shape + (1,) * (value.ndim - ok.ndim)) if ok.ndim < value.ndim else ok
+            value = jnp.where(okb, value, safe)
+            lp = fn.log_prob(value)
+            if msg.get("mask") is not None:
+                lp = jnp.where(msg["mask"], lp, 0.0)
+            if msg.get("scale") is not None:
+                lp = msg["scale"] * lp
+            self.log_prob = self.log_prob + jnp.sum(lp)
+            self.valid = jnp.logical_and(self.valid, jnp.all(ok))
+            self.values[name] = value
+            msg["value"] = value
+            msg["stop"] = True
+        elif name in self.hidden and msg["type"] in ("sample", "deterministic"):
+            msg["stop"] = True
+            if msg["type"] == "sample" and msg["value"] is None:
+                msg["value"] = _unwrap(msg["fn"]).v
+
+
+class ConditionedModel:
+    """A NumPyro model conditioned exactly by :func:`condition`.
+
+    Call it like the original model. ``plan(*args, **kwargs)`` exposes the
+    inverse used for those arguments (sites, θ, schedule).
+    """
+
+    def __init__(self, model, data, theta_prefix=THETA_PREFIX):
+        if not callable(model):
+            raise ConditionError(f"model must be callable; got {type(model).__name__}.")
+        if not isinstance(data, dict):
+            raise ConditionError(f"data must be a dict of site name -> value; got {type(data).__name__}.")
+        self.model = model
+        self.data = dict(data)
+        self.theta_prefix = theta_prefix
+        self.table = current_table()
+        self._plans = {}
+        for name, value in self.data.items():
+            _check_finite(name, value)
+        self.__name__ = f"conditioned_{getattr(model, '__name__', 'model')}"
+
+    def plan(self, *args, **kwargs) -> _Plan:
+        key = _signature(args, kwargs)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = _Plan(self, args, kwargs)
+        return plan
+
+    def __call__(self, *args, **kwargs):
+        return self.plan(*args, **kwargs).run(args, kwargs)
+
+    def __repr__(self):
+        return f"<ppinv.ConditionedModel of {getattr(self.model, '__name__', 'model')} on {sorted(self.data)}>"
+
+
+# --- helpers -----------------------------------------------------------------------------------
+def _is_array(x) -> bool:
+    return isinstance(x, (jax.Array, np.ndarray, np.generic)) or not is_concrete(x)
+
+
+def _signature(args, kwargs):
+    leaves, tree = tree_flatten((args, kwargs))
+    sig = []
+    for leaf in leaves:
+        if _is_array(leaf):
+            sig.append(("array", tuple(jnp.shape(leaf)), str(jnp.result_type(leaf))))
+        else:
+            try:
+                hash(leaf)
+                sig.append(("static", leaf))
+            except TypeError:
+                sig.append(("object", id(leaf)))
+    return tree, tuple(sig)
+
+
+def _check_finite(name, value):
+    if not is_concrete(value):
+        return
+    arr = np.asarray(value)
+    if not np.issubdtype(arr.dtype, np.number):
+        raise ConditionError(f"data['{name}'] has dtype {arr.dtype}; observations must be numeric.")
+    if not np.all(np.isfinite(arr)):
+        raise ConditionError(
+            f"data['{name}'] contains NaN or inf ({arr!r}); an exact observation must be a finite value."
+        )
+
+
+def _check_value(name, value, shape):
+    got = tuple(jnp.shape(value))
+    if got != tuple(shape):
+        raise ConditionError(
+            f"data['{name}'] has shape {got} but site '{name}' has shape {tuple(shape)}; pass an array of the "
+            "site's shape."
+        )
+
+
+def _used_inputs(program):
+    needed = set(program.outvars)
+    for e in reversed(program.eqns):
+        if any(o in needed for o in e.outs):
+            needed.update(v for v in e.ins if not v.is_const)
+    used = needed & set(program.invars)
+    return used
+
+
+def _ancestors_among(program, out, candidates):
+    needed = {out}
+    for e in reversed(program.eqns):
+        if any(o in needed for o in e.outs):
+            needed.update(v for v in e.ins if not v.is_const)
+    return needed & candidates
