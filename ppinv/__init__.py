@@ -16,6 +16,8 @@ from .errors import (
     UnderdeterminedError,
 )
 from .inverse import DomainError, Inverse, inverse
+from .handlers import ConditionedModel, condition
+from . import infer, testing
 from .rules import overlay, register_function_rule, register_rule
 
 __version__ = "0.1.0"
@@ -23,6 +25,10 @@ __version__ = "0.1.0"
 __all__ = [
     "inverse",
     "Inverse",
+    "condition",
+    "ConditionedModel",
+    "infer",
+    "testing",
     "overlay",
     "register_rule",
     "register_function_rule",
