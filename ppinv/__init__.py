@@ -17,15 +17,32 @@ from .errors import (
 )
 from .inverse import DomainError, Inverse, inverse
 from .handlers import ConditionedModel, condition
+from .custom import custom_inverse
 from . import infer, testing
 from .rules import overlay, register_function_rule, register_rule
 
 __version__ = "0.1.0"
 
+
+def _hide_ppinv_frames():
+    """Source locations in messages should point at user code, not at ppinv."""
+    import os
+
+    try:
+        from jax._src import traceback_util
+
+        traceback_util.register_exclusion(os.path.dirname(__file__))
+    except Exception:  # pragma: no cover - JAX internals
+        pass
+
+
+_hide_ppinv_frames()
+
 __all__ = [
     "inverse",
     "Inverse",
     "condition",
+    "custom_inverse",
     "ConditionedModel",
     "infer",
     "testing",

@@ -58,6 +58,19 @@ def source_summary(eqn) -> str:
         return "<unknown source>"
 
 
+def call_name(prim, params):
+    """The name of the function a call-like equation calls (``None`` if unknown)."""
+    if prim not in CALL_PRIMITIVES:
+        return None
+    name = params.get("name")
+    if name:
+        return str(name)
+    body = params.get(CALL_PRIMITIVES[prim])
+    info = getattr(getattr(body, "jaxpr", body), "debug_info", None)
+    src = getattr(info, "func_src_info", None)
+    return src.split(" ")[0] if src else None
+
+
 def is_concrete(x) -> bool:
     """True when ``x`` holds a value now (not a tracer under jit/vmap/grad)."""
     return not isinstance(x, jax.core.Tracer)

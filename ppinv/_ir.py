@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import jax
 import numpy as np
 
-from ._compat import CALL_PRIMITIVES, Literal, jaxpr_parts, source_summary
+from ._compat import CALL_PRIMITIVES, Literal, call_name, jaxpr_parts, source_summary
 
 _ids = itertools.count()
 
@@ -79,11 +79,20 @@ class Eqn:
         self.source = source
 
     @property
+    def function(self):
+        """For a kept call: the name of the called function."""
+        return call_name(self.prim, self.params)
+
+    @property
     def name(self) -> str:
-        fn = self.params.get("name") if self.prim in CALL_PRIMITIVES else None
+        fn = self.function
         return f"{self.prim.name}[{fn}]" if fn else self.prim.name
 
     def bind(self, *args):
+        body_param = CALL_PRIMITIVES.get(self.prim)
+        if body_param is not None:  # a kept call: evaluate its body (custom_jvp needs more to bind)
+            body, consts = _body_of(self.params[body_param])
+            return tuple(jax.core.eval_jaxpr(body, consts, *args))
         out = self.prim.bind(*args, **self.params)
         return tuple(out) if self.prim.multiple_results else (out,)
 
@@ -134,7 +143,7 @@ def import_jaxpr(closed, keep_call=None) -> Program:
     return prog
 
 
-def _inline(prog, jaxpr, args, keep_call):
+def _inline(prog, jaxpr, args, keep_call, outer_source=None):
     env = {}
     argvars = list(jaxpr.constvars) + list(jaxpr.invars)
     for jv, v in zip(argvars, args, strict=True):
@@ -150,14 +159,17 @@ def _inline(prog, jaxpr, args, keep_call):
         body_param = CALL_PRIMITIVES.get(eqn.primitive)
         if body_param is not None and not (keep_call and keep_call(eqn)):
             body, body_consts = _body_of(eqn.params[body_param])
-            outs = _inline(prog, body, [_const(c) for c in body_consts] + ins, keep_call)
+            src = outer_source or source_summary(eqn)
+            outs = _inline(prog, body, [_const(c) for c in body_consts] + ins, keep_call, src)
             for jo, o in zip(eqn.outvars, outs):
                 env[jo] = o
             continue
         outs = [V(o.aval.shape, o.aval.dtype) for o in eqn.outvars]
         for jo, o in zip(eqn.outvars, outs):
             env[jo] = o
-        prog.eqns.append(Eqn(eqn.primitive, dict(eqn.params), ins, outs, source_summary(eqn)))
+        # inside a library function, report the user's call site
+        src = outer_source or source_summary(eqn) or "<unknown source>"
+        prog.eqns.append(Eqn(eqn.primitive, dict(eqn.params), ins, outs, src))
     return [read(a) for a in jaxpr.outvars]
 
 

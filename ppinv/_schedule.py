@@ -242,9 +242,14 @@ class _Scheduler:
             exclusive=tuple((not v.is_const) and self.pending_uses.get(v, 0) == 1 for v in e.ins),
         )
 
+    def _rules(self, e):
+        name = e.function
+        fn_rule = self.table.function_rule(name) if name is not None else None
+        return ([fn_rule] if fn_rule is not None else []) + self.table.rules_for(e.prim)
+
     def _find_solver(self, e, allow_theta):
         pat = self._pattern(e, allow_theta)
-        for rule in self.table.rules_for(e.prim):
+        for rule in self._rules(e):
             solver = rule(pat)
             if solver is not None:
                 return solver, pat
@@ -301,8 +306,9 @@ class _Scheduler:
 
     def _apply(self, e, solver, pat, queue):
         names = []
-        for spec in solver.theta:
-            names.append(self._add_theta(spec, f"{e.prim.name}_{spec.kind}"))
+        hints = getattr(solver, "theta_hints", None) or [f"{e.prim.name}_{spec.kind}" for spec in solver.theta]
+        for spec, hint in zip(solver.theta, hints):
+            names.append(self._add_theta(spec, hint))
             self.budget -= spec.continuous_size
         self.steps.append(SolveStep(e, solver, pat.known_in, pat.known_out, tuple(names)))
         self._finish(e)
@@ -403,7 +409,7 @@ class _Scheduler:
         cost = self._costs.get(prim)
         if cost is None:
             cost = 1 if prim in _NONLINEAR else 0
-            for r in self.table.rules_for(prim):
+            for r in self.table.rules_for(prim):  # function rules: cost 0
                 if getattr(r, "domain", None) is not None or getattr(r, "choices", ()):
                     cost = 2
             self._costs[prim] = cost
@@ -416,7 +422,7 @@ class _Scheduler:
         for e in stalled:
             unknown = [v for v in e.ins if not self._is_known(v)]
             lines.append(f"    {e.describe()}\n      unknown: {', '.join(map(repr, unknown))}")
-            if not self.table.rules_for(e.prim):
+            if not self._rules(e):
                 missing.append(e)
         if missing:
             e = missing[0]

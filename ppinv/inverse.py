@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.tree_util import keystr, tree_flatten, tree_flatten_with_path, tree_unflatten
 
+from ._compat import call_name
 from ._ir import import_jaxpr
 from ._schedule import build_schedule, run_schedule, schedule_pgf
 from .errors import InputError, PPInvError
@@ -305,7 +306,7 @@ def _concrete(x):
 
 def _keep_call(table):
     def keep(eqn):
-        name = eqn.params.get("name")
+        name = call_name(eqn.primitive, eqn.params)
         return name is not None and table.function_rule(name) is not None
 
     return keep
