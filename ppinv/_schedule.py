@@ -8,13 +8,14 @@ scheduler walks the relations and turns each into exactly one step:
   inputs (no θ while propagating);
 * **free** — when nothing else can move, a rule may consume θ for an operand
   that nothing else constrains (a sum, a linear map), or a variable is drawn
-  from θ outright. The variable freed is chosen so that later steps stay
-  solvable (DESIGN §3): a discrete variable a relation is waiting on, then an
-  input with a constrained support (θ then carries it), then the variable with
-  the most pending uses, then the one whose use would be the most awkward to
-  solve through (a restricted domain such as ``sin``, then products — so the
-  rest is solved by subtraction rather than by division or arcsine), inputs
-  before intermediates;
+  from θ outright. Candidates are ranked (DESIGN §3): a discrete variable a
+  relation is waiting on; then the variable with the most pending uses (fan-out
+  is resolved by freeing the shared value); then an input with a constrained
+  support (θ then carries it); then the one whose use would be the most awkward
+  to solve through (a restricted domain such as ``sin``, then products — so the
+  rest is solved by subtraction rather than by division or arcsine); inputs
+  before intermediates. A choice that later over-determines a relation is
+  undone and the next candidate tried (bounded backtracking);
 * **check** — a relation whose every place became known by other means. For
   discrete outputs (a predicate, a branch index) this is a domain check on the
   recovered values; for continuous outputs it means the observations
@@ -39,6 +40,10 @@ from numpyro.distributions import constraints
 from .errors import InversionError, NoRuleError, OverdeterminedError, UnderdeterminedError
 from .rules import Pattern
 from .theta import ThetaSpec, int_dtype, is_constrained
+
+_MAX_DECISIONS = 64  # decision points remembered for backtracking
+_MAX_BACKTRACKS = 32  # alternative choices tried before giving up
+_MAX_CANDIDATES = 4  # alternatives per decision
 
 _NONLINEAR = {
     p
@@ -262,16 +267,59 @@ class _Scheduler:
         for v in self.unknown_inputs:
             if v not in self.known and not self.users.get(v) and v not in self.definer:
                 self._free(v, queue)
+        # Greedy walk with bounded backtracking over the choice of freed variables:
+        # a choice that later over-determines a relation is undone and the next
+        # candidate tried, so the heuristic only has to rank, not to be right.
+        decisions = []
+        first_error = None
+        attempts = 0
         while True:
-            self._propagate(queue)
-            if not self.pending:
-                break
-            if not self._unstick(queue):
-                self._raise_stuck()
+            try:
+                self._propagate(queue)
+                if not self.pending:
+                    break
+                if self._unstick_with_rule(queue):
+                    continue
+                candidates = self._free_candidates()
+                if not candidates:
+                    self._raise_stuck()
+                if len(decisions) < _MAX_DECISIONS:
+                    decisions.append((self._snapshot(), candidates, 1))
+                self._free(candidates[0], queue)
+            except InversionError as err:
+                first_error = first_error or err
+                queue = []
+                while decisions:
+                    snap, candidates, i = decisions.pop()
+                    if i < len(candidates) and attempts < _MAX_BACKTRACKS:
+                        attempts += 1
+                        self._restore(snap)
+                        decisions.append((snap, candidates, i + 1))
+                        self._free(candidates[i], queue)
+                        break
+                else:
+                    raise first_error
         for v in self.unknown_inputs:
             if v not in self.known:  # pragma: no cover - guarded by the walk
                 raise InversionError(f"internal: input {v!r} was never determined")
         return Schedule(self.steps, self.theta, self.known_inputs, self.unknown_inputs, self.observed, self.supports)
+
+    def _snapshot(self):
+        return (
+            set(self.known),
+            len(self.steps),
+            dict(self.theta),
+            self.budget,
+            set(self.pending),
+            dict(self.pending_uses),
+            dict(self._name_counts),
+        )
+
+    def _restore(self, snap):
+        known, n_steps, theta, budget, pending, uses, names = snap
+        self.known, self.theta, self.budget = set(known), dict(theta), budget
+        self.pending, self.pending_uses, self._name_counts = set(pending), dict(uses), dict(names)
+        del self.steps[n_steps:]
 
     def _propagate(self, queue):
         while queue:
@@ -352,36 +400,30 @@ class _Scheduler:
         out.sort(key=self.order.__getitem__)
         return out
 
-    def _unstick(self, queue):
-        stalled = self._stalled()
-        # 1. a rule that consumes θ for operands nothing else constrains
-        for e in stalled:
+    def _unstick_with_rule(self, queue):
+        """A rule that consumes θ for operands nothing else constrains (a sum, a linear map)."""
+        for e in self._stalled():
             solver, pat = self._find_solver(e, allow_theta=True)
             if solver is not None:
                 need = sum(s.continuous_size for s in solver.theta)
                 if need <= self.budget:
                     self._apply(e, solver, pat, queue)
                     return True
-        # 2. free a variable
-        v = self._choose_free(stalled)
-        if v is None:
-            return False
-        self._free(v, queue)
-        return True
+        return False
 
-    def _choose_free(self, stalled):
-        waiting = {v for e in stalled for v in e.ins if not self._is_known(v)}
-        best, best_key = None, None
+    def _free_candidates(self):
+        """Variables that may be freed now, best first (at most a handful)."""
+        waiting = {v for e in self._stalled() for v in e.ins if not self._is_known(v)}
+        keyed = []
         for v in self._candidates():
             if _is_discrete(v):
                 if v not in waiting:
                     continue
             elif v.size > self.budget:
                 continue
-            key = self._free_key(v, waiting)
-            if best_key is None or key < best_key:
-                best, best_key = v, key
-        return best
+            keyed.append((self._free_key(v, waiting), v))
+        keyed.sort(key=lambda kv: kv[0])
+        return [v for _, v in keyed[:_MAX_CANDIDATES]]
 
     def _candidates(self):
         seen = set()
@@ -399,8 +441,9 @@ class _Scheduler:
         else:
             cls = 2
         uses = self.pending_uses.get(v, 0)
+        constrained = 0 if cls == 1 else 1
         cost = max((self._solve_cost(e.prim) for e in self.users.get(v, ()) if e in self.pending), default=0)
-        return (cls, -uses, -cost, 0 if v in self.input_set else 1, v.size, v.id)
+        return (min(cls, 1), -uses, constrained, -cost, 0 if v in self.input_set else 1, v.size, v.id)
 
     def _solve_cost(self, prim):
         """How awkward solving through ``prim`` is: 2 with a restricted domain or a
