@@ -124,6 +124,60 @@ class Program:
         return (outs, env) if record else outs
 
 
+def _freeze(x):
+    """A hashable stand-in for an equation parameter."""
+    if isinstance(x, dict):
+        return tuple(sorted((k, _freeze(v)) for k, v in x.items()))
+    if isinstance(x, (list, tuple)):
+        return tuple(_freeze(v) for v in x)
+    try:
+        hash(x)
+        return x
+    except TypeError:
+        return ("id", id(x))
+
+
+def _const_key(v):
+    arr = np.asarray(v.value)
+    if arr.size > 64:
+        return ("const", id(v))
+    return ("const", arr.dtype.str, arr.shape, arr.tobytes())
+
+
+_IMPURE = ("random", "rng", "callback", "print", "debug")
+
+
+def eliminate_common_subexpressions(prog: Program) -> Program:
+    """Merge equations that compute the same thing from the same inputs.
+
+    ``x[0]`` written twice traces to two ``slice`` equations; merged, the
+    scheduler sees one value used twice (fan-out it can reason about) instead
+    of two unrelated unknowns.
+    """
+    canon = {}
+    seen = {}
+    eqns = []
+
+    def c(v):
+        return canon.get(v, v)
+
+    for e in prog.eqns:
+        ins = tuple(c(v) for v in e.ins)
+        if any(tag in e.prim.name for tag in _IMPURE):
+            eqns.append(Eqn(e.prim, e.params, ins, e.outs, e.source) if ins != e.ins else e)
+            continue
+        key = (e.prim, _freeze(e.params), tuple(_const_key(v) if v.is_const else v.id for v in ins))
+        hit = seen.get(key)
+        if hit is not None and all(a.shape == b.shape and a.dtype == b.dtype for a, b in zip(hit.outs, e.outs)):
+            for o, h in zip(e.outs, hit.outs):
+                canon[o] = h
+            continue
+        new = Eqn(e.prim, e.params, ins, e.outs, e.source) if ins != e.ins else e
+        seen[key] = new
+        eqns.append(new)
+    return Program(prog.invars, [c(v) for v in prog.outvars], eqns)
+
+
 def _const(value) -> V:
     arr = np.asarray(value) if not isinstance(value, jax.Array) else value
     return V(np.shape(arr), arr.dtype, value=arr)
@@ -140,7 +194,7 @@ def import_jaxpr(closed, keep_call=None) -> Program:
     prog = Program(invars=invars, outvars=[])
     const_vs = [_const(c) for c in consts]
     prog.outvars = _inline(prog, jaxpr, const_vs + invars, keep_call)
-    return prog
+    return eliminate_common_subexpressions(prog)
 
 
 def _inline(prog, jaxpr, args, keep_call, outer_source=None):

@@ -11,10 +11,10 @@ scheduler walks the relations and turns each into exactly one step:
   from θ outright. Candidates are ranked (DESIGN §3): a discrete variable a
   relation is waiting on; then the variable with the most pending uses (fan-out
   is resolved by freeing the shared value); then an input with a constrained
-  support (θ then carries it); then the one whose use would be the most awkward
-  to solve through (a restricted domain such as ``sin``, then products — so the
-  rest is solved by subtraction rather than by division or arcsine); inputs
-  before intermediates. A choice that later over-determines a relation is
+  support (θ then carries it); inputs before intermediates; then the one whose
+  use would be the most awkward to solve through (a restricted domain such as
+  ``sin``, then products — so the rest is solved by subtraction rather than by
+  division or arcsine). A choice that later over-determines a relation is
   undone and the next candidate tried (bounded backtracking);
 * **check** — a relation whose every place became known by other means. For
   discrete outputs (a predicate, a branch index) this is a domain check on the
@@ -37,6 +37,7 @@ import numpy as np
 from jax import lax
 from numpyro.distributions import constraints
 
+from ._block import LinearBlock, is_linear
 from .errors import InversionError, NoRuleError, OverdeterminedError, UnderdeterminedError
 from .rules import Pattern
 from .theta import ThetaSpec, int_dtype, is_constrained
@@ -89,6 +90,19 @@ class SolveStep:
 
 
 @dataclass
+class BlockStep:
+    """A joint linear solve of several relations (see ``_block.py``)."""
+
+    block: object
+    theta_names: tuple
+
+    def describe(self):
+        rels = "\n         ".join(e.describe() for e in self.block.anchors)
+        extra = f"  θ: {', '.join(self.theta_names)}" if self.theta_names else ""
+        return f"block  {rels}\n         [{self.block.description}]{extra}"
+
+
+@dataclass
 class Schedule:
     """The static plan of an inverse: steps plus what θ looks like."""
 
@@ -98,6 +112,7 @@ class Schedule:
     unknown_inputs: list
     observed: list
     supports: dict = field(default_factory=dict)
+    extra_outputs: list = field(default_factory=list)
 
     @property
     def n_theta(self) -> int:
@@ -113,12 +128,13 @@ def _is_discrete(v) -> bool:
 
 
 class _Scheduler:
-    def __init__(self, program, known_inputs, unknown_inputs, observed, supports, table, names):
+    def __init__(self, program, known_inputs, unknown_inputs, observed, supports, table, names, extra_outputs=()):
         self.program = program
         self.table = table
         self.known_inputs = list(known_inputs)
         self.unknown_inputs = list(unknown_inputs)
         self.observed = list(observed)
+        self.extra_outputs = list(extra_outputs)
         self.names = dict(names)
         self.input_set = set(unknown_inputs)
         self.steps = []
@@ -176,7 +192,7 @@ class _Scheduler:
             seen.add(v)
 
     def _relevant_eqns(self):
-        needed = set(self.observed)
+        needed = set(self.observed) | set(self.extra_outputs)
         keep = []
         for e in reversed(self.program.eqns):
             if any(o in needed for o in e.outs):
@@ -245,6 +261,7 @@ class _Scheduler:
             out_support=tuple(self.supports.get(o) for o in e.outs),
             allow_theta=allow_theta,
             exclusive=tuple((not v.is_const) and self.pending_uses.get(v, 0) == 1 for v in e.ins),
+            table=self.table,
         )
 
     def _rules(self, e):
@@ -278,7 +295,7 @@ class _Scheduler:
                 self._propagate(queue)
                 if not self.pending:
                     break
-                if self._unstick_with_rule(queue):
+                if self._unstick_with_rule(queue) or self._unstick_with_block(queue):
                     continue
                 candidates = self._free_candidates()
                 if not candidates:
@@ -302,7 +319,10 @@ class _Scheduler:
         for v in self.unknown_inputs:
             if v not in self.known:  # pragma: no cover - guarded by the walk
                 raise InversionError(f"internal: input {v!r} was never determined")
-        return Schedule(self.steps, self.theta, self.known_inputs, self.unknown_inputs, self.observed, self.supports)
+        return Schedule(
+            self.steps, self.theta, self.known_inputs, self.unknown_inputs, self.observed, self.supports,
+            extra_outputs=list(self.extra_outputs),
+        )
 
     def _snapshot(self):
         return (
@@ -411,6 +431,87 @@ class _Scheduler:
                     return True
         return False
 
+    def _unstick_with_block(self, queue):
+        """Solve a connected set of linear relations jointly (DESIGN §3, coupled blocks)."""
+        for anchor in self._stalled():
+            found = self._linear_block(anchor)
+            if found is None:
+                continue
+            anchors, interior, leaves, known = found
+            rows = sum(o.size for e in anchors for o in e.outs)
+            cols = sum(v.size for v in leaves)
+            if rows > cols or cols - rows > self.budget:
+                continue
+            if rows < cols:
+                block_eqns = set(anchors) | set(interior)
+                outside = any(
+                    e not in block_eqns for v in leaves for e in self.users.get(v, ()) if e in self.pending
+                )
+                # with several leaves, freeing one of them (the scheduler's next move) gives a
+                # clearer θ than a rotation mixing them; a single leaf has no such alternative
+                if outside or len(leaves) != 1:
+                    continue
+            block = LinearBlock(anchors, interior, leaves, known, None, anchors[0].describe())
+            names = tuple(self._add_theta(spec, "block_null_space") for spec in block.theta)
+            self.budget -= sum(spec.continuous_size for spec in block.theta)
+            self.steps.append(BlockStep(block, names))
+            for e in anchors:
+                self._finish(e)
+            for v in leaves:
+                self._mark_known(v, queue)
+            return True
+        return False
+
+    def _linear_block(self, anchor):
+        """Grow a linear block from ``anchor``: (anchors, interior relations, leaves, known inputs)."""
+        def linear(e):
+            return e in self.pending and is_linear(e, [self._is_known(v) for v in e.ins])
+
+        if not (linear(anchor) and all(self._is_known(o) for o in anchor.outs)):
+            return None
+        anchors, interior, leaves = [anchor], [], []
+        members = {anchor}
+        frontier = [v for v in anchor.ins if not self._is_known(v)]
+        grew = True
+        while grew:
+            grew = False
+            while frontier:
+                u = frontier.pop()
+                if u in leaves or any(u in e.outs for e in interior):
+                    continue
+                d = self.definer.get(u)
+                uses = [e for e in self.users.get(u, ()) if e in self.pending]
+                if (
+                    d is not None
+                    and d not in members
+                    and len(d.outs) == 1
+                    and linear(d)
+                    and all(e in members for e in uses)
+                ):
+                    interior.append(d)
+                    members.add(d)
+                    frontier.extend(v for v in d.ins if not self._is_known(v))
+                else:
+                    leaves.append(u)
+            # other stalled linear relations that share a variable with the block join it
+            inside = set(leaves) | {o for e in interior for o in e.outs}
+            for e in self._stalled():
+                if e in members or not linear(e) or not all(self._is_known(o) for o in e.outs):
+                    continue
+                if any(v in inside for v in e.ins):
+                    anchors.append(e)
+                    members.add(e)
+                    frontier.extend(v for v in e.ins if not self._is_known(v))
+                    grew = True
+        if not leaves:
+            return None
+        known = []
+        for e in members:
+            for v in e.ins:
+                if self._is_known(v) and v not in known:
+                    known.append(v)
+        return anchors, interior, leaves, known
+
     def _free_candidates(self):
         """Variables that may be freed now, best first (at most a handful)."""
         waiting = {v for e in self._stalled() for v in e.ins if not self._is_known(v)}
@@ -443,7 +544,7 @@ class _Scheduler:
         uses = self.pending_uses.get(v, 0)
         constrained = 0 if cls == 1 else 1
         cost = max((self._solve_cost(e.prim) for e in self.users.get(v, ()) if e in self.pending), default=0)
-        return (min(cls, 1), -uses, constrained, -cost, 0 if v in self.input_set else 1, v.size, v.id)
+        return (min(cls, 1), -uses, constrained, 0 if v in self.input_set else 1, -cost, v.size, v.id)
 
     def _solve_cost(self, prim):
         """How awkward solving through ``prim`` is: 2 with a restricted domain or a
@@ -488,9 +589,13 @@ class _Scheduler:
         )
 
 
-def build_schedule(program, known_inputs, unknown_inputs, observed, supports, table, names):
-    """Schedule ``program`` given which inputs are known and which outputs are observed."""
-    return _Scheduler(program, known_inputs, unknown_inputs, observed, supports, table, names).run()
+def build_schedule(program, known_inputs, unknown_inputs, observed, supports, table, names, extra_outputs=()):
+    """Schedule ``program`` given which inputs are known and which outputs are observed.
+
+    ``extra_outputs`` are variables to compute as well (not observed): the
+    carry of a loop body solved forwards, for instance.
+    """
+    return _Scheduler(program, known_inputs, unknown_inputs, observed, supports, table, names, extra_outputs).run()
 
 
 # --- running a schedule ---------------------------------------------------------------
@@ -500,6 +605,12 @@ def _read(env, v):
 
 def run_schedule(schedule, known_values, observed_values, theta):
     """Execute the plan: returns ``(x_values, log_det, ok)`` with ``x`` in input order."""
+    xs, log_det, ok, _ = run_schedule_extra(schedule, known_values, observed_values, theta)
+    return xs, log_det, ok
+
+
+def run_schedule_extra(schedule, known_values, observed_values, theta):
+    """As :func:`run_schedule`, also returning the values of ``schedule.extra_outputs``."""
     env = {}
     for v, val in zip(schedule.known_inputs, known_values):
         env[v] = val
@@ -532,13 +643,23 @@ def run_schedule(schedule, known_values, observed_values, theta):
                 ok = jnp.logical_and(ok, sol.ok)
         elif isinstance(step, FreeStep):
             env[step.var] = _cast(theta[step.name], step.var)
+        elif isinstance(step, BlockStep):
+            b = step.block
+            known_env = {v: _read(env, v) for v in b.known_inputs}
+            observed = [_read(env, o) for e in b.anchors for o in e.outs]
+            vals, ld, sol_ok = b.solve(known_env, observed, tuple(theta[n] for n in step.theta_names))
+            for v, val in zip(b.leaves, vals):
+                env[v] = _cast(val, v)
+            log_det = log_det + ld.astype(log_det.dtype)
+            ok = jnp.logical_and(ok, sol_ok)
     xs = [env[v] for v in schedule.unknown_inputs]
     for v, x in zip(schedule.unknown_inputs, xs):
         sup = schedule.supports.get(v)
         if sup is not None and sup is not constraints.real:
             ok = jnp.logical_and(ok, jnp.all(sup.check(x)))
     ok = jnp.logical_and(ok, jnp.isfinite(log_det))
-    return xs, log_det, ok
+    extra = [_read(env, v) for v in schedule.extra_outputs]
+    return xs, log_det, ok, extra
 
 
 def schedule_pgf(schedule, program, known_values, x_values, ignored=None):
@@ -551,6 +672,11 @@ def schedule_pgf(schedule, program, known_values, x_values, ignored=None):
     inputs.update({v: val for v, val in zip(schedule.known_inputs, known_values)})
     inputs.update({v: val for v, val in zip(schedule.unknown_inputs, x_values)})
     _, env = program.evaluate(*[inputs[v] for v in program.invars], record=True)
+    return theta_from_env(schedule, env)
+
+
+def theta_from_env(schedule, env):
+    """θ read off the values of every variable of a forward evaluation."""
     theta = {}
     for step in schedule.steps:
         if isinstance(step, FreeStep):
@@ -559,6 +685,11 @@ def schedule_pgf(schedule, program, known_values, x_values, ignored=None):
         elif isinstance(step, SolveStep) and step.theta_names:
             e = step.eqn
             vals = step.solver.pgf([_read(env, v) for v in e.ins], [_read(env, o) for o in e.outs])
+            for n, val in zip(step.theta_names, vals):
+                theta[n] = jnp.asarray(val).astype(schedule.theta[n].dtype)
+        elif isinstance(step, BlockStep) and step.theta_names:
+            b = step.block
+            vals = b.pgf({v: _read(env, v) for v in b.known_inputs}, [_read(env, v) for v in b.leaves])
             for n, val in zip(step.theta_names, vals):
                 theta[n] = jnp.asarray(val).astype(schedule.theta[n].dtype)
     return {n: theta[n] for n in schedule.theta}

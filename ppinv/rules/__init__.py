@@ -180,3 +180,4 @@ from . import elementwise as _elementwise  # noqa: E402,F401
 from . import structural as _structural  # noqa: E402,F401
 from . import linear as _linear  # noqa: E402,F401
 from . import functions as _functions  # noqa: E402,F401
+from . import control as _control  # noqa: E402,F401

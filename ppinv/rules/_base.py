@@ -56,6 +56,8 @@ class Pattern:
     exclusive:
         Per input: True when this relation is the input's only pending use, so
         a θ-consuming solve cannot over-determine it.
+    table:
+        The rule table in effect (rules for control flow schedule their bodies with it).
     """
 
     eqn: Any
@@ -65,6 +67,7 @@ class Pattern:
     out_support: tuple
     allow_theta: bool = False
     exclusive: tuple = ()
+    table: Any = None
 
     @property
     def params(self):

@@ -17,11 +17,13 @@ determined elsewhere and a θ here would over-determine it.
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 from numpyro.distributions import constraints
 
+from .._compat import is_concrete
 from ..errors import InversionError
 from ..theta import ThetaSpec
 from . import DEFAULT_RULES
@@ -225,7 +227,9 @@ class _DotSolver(Solver):
     def _decompose(self, k, concrete):
         xp = np if concrete else jnp
         k = self._canonical_k(k, xp)
-        u, s, vt = xp.linalg.svd(k, full_matrices=True)
+        # traced matrices: a differentiable reduced SVD; the null-space basis is held fixed
+        # under differentiation (JAX has no JVP for the full SVD), see _block.py
+        u, s, vt = xp.linalg.svd(k, full_matrices=concrete)
         if concrete:
             tol = s.max(initial=0.0) * max(self.m, self.n) * np.finfo(k.dtype).eps
             if s.size and s.min() <= tol:
@@ -236,7 +240,11 @@ class _DotSolver(Solver):
                 )
         pinv = xp.swapaxes(vt[..., : self.m, :], -1, -2) / s[..., None, :]  # (batch, n, m) times diag
         pinv = xp.matmul(pinv, xp.swapaxes(u, -1, -2))
-        null = xp.swapaxes(vt[..., self.m :, :], -1, -2)  # (batch, n, null)
+        if concrete:
+            null = xp.swapaxes(vt[..., self.m :, :], -1, -2)  # (batch, n, null)
+        else:
+            vt_full = jax.lax.stop_gradient(jnp.linalg.svd(k, full_matrices=True)[2])
+            null = jnp.swapaxes(vt_full[..., self.m :, :], -1, -2)
         log_det = -xp.sum(xp.log(s), axis=-1)
         ok = xp.all(s > 0)
         return pinv, null, log_det, ok
@@ -247,7 +255,7 @@ class _DotSolver(Solver):
 
     def solve(self, ins, outs, theta):
         k = ins[1 - self.unknown]
-        pinv, null, log_det, ok = self.decomp if self.decomp is not None else self._decompose(k, False)
+        pinv, null, log_det, ok = self.decomp if self.decomp is not None else self._decompose(k, is_concrete(k))
         y = self._y_canonical(outs[0])
         u = jnp.matmul(pinv.astype(y.dtype), y)  # (batch, n, k)
         if self.null:
@@ -267,7 +275,7 @@ class _DotSolver(Solver):
         if not self.null:
             return ()
         k = ins[1 - self.unknown]
-        null = self.decomp[1] if self.decomp is not None else self._decompose(k, False)[1]
+        null = self.decomp[1] if self.decomp is not None else self._decompose(k, is_concrete(k))[1]
         u = jnp.transpose(ins[self.unknown], self.u_perm).reshape(self.batch + (self.n, self.kcols))
         t = jnp.matmul(jnp.swapaxes(null.astype(u.dtype), -1, -2), u)  # (batch, null, k)
         return (jnp.swapaxes(t, -1, -2),)

@@ -1,0 +1,384 @@
+"""Rules for control flow: ``scan`` (and ``fori_loop``), ``cond``/``switch``, ``while``.
+
+``scan`` is inverted by scheduling its *body* once and running that schedule
+in a ``lax.scan`` of its own — forwards when the initial carry is known (each
+step solves its unknown ``xs`` from the observed ``ys``), backwards when the
+final carry is known (each step solves the previous carry). Per-step θ is
+stacked along the scan axis, so trace and compile time do not depend on the
+number of iterations. Carry components that depend only on known values (a
+loop counter) are computed by a forward pre-pass and treated as known.
+
+``cond`` inverts every branch with the same knowledge pattern and switches on
+the index; when the index depends on unknowns it is drawn from θ as a
+discrete choice and re-checked on the recovered values (the scheduler turns
+its defining relation into a check).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from .._compat import COND_P, SCAN_P, WHILE_P, call_name, scan_counts
+from ..errors import InversionError, NoRuleError
+from ..theta import ThetaSpec
+from . import DEFAULT_RULES
+from ._base import Solution, Solver
+
+_body_cache: dict = {}
+
+
+def _keep_call(table):
+    def keep(eqn):
+        name = call_name(eqn.primitive, eqn.params)
+        return name is not None and table.function_rule(name) is not None
+
+    return keep
+
+
+def _body_program(closed, table):
+    from .._ir import import_jaxpr
+
+    key = (id(closed), id(table))
+    hit = _body_cache.get(key)
+    if hit is None or hit[0] is not closed:
+        hit = (closed, import_jaxpr(closed, keep_call=_keep_call(table)))
+        _body_cache[key] = hit
+    return hit[1]
+
+
+def _ancestors(program, outs):
+    """Program inputs each of ``outs`` depends on."""
+    needed = {v for v in outs if not v.is_const}
+    for e in reversed(program.eqns):
+        if any(o in needed for o in e.outs):
+            needed.update(v for v in e.ins if not v.is_const)
+    return needed & set(program.invars)
+
+
+def _stack_spec(spec, length):
+    return ThetaSpec((length,) + tuple(spec.shape), spec.dtype, spec.support, spec.kind, spec.origin)
+
+
+def _observable(v, known_inputs, seen):
+    return v.is_float and not v.is_const and v not in known_inputs and v not in seen
+
+
+# --- scan ------------------------------------------------------------------------------------
+class _ScanSolver(Solver):
+    def __init__(self, pat, mode):
+        from .._schedule import build_schedule
+
+        eqn = pat.eqn
+        params = eqn.params
+        self.length = int(params["length"])
+        self.orig_reverse = bool(params["reverse"])
+        nc, nk = scan_counts(params)
+        self.nc, self.nk = nc, nk
+        nx = len(eqn.ins) - nc - nk
+        self.nx = nx
+        body = _body_program(params["jaxpr"], pat.table)
+        self.body = body
+        b_consts, b_carry, b_xs = body.invars[:nc], body.invars[nc : nc + nk], body.invars[nc + nk :]
+        b_cout, b_ys = body.outvars[:nk], body.outvars[nk:]
+        kin, kout = pat.known_in, pat.known_out
+        self.kx = kx = kin[nc + nk :]
+        self.ky = ky = kout[nk:]
+        self.kfinal = kfinal = kout[:nk]
+        self.mode = mode
+        if mode == "forward":
+            self.kfwd = tuple(range(nk))
+        else:
+            self.kfwd = _known_forward(body, nc, nk, kin[nc : nc + nk], kx)
+        kfwd = set(self.kfwd)
+        known = list(b_consts) + [b_carry[j] for j in self.kfwd] + [x for x, k in zip(b_xs, kx) if k]
+        unknown = [b_carry[j] for j in range(nk) if j not in kfwd] + [x for x, k in zip(b_xs, kx) if not k]
+        known_set = set(known)
+        observed, seen = [], set()
+        self.obs_carry = []  # carry components solved backwards (observed at each step)
+        if mode == "backward":
+            for j in range(nk):
+                if j in kfwd:
+                    continue
+                v = b_cout[j]
+                if not _observable(v, known_set, seen):
+                    raise InversionError(
+                        f"cannot run the loop at {eqn.source} backwards: carry component {j} "
+                        f"({v!r}) is {'discrete' if not v.is_float else 'passed through unchanged'}; "
+                        "only continuous carries computed in the body can be solved step by step."
+                    )
+                observed.append(v)
+                seen.add(v)
+                self.obs_carry.append(j)
+        self.obs_ys, self.check_ys = [], []
+        for j, (v, k) in enumerate(zip(b_ys, ky)):
+            if not k:
+                continue
+            if _observable(v, known_set, seen):
+                observed.append(v)
+                seen.add(v)
+                self.obs_ys.append(j)
+            elif not v.is_float or v.is_const:
+                self.check_ys.append(j)
+            else:  # a continuous y equal to a known value: over-determined
+                raise InversionError(
+                    f"loop at {eqn.source}: observed output {j} of each step equals a value already "
+                    "known at that step, so observing it over-determines the loop."
+                )
+        extra = [b_cout[j] for j in range(nk)] + list(b_ys)
+        self.sub = build_schedule(body, known, unknown, observed, {}, pat.table, {}, extra)
+        if mode == "backward" and self.kfwd:
+            pre_known = list(b_consts) + [b_carry[j] for j in self.kfwd] + [x for x, k in zip(b_xs, kx) if k]
+            self.pre = build_schedule(body, pre_known, [], [], {}, pat.table, {}, [b_cout[j] for j in self.kfwd])
+        else:
+            self.pre = None
+        self.theta_names = list(self.sub.theta)
+        self.theta = tuple(_stack_spec(s, self.length) for s in self.sub.theta.values())
+        self.theta_hints = tuple(f"scan_{n}" for n in self.theta_names)
+        self.description = (
+            f"invert the loop body once; run it {'forwards' if mode == 'forward' else 'backwards'} "
+            f"over {self.length} steps"
+        )
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _split_ins(self, ins):
+        nc, nk = self.nc, self.nk
+        return ins[:nc], ins[nc : nc + nk], ins[nc + nk :]
+
+    def solve(self, ins, outs, theta):
+        from .._schedule import run_schedule_extra
+
+        consts, init, xs = self._split_ins(ins)
+        nk = self.nk
+        xs_known = [x for x, k in zip(xs, self.kx) if k]
+        ys_known = [y for y, k in zip(outs[nk:], self.ky) if k]
+        kfwd = self.kfwd
+        # 1. carries that depend on known values only: a forward pre-pass
+        if self.mode == "backward" and self.pre is not None:
+            def pre_body(carry, xk):
+                _, _, _, extra = run_schedule_extra(self.pre, list(consts) + list(carry) + list(xk), [], {})
+                return tuple(extra), tuple(carry)
+
+            fwd_final, fwd_stacked = lax.scan(
+                pre_body, tuple(init[j] for j in kfwd), tuple(xs_known), length=self.length, reverse=self.orig_reverse
+            )
+        else:
+            fwd_final, fwd_stacked = (), ()
+        obs_carry = self.obs_carry
+
+        def step(carry, per_step):
+            xk, yk, fk, th = per_step
+            if self.mode == "forward":
+                known = list(consts) + list(carry) + list(xk)
+                observed = [yk[self.ky_index(j)] for j in self.obs_ys]
+            else:
+                known = list(consts) + list(fk) + list(xk)
+                observed = list(carry) + [yk[self.ky_index(j)] for j in self.obs_ys]
+            solved, ld, ok, extra = run_schedule_extra(self.sub, known, observed, dict(zip(self.theta_names, th)))
+            couts, ys_all = extra[:nk], extra[nk:]
+            for j in self.check_ys:
+                ok = jnp.logical_and(ok, jnp.all(ys_all[j] == yk[self.ky_index(j)]))
+            if self.mode == "forward":
+                new_carry = tuple(couts)
+                xs_u = solved
+            else:
+                n_c = len(obs_carry)
+                new_carry = tuple(solved[:n_c])
+                xs_u = solved[n_c:]
+            ys_u = [ys_all[j] for j in range(len(ys_all)) if not self.ky[j]]
+            return new_carry, (tuple(xs_u), tuple(ys_u), ld, ok)
+
+        if self.mode == "forward":
+            carry0 = tuple(init)
+            reverse = self.orig_reverse
+        else:
+            carry0 = tuple(outs[j] for j in obs_carry)
+            reverse = not self.orig_reverse
+        per_step = (tuple(xs_known), tuple(ys_known), tuple(fwd_stacked), tuple(theta))
+        final, (xs_u, ys_u, lds, oks) = lax.scan(step, carry0, per_step, length=self.length, reverse=reverse)
+        new_ins, new_outs = list(ins), list(outs)
+        unknown_x = [i for i, k in enumerate(self.kx) if not k]
+        for i, val in zip(unknown_x, xs_u):
+            new_ins[self.nc + nk + i] = val
+        unknown_y = [j for j, k in enumerate(self.ky) if not k]
+        for j, val in zip(unknown_y, ys_u):
+            new_outs[nk + j] = val
+        if self.mode == "forward":
+            for j in range(nk):
+                new_outs[j] = final[j]
+        else:
+            for j, val in zip(obs_carry, final):
+                new_ins[self.nc + j] = val
+            for j, val in zip(kfwd, fwd_final):
+                new_outs[j] = val
+        return Solution(new_ins, new_outs, jnp.sum(lds), jnp.all(oks))
+
+    def ky_index(self, j):
+        """Position of ys[j] among the known ys."""
+        return sum(1 for i in range(j) if self.ky[i])
+
+    def pgf(self, ins, outs):
+        from .._schedule import theta_from_env
+
+        if not self.theta_names:
+            return ()
+        consts, init, xs = self._split_ins(ins)
+        body = self.body
+
+        def step(carry, x_t):
+            _, env = body.evaluate(*consts, *carry, *x_t, record=True)
+            th = theta_from_env(self.sub, env)
+            couts = [v.value if v.is_const else env[v] for v in body.outvars[: self.nk]]
+            return tuple(couts), tuple(th[n] for n in self.theta_names)
+
+        _, stacked = lax.scan(step, tuple(init), tuple(xs), length=self.length, reverse=self.orig_reverse)
+        return stacked
+
+
+def _known_forward(body, nc, nk, known_init, kx):
+    """Carry components computable forwards from known values alone (a loop counter)."""
+    b_consts, b_carry, b_xs = body.invars[:nc], body.invars[nc : nc + nk], body.invars[nc + nk :]
+    b_cout = body.outvars[:nk]
+    fwd = {j for j in range(nk) if known_init[j]}
+    known_base = set(b_consts) | {x for x, k in zip(b_xs, kx) if k}
+    deps = [_ancestors(body, [b_cout[j]]) for j in range(nk)]
+    changed = True
+    while changed:
+        changed = False
+        allowed = known_base | {b_carry[j] for j in fwd}
+        for j in list(fwd):
+            if not deps[j] <= allowed:
+                fwd.discard(j)
+                changed = True
+    return tuple(sorted(fwd))
+
+
+def _scan_rule(pat):
+    eqn = pat.eqn
+    nc, nk = scan_counts(eqn.params)
+    if not all(pat.known_in[:nc]):
+        return None
+    init_known = pat.known_in[nc : nc + nk]
+    final_known = pat.known_out[:nk]
+    ys_known = pat.known_out[nk:]
+    x_unknown = not all(pat.known_in[nc + nk :])
+    if all(init_known) and not any(final_known):
+        if not (x_unknown and any(ys_known)):
+            return None
+        return _ScanSolver(pat, "forward")
+    body = _body_program(eqn.params["jaxpr"], pat.table)
+    kfwd = set(_known_forward(body, nc, nk, init_known, pat.known_in[nc + nk :]))
+    if all(final_known[j] or j in kfwd for j in range(nk)) and not all(init_known):
+        if any(final_known[j] and j in kfwd for j in range(nk)):
+            return None
+        return _ScanSolver(pat, "backward")
+    return None
+
+
+DEFAULT_RULES.register(SCAN_P, _scan_rule)
+
+
+# --- cond / switch ---------------------------------------------------------------------------
+class _CondSolver(Solver):
+    def __init__(self, pat):
+        from .._schedule import build_schedule
+
+        eqn = pat.eqn
+        self.branches = [_body_program(b, pat.table) for b in eqn.params["branches"]]
+        kops = pat.known_in[1:]
+        kout = pat.known_out
+        self.kops, self.kout = kops, kout
+        self.subs = []
+        for k, body in enumerate(self.branches):
+            known = [v for v, kk in zip(body.invars, kops) if kk]
+            unknown = [v for v, kk in zip(body.invars, kops) if not kk]
+            observed = [v for v, kk in zip(body.outvars, kout) if kk]
+            extra = list(body.outvars)
+            try:
+                sub = build_schedule(body, known, unknown, observed, {}, pat.table, {}, extra)
+            except InversionError as err:
+                raise type(err)(f"branch {k} of the cond at {eqn.source}: {err}") from None
+            self.subs.append(sub)
+        sig = [[(s.shape, np.dtype(s.dtype).name, repr(s.support)) for s in sub.theta.values()] for sub in self.subs]
+        if any(s != sig[0] for s in sig[1:]):
+            raise InversionError(
+                f"the branches of the cond at {eqn.source} need different parameters θ ({sig}); ppinv "
+                "requires every branch to be invertible with the same θ shapes. Rewrite the branches to "
+                "have the same structure, or declare the inverse with @ppinv.custom_inverse."
+            )
+        self.theta_names = [list(sub.theta) for sub in self.subs]
+        self.theta = tuple(self.subs[0].theta.values())
+        self.theta_hints = tuple(f"cond_{n}" for n in self.theta_names[0])
+        self.description = f"invert each of {len(self.branches)} branches; switch on the index"
+
+    def solve(self, ins, outs, theta):
+        from .._schedule import run_schedule_extra
+
+        index, ops = ins[0], ins[1:]
+        known = [o for o, k in zip(ops, self.kops) if k]
+        observed = [o for o, k in zip(outs, self.kout) if k]
+
+        def branch(k):
+            def run(known, observed, theta):
+                solved, ld, ok, extra = run_schedule_extra(
+                    self.subs[k], list(known), list(observed), dict(zip(self.theta_names[k], theta))
+                )
+                return tuple(solved), tuple(extra), ld, ok
+
+            return run
+
+        n = len(self.branches)
+        idx = jnp.clip(index, 0, n - 1)
+        solved, extra, ld, ok = lax.switch(idx, [branch(k) for k in range(n)], known, observed, tuple(theta))
+        ok = jnp.logical_and(ok, (index >= 0) & (index < n))
+        new_ins, new_outs = list(ins), list(outs)
+        it = iter(solved)
+        for i, k in enumerate(self.kops):
+            if not k:
+                new_ins[1 + i] = next(it)
+        for j, k in enumerate(self.kout):
+            if not k:
+                new_outs[j] = extra[j]
+        return Solution(new_ins, new_outs, ld, ok)
+
+    def pgf(self, ins, outs):
+        from .._schedule import theta_from_env
+
+        if not self.theta:
+            return ()
+        index, ops = ins[0], ins[1:]
+
+        def branch(k):
+            def run(ops):
+                _, env = self.branches[k].evaluate(*ops, record=True)
+                th = theta_from_env(self.subs[k], env)
+                return tuple(th[n] for n in self.theta_names[k])
+
+            return run
+
+        n = len(self.branches)
+        return lax.switch(jnp.clip(index, 0, n - 1), [branch(k) for k in range(n)], tuple(ops))
+
+
+def _cond_rule(pat):
+    if not pat.known_in[0] or not any(pat.known_out):
+        return None
+    if all(pat.known_in):
+        return None
+    return _CondSolver(pat)
+
+
+DEFAULT_RULES.register(COND_P, _cond_rule)
+
+
+def _while_rule(pat):
+    raise NoRuleError(
+        f"a while_loop at {pat.eqn.source} lies between the unknown inputs and the observations; its trip "
+        "count is decided at run time, so it cannot be inverted step by step. Use lax.fori_loop with "
+        "static bounds or lax.scan (both are inverted), or declare the inverse with @ppinv.custom_inverse."
+    )
+
+
+DEFAULT_RULES.register(WHILE_P, _while_rule)
