@@ -38,6 +38,7 @@ from jax import lax
 from numpyro.distributions import constraints
 
 from ._block import LinearBlock, is_linear
+from ._poly import MAX_DEGREE, PolynomialBlock, poly_degree
 from .errors import InversionError, NoRuleError, OverdeterminedError, UnderdeterminedError
 from .rules import Pattern
 from .theta import ThetaSpec, int_dtype, is_constrained
@@ -100,6 +101,17 @@ class BlockStep:
         rels = "\n         ".join(e.describe() for e in self.block.anchors)
         extra = f"  θ: {', '.join(self.theta_names)}" if self.theta_names else ""
         return f"block  {rels}\n         [{self.block.description}]{extra}"
+
+
+@dataclass
+class PolyStep:
+    """A closed-form polynomial solve (see ``_poly.py``)."""
+
+    block: object
+    theta_names: tuple
+
+    def describe(self):
+        return f"poly   {self.block.anchor.describe()}\n         [{self.block.description}]  θ: {', '.join(self.theta_names)}"
 
 
 @dataclass
@@ -295,7 +307,7 @@ class _Scheduler:
                 self._propagate(queue)
                 if not self.pending:
                     break
-                if self._unstick_with_rule(queue) or self._unstick_with_block(queue):
+                if self._unstick_with_rule(queue) or self._unstick_with_block(queue) or self._unstick_with_poly(queue):
                     continue
                 candidates = self._free_candidates()
                 if not candidates:
@@ -461,6 +473,50 @@ class _Scheduler:
                 self._mark_known(v, queue)
             return True
         return False
+
+    def _unstick_with_poly(self, queue):
+        """A relation whose unknowns trace back to one variable through a polynomial."""
+        for anchor in self._stalled():
+            if len(anchor.outs) != 1 or not anchor.outs[0].is_float:
+                continue
+            found = self._poly_cone(anchor)
+            if found is None:
+                continue
+            eqns, leaf, degree = found
+            block = PolynomialBlock(anchor, eqns, leaf, degree, anchor.describe())
+            names = tuple(self._add_theta(spec, "poly_root") for spec in block.theta)
+            self.steps.append(PolyStep(block, names))
+            self._finish(anchor)
+            self._mark_known(leaf, queue)
+            return True
+        return False
+
+    def _poly_cone(self, anchor):
+        cone, leaves = [anchor], set()
+        frontier = [v for v in anchor.ins if not self._is_known(v)]
+        while frontier:
+            u = frontier.pop()
+            d = self.definer.get(u)
+            if d is not None and d in self.pending and d not in cone and len(d.outs) == 1 and poly_degree(d, {}) is not None:
+                cone.append(d)
+                frontier.extend(v for v in d.ins if not self._is_known(v))
+            elif d is None or d not in cone:
+                leaves.add(u)
+        if len(leaves) != 1:
+            return None
+        (leaf,) = leaves
+        if leaf.shape != anchor.outs[0].shape or any(o.shape != leaf.shape for e in cone for o in e.outs):
+            return None
+        degrees = {leaf: 1}
+        for e in sorted(cone, key=self.order.__getitem__):
+            deg = poly_degree(e, degrees)
+            if deg is None:
+                return None
+            degrees[e.outs[0]] = deg
+        degree = degrees[anchor.outs[0]]
+        if degree < 2 or degree > MAX_DEGREE:
+            return None
+        return cone, leaf, degree
 
     def _linear_block(self, anchor):
         """Grow a linear block from ``anchor``: (anchors, interior relations, leaves, known inputs)."""
@@ -643,6 +699,13 @@ def run_schedule_extra(schedule, known_values, observed_values, theta):
                 ok = jnp.logical_and(ok, sol.ok)
         elif isinstance(step, FreeStep):
             env[step.var] = _cast(theta[step.name], step.var)
+        elif isinstance(step, PolyStep):
+            b = step.block
+            known_env = {v: _read(env, v) for v in b.known_inputs}
+            x, ld, sol_ok = b.solve(known_env, _read(env, b.anchor.outs[0]), (theta[step.theta_names[0]],))
+            env[b.leaf] = _cast(x, b.leaf)
+            log_det = log_det + ld.astype(log_det.dtype)
+            ok = jnp.logical_and(ok, sol_ok)
         elif isinstance(step, BlockStep):
             b = step.block
             known_env = {v: _read(env, v) for v in b.known_inputs}
@@ -687,6 +750,10 @@ def theta_from_env(schedule, env):
             vals = step.solver.pgf([_read(env, v) for v in e.ins], [_read(env, o) for o in e.outs])
             for n, val in zip(step.theta_names, vals):
                 theta[n] = jnp.asarray(val).astype(schedule.theta[n].dtype)
+        elif isinstance(step, PolyStep):
+            b = step.block
+            (val,) = b.pgf({v: _read(env, v) for v in b.known_inputs}, _read(env, b.leaf))
+            theta[step.theta_names[0]] = jnp.asarray(val).astype(schedule.theta[step.theta_names[0]].dtype)
         elif isinstance(step, BlockStep) and step.theta_names:
             b = step.block
             vals = b.pgf({v: _read(env, v) for v in b.known_inputs}, [_read(env, v) for v in b.leaves])
