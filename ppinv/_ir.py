@@ -66,7 +66,7 @@ class V:
 
 
 class Eqn:
-    """One relation ``outs = prim(ins; params)``."""
+    """One relation ``outs = prim(ins; params)``. Ids increase in program order."""
 
     __slots__ = ("id", "prim", "params", "ins", "outs", "source")
 
@@ -164,7 +164,9 @@ def eliminate_common_subexpressions(prog: Program) -> Program:
     for e in prog.eqns:
         ins = tuple(c(v) for v in e.ins)
         if any(tag in e.prim.name for tag in _IMPURE):
-            eqns.append(Eqn(e.prim, e.params, ins, e.outs, e.source) if ins != e.ins else e)
+            kept = Eqn(e.prim, e.params, ins, e.outs, e.source) if ins != e.ins else e
+            kept.id = e.id
+            eqns.append(kept)
             continue
         key = (e.prim, _freeze(e.params), tuple(_const_key(v) if v.is_const else v.id for v in ins))
         hit = seen.get(key)
@@ -173,6 +175,7 @@ def eliminate_common_subexpressions(prog: Program) -> Program:
                 canon[o] = h
             continue
         new = Eqn(e.prim, e.params, ins, e.outs, e.source) if ins != e.ins else e
+        new.id = e.id  # ids order equations; keep the original position
         seen[key] = new
         eqns.append(new)
     return Program(prog.invars, [c(v) for v in prog.outvars], eqns)

@@ -38,6 +38,7 @@ from jax import lax
 from numpyro.distributions import constraints
 
 from ._block import LinearBlock, is_linear
+from ._piecewise import PiecewiseBlock, piecewise_cone
 from ._poly import MAX_DEGREE, PolynomialBlock, poly_degree
 from .errors import InversionError, NoRuleError, OverdeterminedError, UnderdeterminedError
 from .rules import Pattern
@@ -105,13 +106,14 @@ class BlockStep:
 
 @dataclass
 class PolyStep:
-    """A closed-form polynomial solve (see ``_poly.py``)."""
+    """One variable solved from one relation through a block of relations between them:
+    a polynomial (``_poly.py``) or a piecewise function (``_piecewise.py``)."""
 
     block: object
     theta_names: tuple
 
     def describe(self):
-        return f"poly   {self.block.anchor.describe()}\n         [{self.block.description}]  θ: {', '.join(self.theta_names)}"
+        return f"joint  {self.block.anchor.describe()}\n         [{self.block.description}]  θ: {', '.join(self.theta_names)}"
 
 
 @dataclass
@@ -307,7 +309,12 @@ class _Scheduler:
                 self._propagate(queue)
                 if not self.pending:
                     break
-                if self._unstick_with_rule(queue) or self._unstick_with_block(queue) or self._unstick_with_poly(queue):
+                if (
+                    self._unstick_with_rule(queue)
+                    or self._unstick_with_block(queue)
+                    or self._unstick_with_poly(queue)
+                    or self._unstick_with_piecewise(queue)
+                ):
                     continue
                 candidates = self._free_candidates()
                 if not candidates:
@@ -485,6 +492,26 @@ class _Scheduler:
             eqns, leaf, degree = found
             block = PolynomialBlock(anchor, eqns, leaf, degree, anchor.describe())
             names = tuple(self._add_theta(spec, "poly_root") for spec in block.theta)
+            self.steps.append(PolyStep(block, names))
+            self._finish(anchor)
+            self._mark_known(leaf, queue)
+            return True
+        return False
+
+    def _unstick_with_piecewise(self, queue):
+        """``jnp.where(pred(x), f1(x), f0(x))`` observed: invert each piece, θ picks one."""
+        for anchor in self._stalled():
+            found = piecewise_cone(anchor, self.definer, self._is_known, self.pending)
+            if found is None:
+                continue
+            eqns, leaf = found
+            known = []
+            for e in list(eqns) + [anchor]:
+                for v in e.ins:
+                    if self._is_known(v) and not v.is_const and v not in known:
+                        known.append(v)
+            block = PiecewiseBlock(anchor, eqns, leaf, known, self.table, anchor.describe())
+            names = tuple(self._add_theta(spec, "piece") for spec in block.theta)
             self.steps.append(PolyStep(block, names))
             self._finish(anchor)
             self._mark_known(leaf, queue)

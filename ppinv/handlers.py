@@ -20,6 +20,7 @@ from valid points and move between branches.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import jax
@@ -29,6 +30,7 @@ import numpyro
 import numpyro.distributions as dist
 from jax.tree_util import tree_flatten, tree_unflatten
 from numpyro import handlers
+from numpyro import primitives as _primitives
 from numpyro.primitives import Messenger
 
 from ._compat import is_concrete
@@ -391,7 +393,12 @@ class ConditionedModel:
         key = _signature(args, kwargs)
         plan = self._plans.get(key)
         if plan is None:
-            plan = self._plans[key] = _Plan(self, args, kwargs)
+            # The plan traces the model with its own handlers; the handlers of whoever
+            # called us (MCMC's trace, Predictive's substitute, SVI's guide set-up...)
+            # must not see those private runs, or they record every site twice.
+            with _outside_handlers():
+                plan = _Plan(self, args, kwargs)
+            self._plans[key] = plan
         return plan
 
     def __call__(self, *args, **kwargs):
@@ -402,6 +409,18 @@ class ConditionedModel:
 
 
 # --- helpers -----------------------------------------------------------------------------------
+@contextmanager
+def _outside_handlers():
+    """Run with an empty NumPyro handler stack (restored afterwards)."""
+    stack = _primitives._PYRO_STACK
+    saved = list(stack)
+    del stack[:]
+    try:
+        yield
+    finally:
+        stack[:] = saved
+
+
 def _is_array(x) -> bool:
     return isinstance(x, (jax.Array, np.ndarray, np.generic)) or not is_concrete(x)
 

@@ -294,3 +294,64 @@ def _dot_general_rule(pat):
 
 
 DEFAULT_RULES.register(lax.dot_general_p, _dot_general_rule)
+
+
+# --- reduce_max / reduce_min: which element attains it, and the gaps of the others ----------
+class _ArgExtremeSolver(Solver):
+    """``z = max(x)`` per group: θ picks the arg-max ``k`` and the (positive) gaps ``z − x_i``."""
+
+    def __init__(self, pat, sign):
+        x = pat.eqn.ins[0]
+        self.axes = tuple(pat.params["axes"])
+        self.in_shape = x.shape
+        self.sign = sign  # +1 for max (others below), -1 for min (others above)
+        moved, self.n = move_axes_last(x.shape, self.axes)
+        batch = moved[: len(moved) - len(self.axes)]
+        from ..theta import int_dtype
+
+        self.theta = (
+            ThetaSpec(batch, np.dtype(int_dtype()), constraints.integer_interval(0, self.n - 1), "argmax", pat.eqn.describe()),
+            ThetaSpec(batch + (self.n - 1,), x.dtype, constraints.positive, "gap", pat.eqn.describe()),
+        )
+        self.description = f"reduce_{'max' if sign > 0 else 'min'}: θ picks the extreme element and the gaps"
+
+    def solve(self, ins, outs, theta):
+        z = outs[0]
+        k, gaps = theta
+        # positions other than k take the gaps in order
+        idx = jnp.broadcast_to(jnp.arange(self.n), gaps.shape[:-1] + (self.n,))
+        slot = jnp.where(idx < k[..., None], idx, idx - 1)  # gap index for each position
+        g = jnp.take_along_axis(gaps, jnp.clip(slot, 0, self.n - 2), axis=-1)
+        flat = jnp.where(idx == k[..., None], z[..., None], z[..., None] - self.sign * g)
+        x = restore_axes(flat, self.in_shape, self.axes)
+        ok = jnp.all(gaps > 0) & jnp.all((k >= 0) & (k < self.n))
+        return Solution([x], [z], jnp.zeros((), z.dtype), ok)
+
+    def pgf(self, ins, outs):
+        flat = _flatten_groups(ins[0], self.axes)
+        k = jnp.argmax(self.sign * flat, axis=-1)
+        z = jnp.take_along_axis(flat, k[..., None], axis=-1)
+        gaps_all = self.sign * (z - flat)
+        idx = jnp.broadcast_to(jnp.arange(self.n), flat.shape)
+        # indices of the non-extreme positions, in order (k moved to the end by a stable sort)
+        order = jnp.argsort(idx == k[..., None], axis=-1, stable=True)[..., : self.n - 1]
+        return k.astype(self.theta[0].dtype), jnp.take_along_axis(gaps_all, order, axis=-1)
+
+
+def _extreme_rule(sign):
+    def rule(pat):
+        if pat.known_in[0] or not pat.known_out[0]:
+            return None
+        x = pat.eqn.ins[0]
+        _, n = move_axes_last(x.shape, tuple(pat.params["axes"]))
+        if n == 1:
+            return _SingleSolver(x.shape)
+        if not (pat.allow_theta and pat.exclusive[0]):
+            return None
+        return _ArgExtremeSolver(pat, sign)
+
+    return rule
+
+
+DEFAULT_RULES.register(lax.reduce_max_p, _extreme_rule(+1))
+DEFAULT_RULES.register(lax.reduce_min_p, _extreme_rule(-1))

@@ -207,3 +207,33 @@ if hasattr(lax, "split_p"):
     DEFAULT_RULES.register(lax.split_p, _split_rule)
 if hasattr(lax, "unstack_p"):
     DEFAULT_RULES.register(lax.unstack_p, _unstack_rule)
+
+
+# --- select_n with a constant predicate ----------------------------------------------------
+class _PickSolver(Solver):
+    def __init__(self, case):
+        self.case = case
+        self.description = f"a constant predicate picks case {case}"
+
+    def solve(self, ins, outs, theta):
+        new = list(ins)
+        new[1 + self.case] = outs[0]
+        return Solution(new, list(outs), _zero(outs[0]), None)
+
+
+def _select_n_rule(pat):
+    """``select_n(k, *cases)`` with ``k`` a constant that picks one case everywhere."""
+    k = pat.const(0)
+    if k is None or not pat.known_out[0]:
+        return None
+    k = np.asarray(k)
+    if k.size == 0 or not np.all(k == k.flat[0]):
+        return None
+    case = int(k.flat[0])
+    v = pat.eqn.ins[1 + case]
+    if pat.known_in[1 + case] or v.shape != pat.eqn.outs[0].shape:
+        return None
+    return _PickSolver(case)
+
+
+DEFAULT_RULES.register(lax.select_n_p, _select_n_rule)
