@@ -44,8 +44,8 @@ def scan_counts(params):
     """``(num_consts, num_carry)`` of a ``scan`` equation on any supported release."""
     if "num_consts" in params:
         return params["num_consts"], params["num_carry"]
-    ft_in = params["ft_in"]  # 0.12: flat-tree groups (consts, carry, xs)
-    return len(ft_in[0]), len(ft_in[1])
+    groups = list(params["ft_in"].unpack())  # 0.12: a flat tree of (consts, carry, xs)
+    return len(list(groups[0])), len(list(groups[1]))
 
 
 def source_summary(eqn) -> str:
