@@ -151,7 +151,9 @@ class LinearBlock:
         else:
             null = jax.lax.stop_gradient(jnp.linalg.svd(m, full_matrices=True)[2][self.rows :].T)
         log_det = -xp.sum(xp.log(s))
-        ok = xp.all(s > 0) if not concrete else True
+        # rank check at run time: relative to the largest singular value, as at build time
+        tol = (s.max() if s.size else 1.0) * max(self.rows, self.cols) * jnp.finfo(jnp.result_type(s)).eps
+        ok = xp.all(s > tol) if not concrete else True
         return pinv, null, c, log_det, ok
 
     # -- runtime --------------------------------------------------------------------------

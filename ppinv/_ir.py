@@ -181,6 +181,39 @@ def eliminate_common_subexpressions(prog: Program) -> Program:
     return Program(prog.invars, [c(v) for v in prog.outvars], eqns)
 
 
+def fold_constants(prog: Program, max_size: int = 1 << 20) -> Program:
+    """Evaluate, once, every relation whose inputs are all constants.
+
+    ``jnp.ones(3)`` traces to a ``broadcast_in_dim`` of a literal: folded, it
+    is a constant, so linear maps built from it are decomposed (and checked for
+    rank) when the inverse is built, not at every call.
+    """
+    canon = {}
+    eqns = []
+    for e in prog.eqns:
+        ins = tuple(canon.get(v, v) for v in e.ins)
+        foldable = (
+            ins
+            and all(v.is_const for v in ins)
+            and not any(tag in e.prim.name for tag in _IMPURE)
+            and all(o.size <= max_size and isinstance(o.dtype, np.dtype) for o in e.outs)
+            and e.prim.name not in ("scan", "cond", "while")
+        )
+        if foldable:
+            try:
+                with jax.ensure_compile_time_eval():
+                    vals = e.bind(*[v.value for v in ins])
+                for o, val in zip(e.outs, vals):
+                    canon[o] = _const(np.asarray(val))
+                continue
+            except Exception:  # leave anything that cannot run eagerly to run-time
+                pass
+        new = Eqn(e.prim, e.params, ins, e.outs, e.source) if ins != e.ins else e
+        new.id = e.id
+        eqns.append(new)
+    return Program(prog.invars, [canon.get(v, v) for v in prog.outvars], eqns)
+
+
 def _const(value) -> V:
     arr = np.asarray(value) if not isinstance(value, jax.Array) else value
     return V(np.shape(arr), arr.dtype, value=arr)
@@ -197,7 +230,7 @@ def import_jaxpr(closed, keep_call=None) -> Program:
     prog = Program(invars=invars, outvars=[])
     const_vs = [_const(c) for c in consts]
     prog.outvars = _inline(prog, jaxpr, const_vs + invars, keep_call)
-    return eliminate_common_subexpressions(prog)
+    return eliminate_common_subexpressions(fold_constants(prog))
 
 
 def _inline(prog, jaxpr, args, keep_call, outer_source=None):

@@ -649,7 +649,8 @@ class _Scheduler:
         for e in stalled:
             unknown = [v for v in e.ins if not self._is_known(v)]
             lines.append(f"    {e.describe()}\n      unknown: {', '.join(map(repr, unknown))}")
-            if not self._rules(e):
+            # relations with discrete outputs (comparisons) are checks, never solved backwards
+            if not self._rules(e) and all(o.is_float for o in e.outs):
                 missing.append(e)
         if missing:
             e = missing[0]

@@ -246,7 +246,8 @@ class _DotSolver(Solver):
             vt_full = jax.lax.stop_gradient(jnp.linalg.svd(k, full_matrices=True)[2])
             null = jnp.swapaxes(vt_full[..., self.m :, :], -1, -2)
         log_det = -xp.sum(xp.log(s), axis=-1)
-        ok = xp.all(s > 0)
+        tol = xp.max(s, axis=-1, keepdims=True) * max(self.m, self.n) * jnp.finfo(jnp.result_type(s)).eps
+        ok = xp.all(s > tol)
         return pinv, null, log_det, ok
 
     def _y_canonical(self, y):
