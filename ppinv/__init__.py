@@ -18,7 +18,7 @@ from .errors import (
 from .inverse import DomainError, Inverse, inverse
 from .handlers import ConditionedModel, condition
 from .custom import custom_inverse
-from . import infer, testing
+from . import diagnostics, infer, testing
 from .rules import overlay, register_function_rule, register_rule
 
 __version__ = "0.1.0"
@@ -46,6 +46,7 @@ __all__ = [
     "ConditionedModel",
     "infer",
     "testing",
+    "diagnostics",
     "overlay",
     "register_rule",
     "register_function_rule",

@@ -211,8 +211,10 @@ class _DotSolver(Solver):
             self.y_perm = tuple(range(nb)) + tuple(range(nb + nuf, nb + nuf + nkf)) + tuple(range(nb, nb + nuf))
         self.null = self.n - self.m
         self.theta = ()
+        # a matrix-vector product has no free columns: θ is (batch..., null), not (batch..., 1, null)
+        self.vector = not ufree
         if self.null > 0:
-            shape = self.batch + (self.kcols, self.null)
+            shape = self.batch + (() if self.vector else (self.kcols,)) + (self.null,)
             self.theta = (ThetaSpec(shape, unknown_v.dtype, constraints.real, "null_space", eqn.describe()),)
         known_const = pat.const(1 - unknown)
         self.decomp = self._decompose(np.asarray(known_const), concrete=True) if known_const is not None else None
@@ -260,7 +262,8 @@ class _DotSolver(Solver):
         y = self._y_canonical(outs[0])
         u = jnp.matmul(pinv.astype(y.dtype), y)  # (batch, n, k)
         if self.null:
-            (t,) = theta  # (batch, k, null)
+            (t,) = theta  # (batch, k, null), or (batch, null) for a vector
+            t = t[..., None, :] if self.vector else t
             u = u + jnp.matmul(null.astype(y.dtype), jnp.swapaxes(t, -1, -2))
         u = self._restore_u(u)
         new_ins = list(ins)
@@ -278,8 +281,8 @@ class _DotSolver(Solver):
         k = ins[1 - self.unknown]
         null = self.decomp[1] if self.decomp is not None else self._decompose(k, is_concrete(k))[1]
         u = jnp.transpose(ins[self.unknown], self.u_perm).reshape(self.batch + (self.n, self.kcols))
-        t = jnp.matmul(jnp.swapaxes(null.astype(u.dtype), -1, -2), u)  # (batch, null, k)
-        return (jnp.swapaxes(t, -1, -2),)
+        t = jnp.swapaxes(jnp.matmul(jnp.swapaxes(null.astype(u.dtype), -1, -2), u), -1, -2)  # (batch, k, null)
+        return (t[..., 0, :] if self.vector else t,)
 
 
 def _dot_general_rule(pat):
