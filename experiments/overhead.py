@@ -1,0 +1,834 @@
+"""Overhead of ppinv's overlay: run time against hand-written inverses, and build time.
+
+Two measurements:
+
+1. **Overlay vs hand-written.** For a few programs, ``jax.jit(jax.vmap(inv.with_log_det))``
+   (x and log|det| from the inverse ppinv builds) against a hand-written jitted+vmapped
+   function computing the same x and log|det| in the same θ-parametrization, over
+   ``--n-inputs`` inputs on CPU. Two hand-written baselines are timed:
+
+   * ``hand`` — the plain formulas (what one would write without thinking about domains);
+   * ``hand+mask`` — the same, with the overlay's outside-the-domain semantics
+     (x = NaN and log|det| = −inf where log|det| is not finite).
+
+   The three functions are timed interleaved (rotating order) so that machine noise
+   hits all of them alike; the medians and the ratio overlay / hand are reported.
+   Outputs are checked to agree (``allclose``) before anything is timed, and the
+   parametrization is checked by matching the PGF's θ against the hand-written θ.
+
+2. **Build-time scaling.** Straight-line programs of 10 … 10,000 primitive equations
+   (generated: a spine from ``x0`` to the observed output through add / mul-by-constant /
+   mul and div by positive side values / neg / exp-log segments, plus side values that
+   are functions of ``x1..x3`` through sin / exp / log / mul with fan-out), inverted with
+   ``ppinv.inverse`` and compiled. Time is split into make_jaxpr+import, scheduling,
+   lowering (tracing the inverse to StableHLO) and XLA compile, plus the first call.
+   The forward program's compile time is reported for reference.
+
+Usage::
+
+    python experiments/overhead.py [--quick] [--out experiments/results]
+
+Writes ``overhead[_quick].json``, ``overhead_overlay[_quick].csv``,
+``overhead_build[_quick].csv`` and ``overhead_build[_quick].png`` under ``--out``
+and prints a summary table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+try:  # run from a checkout without installing
+    import ppinv  # noqa: F401
+except ImportError:  # pragma: no cover - depends on how the script is started
+    sys.path.insert(0, str(ROOT))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
+
+import ppinv  # noqa: E402
+
+PERF = time.perf_counter
+CPU = time.process_time  # all threads of this process: less sensitive to other load on a shared machine
+
+
+# =====================================================================================
+# Part 1: programs with hand-written inverses
+# =====================================================================================
+# Each entry: f, n_args, sampler for x, θ "roles" as functions of x (used to match the
+# overlay's θ leaves, whatever they are called), and the hand-written inverse
+# hand(y, roles) -> (x tuple, log|det|) for ONE input (it is vmapped like the overlay).
+
+
+def _p_abc(a, b, c):
+    return a * b + c
+
+
+def _hand_abc(y, t):
+    a, b = t["a"], t["b"]
+    return (a, b, y - a * b), jnp.zeros_like(y)
+
+
+def _p_x012(x0, x1, x2):
+    return x0 + x1 * x2
+
+
+def _hand_x012(y, t):
+    x1, x2 = t["x1"], t["x2"]
+    return (y - x1 * x2, x1, x2), jnp.zeros_like(y)
+
+
+def _p_mixed(a, b, c):
+    return jnp.exp(a) * b + jnp.sin(c)
+
+
+def _hand_mixed(y, t):
+    a, c = t["a"], t["c"]
+    # b = (y - sin c) / exp(a);  log|db/dy| = -a
+    return (a, (y - jnp.sin(c)) * jnp.exp(-a), c), -a
+
+
+def _p_multiple_variable_use(x, y):  # tests/test_prototype_programs.py
+    a = x + y
+    b = a + a
+    c = a * a
+    d = c + b
+    e = y * a
+    return e + d
+
+
+def _hand_multiple_variable_use(f, t):
+    a = t["a"]  # θ is a = x + y
+    d = a * a + 2.0 * a
+    y = (f - d) / a
+    return (a - y, y), -jnp.log(jnp.abs(a))
+
+
+# chain of 20 elementwise primitives: 4 x [mul 0.8, add 0.3, asinh, exp, log1p]
+_CHAIN_STEPS = 4
+
+
+def _p_chain20(x):
+    h = x
+    for _ in range(_CHAIN_STEPS):
+        h = h * 0.8
+        h = h + 0.3
+        h = jnp.arcsinh(h)
+        h = jnp.exp(h)
+        h = jnp.log1p(h)
+    return h
+
+
+def _hand_chain20(y, t):
+    z, ld = y, jnp.zeros_like(y)
+    for _ in range(_CHAIN_STEPS):
+        w = jnp.expm1(z)  # log1p^-1;  log|dw/dz| = z
+        ld = ld + z
+        u = jnp.log(w)  # exp^-1;  log|du/dw| = -log w = -u
+        ld = ld - u
+        v = jnp.sinh(u)  # asinh^-1;  log|dv/du| = log cosh u
+        ld = ld + jnp.log(jnp.cosh(u))
+        z = (v - 0.3) / 0.8
+    return (z,), ld + _CHAIN_STEPS * (-math.log(0.8))
+
+
+def _normal(*scales):
+    def sample(rng, n, dtype):
+        return [rng.normal(0.0, s, n).astype(dtype) for s in scales]
+
+    return sample
+
+
+PROGRAMS = [
+    dict(name="a*b+c", f=_p_abc, n_args=3, sample=_normal(1, 1, 1),
+         roles={"a": lambda x: x[0], "b": lambda x: x[1]}, hand=_hand_abc),
+    dict(name="x0+x1*x2", f=_p_x012, n_args=3, sample=_normal(1, 1, 1),
+         roles={"x1": lambda x: x[1], "x2": lambda x: x[2]}, hand=_hand_x012),
+    dict(name="exp(a)*b+sin(c)", f=_p_mixed, n_args=3, sample=_normal(0.5, 1, 1),
+         roles={"a": lambda x: x[0], "c": lambda x: x[2]}, hand=_hand_mixed),
+    dict(name="multiple_variable_use", f=_p_multiple_variable_use, n_args=2, sample=_normal(1, 1),
+         roles={"a": lambda x: x[0] + x[1]}, hand=_hand_multiple_variable_use),
+    dict(name="chain20", f=_p_chain20, n_args=1, sample=_normal(1), roles={}, hand=_hand_chain20),
+]
+
+
+def _masked(hand):
+    """The hand-written inverse with the overlay's domain semantics (NaN / −inf outside)."""
+
+    def f(y, t):
+        xs, ld = hand(y, t)
+        ok = jnp.isfinite(ld)
+        return tuple(jnp.where(ok, x, jnp.nan) for x in xs), jnp.where(ok, ld, -jnp.inf)
+
+    return f
+
+
+def _match_roles(spec, theta, x):
+    """Map each θ role of the hand-written inverse to the overlay's θ leaf with the same values."""
+    mapping = {}
+    for role, fn in spec["roles"].items():
+        want = np.asarray(fn(x))
+        hits = [k for k, v in theta.items() if k not in mapping.values()
+                and np.shape(v) == want.shape and np.allclose(np.asarray(v), want, rtol=1e-6, atol=1e-9)]
+        if len(hits) != 1:
+            raise RuntimeError(
+                f"{spec['name']}: the overlay's θ {sorted(theta)} does not contain the hand-written "
+                f"parametrization (role {role!r} matched {hits}); the scheduler chose a different θ, so "
+                "the hand-written inverse would compute something else. Update PROGRAMS."
+            )
+        mapping[role] = hits[0]
+    extra = set(theta) - set(mapping.values())
+    if extra:
+        raise RuntimeError(f"{spec['name']}: overlay has θ leaves {sorted(extra)} the hand-written inverse lacks.")
+    return mapping
+
+
+_OPCODE = re.compile(r"=\s+(?:\([^)]*\)|\S+)\s+([a-z][a-z0-9\-]*)\(")
+_INTEREST = ("fusion", "exponential", "log", "log-plus-one", "exponential-minus-one", "sine", "cosine",
+             "divide", "multiply", "add", "subtract", "select", "compare", "is-finite", "and", "copy",
+             "broadcast", "convert", "power", "sqrt", "atan2")
+
+
+def _hlo_summary(compiled):
+    text = compiled.as_text()
+    ops = Counter()
+    for line in text.splitlines():
+        m = _OPCODE.search(line)
+        if m:
+            ops[m.group(1)] += 1
+    ops.pop("parameter", None)
+    ops.pop("constant", None)
+    return {"instructions": sum(ops.values()), **{k: ops[k] for k in _INTEREST if ops.get(k)}}
+
+
+def _time_interleaved(fns, args, repeats, min_sample_s, bar):
+    """Median seconds per call of each function, timed in rotating order."""
+    names = list(fns)
+    # calibrate the number of calls per sample on the slowest function
+    per_call = 0.0
+    for f in fns.values():
+        for _ in range(3):  # warm-up: first calls pay allocator / page-fault costs
+            t0 = PERF()
+            jax.block_until_ready(f(*args))
+        per_call = max(per_call, PERF() - t0)
+    inner = max(1, math.ceil(min_sample_s / max(per_call, 1e-9)))
+    samples = {n: [] for n in names}
+    cpu = {n: [] for n in names}
+    for r in range(repeats):
+        k = r % len(names)
+        for n in names[k:] + names[:k]:
+            f = fns[n]
+            t0, c0 = PERF(), CPU()
+            for _ in range(inner):
+                jax.block_until_ready(f(*args))
+            samples[n].append((PERF() - t0) / inner)
+            cpu[n].append((CPU() - c0) / inner)
+        bar.update(1)
+    return samples, cpu, inner
+
+
+def run_overlay(n_inputs, repeats, min_sample_s, dtype, bar, seed=0):
+    rows = []
+    rng = np.random.default_rng(seed)
+    tol = dict(rtol=1e-9, atol=1e-9) if dtype == np.float64 else dict(rtol=2e-4, atol=2e-4)
+    for spec in PROGRAMS:
+        bar.set_postfix_str(spec["name"])
+        f = spec["f"]
+        inv = ppinv.inverse(f, *([dtype(1.0)] * spec["n_args"]))
+        x = [jnp.asarray(v) for v in spec["sample"](rng, n_inputs, dtype)]
+        y = jax.jit(jax.vmap(f))(*x)
+        theta = jax.jit(jax.vmap(inv.pgf))(*x)
+        mapping = _match_roles(spec, theta, x)
+        theta_roles = {role: theta[name] for role, name in mapping.items()}
+
+        overlay = jax.jit(jax.vmap(inv.with_log_det))
+        hand = jax.jit(jax.vmap(spec["hand"]))
+        hand_mask = jax.jit(jax.vmap(_masked(spec["hand"])))
+        fns = {
+            "overlay": lambda y, to, tr: overlay(y, to),
+            "hand": lambda y, to, tr: hand(y, tr),
+            "hand+mask": lambda y, to, tr: hand_mask(y, tr),
+        }
+        args = (y, theta, theta_roles)
+
+        # the benchmark must compare the same computation
+        xo, ldo = overlay(y, theta)
+        for name in ("hand", "hand+mask"):
+            xh, ldh = fns[name](*args)
+            for i, (a, b) in enumerate(zip(xo, xh)):
+                np.testing.assert_allclose(np.asarray(a), np.asarray(b), **tol,
+                                           err_msg=f"{spec['name']}: x[{i}] overlay vs {name}")
+            np.testing.assert_allclose(np.asarray(ldo), np.asarray(ldh), **tol,
+                                       err_msg=f"{spec['name']}: log|det| overlay vs {name}")
+        rec_tol = dict(rtol=1e-7, atol=1e-7) if dtype == np.float64 else dict(rtol=5e-3, atol=5e-3)
+        for i, (a, b) in enumerate(zip(xo, x)):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), **rec_tol,
+                                       err_msg=f"{spec['name']}: x[{i}] not recovered")
+        in_domain = float(np.mean(np.isfinite(np.asarray(ldo))))
+
+        hlo = {
+            "overlay": _hlo_summary(overlay.lower(y, theta).compile()),
+            "hand": _hlo_summary(hand.lower(y, theta_roles).compile()),
+            "hand+mask": _hlo_summary(hand_mask.lower(y, theta_roles).compile()),
+        }
+        samples, cpu, inner = _time_interleaved(fns, args, repeats, min_sample_s, bar)
+        med = {k: statistics.median(v) for k, v in samples.items()}
+        med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
+        paired = [o / h for o, h in zip(samples["overlay"], samples["hand"])]
+        paired_mask = [o / h for o, h in zip(samples["overlay"], samples["hand+mask"])]
+        rows.append(dict(
+            program=spec["name"],
+            n_inputs=n_inputs,
+            dtype=np.dtype(dtype).name,
+            theta=list(theta),
+            n_eqns=len(inv.program.eqns),
+            schedule_steps=len(inv.schedule.steps),
+            in_domain_fraction=in_domain,
+            repeats=repeats,
+            calls_per_sample=inner,
+            overlay_ms=med["overlay"] * 1e3,
+            hand_ms=med["hand"] * 1e3,
+            hand_mask_ms=med["hand+mask"] * 1e3,
+            ratio=med["overlay"] / med["hand"],
+            ratio_paired_median=statistics.median(paired),
+            ratio_vs_mask=med["overlay"] / med["hand+mask"],
+            ratio_vs_mask_paired_median=statistics.median(paired_mask),
+            overlay_cpu_ms=med_cpu["overlay"] * 1e3,
+            hand_cpu_ms=med_cpu["hand"] * 1e3,
+            hand_mask_cpu_ms=med_cpu["hand+mask"] * 1e3,
+            ratio_cpu=med_cpu["overlay"] / med_cpu["hand"],
+            ratio_cpu_vs_mask=med_cpu["overlay"] / med_cpu["hand+mask"],
+            samples_ms={k: [s * 1e3 for s in v] for k, v in samples.items()},
+            samples_cpu_ms={k: [s * 1e3 for s in v] for k, v in cpu.items()},
+            hlo=hlo,
+        ))
+    return rows
+
+
+# =====================================================================================
+# Part 2: generated straight-line programs
+# =====================================================================================
+def make_recipe(n_eqns, n_inputs=4, seed=0, side_reuse=3):
+    """A random invertible straight-line program of exactly ``n_eqns`` primitive equations.
+
+    ``x0`` runs along a *spine* to the single output; every spine relation has exactly
+    one spine operand, so ``x0`` can be solved backwards once the side values are known.
+    Side values are functions of ``x1..x{n-1}`` only (sin, exp, log, products), reused up
+    to ``side_reuse`` times each (fan-out) and the inputs themselves many times. The
+    spine multiplies and divides by the same positive side values, alternates the
+    constant factors 0.8 / 1.25, and wraps some stretches in ``64·log(exp(s/64)·…)``,
+    so values stay bounded and ∂y/∂x0 stays well away from 0 at every size (the round
+    trip is checked). θ has ``n_inputs − 1`` continuous dimensions.
+
+    Returns ``(ops, out)``: ops are tuples ``(kind, new_var, operand, [operand/constant])``.
+    """
+    rng = np.random.default_rng(seed)
+    ops, count, uses = [], 0, {}
+    unit, pos = [], []  # side values in [-1, 1]; positive bounded side values
+    inputs = list(range(1, n_inputs))
+    nvars, spine = n_inputs, 0
+    open_factors, seg_factors = [], []
+    small, in_exp = True, False
+    seen = set()
+
+    def new():
+        nonlocal nvars
+        nvars += 1
+        return nvars - 1
+
+    def avail(pool):
+        return [v for v in pool if uses.get(v, 0) < side_reuse]
+
+    def take(pool):
+        p = avail(pool)
+        if not p:
+            return None
+        v = int(p[rng.integers(len(p))])
+        uses[v] = uses.get(v, 0) + 1
+        return v
+
+    while count < n_eqns:
+        left = n_eqns - count
+        c = rng.random()
+        if rng.random() < 0.45:  # a side value (never a repeat of an earlier expression: ppinv's CSE would merge it)
+            pick = None
+            for _ in range(20):
+                c = rng.random()
+                if (c < 0.35 or len(avail(unit)) < 2) and left >= 2:
+                    a = int(rng.choice(inputs))
+                    b = int(rng.choice(avail(unit))) if avail(unit) and rng.random() < 0.5 else int(rng.choice(inputs))
+                    cand = ("sin_add", a, b, 2, unit)
+                elif c < 0.55 and len(avail(unit)) >= 2:
+                    a, b = (int(v) for v in rng.choice(avail(unit), 2, replace=False))
+                    cand = ("mul", a, b, 1, unit)
+                elif c < 0.75 and left >= 2 and avail(unit):
+                    cand = ("halfexp", int(rng.choice(avail(unit))), None, 2, pos)
+                elif c < 0.85 and left >= 2 and avail(pos):
+                    cand = ("log1", int(rng.choice(avail(pos))), None, 2, pos)
+                else:
+                    a = int(rng.choice(avail(unit))) if avail(unit) else int(rng.choice(inputs))
+                    cand = ("scale", a, 0.75, 1, unit)
+                kind, a, b = cand[:3]
+                key = (kind, *sorted((a, b))) if kind in ("sin_add", "mul") else (kind, a, b)
+                if (kind == "sin_add" and a == b) or key in seen:
+                    continue
+                pick = cand
+                seen.add(key)
+                break
+            if pick is None:  # nothing new to compute on the side: extend the spine instead
+                v = new(); ops.append(("shift", v, spine, 0.25)); count += 1; spine = v  # noqa: E702
+                continue
+            kind, a, b, cost, pool = pick
+            for operand in (a, b) if kind in ("sin_add", "mul") else (a,):
+                if operand not in inputs:
+                    uses[operand] = uses.get(operand, 0) + 1
+            v = new(); ops.append((kind, v, a) if b is None else (kind, v, a, b)); count += cost  # noqa: E702
+            pool.append(v)
+            continue
+        # the spine
+        if in_exp:
+            if not seg_factors and (c < 0.6 or left < 4) and left >= 2:
+                v = new(); ops.append(("log64", v, spine)); count += 2; in_exp = False  # noqa: E702
+            elif seg_factors and (c < 0.5 or len(seg_factors) >= 2 or left < 4 + len(seg_factors) or not avail(pos)):
+                v = new(); ops.append(("div", v, spine, seg_factors.pop())); count += 1  # noqa: E702
+            elif avail(pos):
+                p = take(pos); seg_factors.append(p)  # noqa: E702
+                v = new(); ops.append(("mul", v, spine, p)); count += 1  # noqa: E702
+            else:
+                v = new(); ops.append(("log64", v, spine)); count += 2; in_exp = False  # noqa: E702
+        elif c < 0.1 and left >= 8:
+            v = new(); ops.append(("exp64", v, spine)); count += 2; in_exp = True  # noqa: E702
+        elif c < 0.35:
+            a = take(unit) if rng.random() < 0.7 else None
+            a = int(rng.choice(inputs)) if a is None else a
+            v = new(); ops.append(("add", v, spine, a)); count += 1  # noqa: E702
+        elif c < 0.55 and open_factors and (len(open_factors) >= 3 or rng.random() < 0.5):
+            p = open_factors.pop(int(rng.integers(len(open_factors))))
+            v = new(); ops.append(("div", v, spine, p)); count += 1  # noqa: E702
+        elif c < 0.55 and avail(pos):
+            p = take(pos); open_factors.append(p)  # noqa: E702
+            v = new(); ops.append(("mul", v, spine, p)); count += 1  # noqa: E702
+        elif c < 0.75:
+            v = new(); ops.append(("scale", v, spine, 0.8 if small else 1.25)); count += 1  # noqa: E702
+            small = not small
+        elif c < 0.88:
+            v = new(); ops.append(("shift", v, spine, float(rng.choice([-0.25, 0.25])))); count += 1  # noqa: E702
+        else:
+            v = new(); ops.append(("neg", v, spine)); count += 1  # noqa: E702
+        spine = v
+    return ops, spine
+
+
+def make_program(n_eqns, n_inputs=4, seed=0):
+    ops, out = make_recipe(n_eqns, n_inputs, seed)
+
+    def program(*xs):
+        env = list(xs) + [None] * len(ops)
+        for op in ops:
+            k, v, a = op[0], op[1], env[op[2]]
+            if k == "sin_add":
+                r = jnp.sin(a + env[op[3]])
+            elif k == "mul":
+                r = a * env[op[3]]
+            elif k == "div":
+                r = a / env[op[3]]
+            elif k == "add":
+                r = a + env[op[3]]
+            elif k == "halfexp":
+                r = jnp.exp(a * 0.5)
+            elif k == "log1":
+                r = jnp.log(a + 1.0)
+            elif k == "scale":
+                r = a * op[3]
+            elif k == "shift":
+                r = a + op[3]
+            elif k == "neg":
+                r = -a
+            elif k == "exp64":
+                r = jnp.exp(a * (1.0 / 64.0))
+            elif k == "log64":
+                r = jnp.log(a) * 64.0
+            else:  # pragma: no cover
+                raise ValueError(k)
+            env[v] = r
+        return env[out]
+
+    program.__name__ = f"chain{n_eqns}"
+    return program
+
+
+class _StageTimer:
+    """Times ppinv.inverse's import and scheduling stages by wrapping the module-level names."""
+
+    NAMES = ("build_schedule", "import_jaxpr")
+
+    def __init__(self):
+        # ``ppinv.inverse`` is the function (re-exported); the module is in sys.modules
+        self.mod = sys.modules["ppinv.inverse"]
+        self.times = {}
+        self._orig = {}
+
+    def __enter__(self):
+        for name in self.NAMES:
+            orig = getattr(self.mod, name, None)
+            if orig is None:
+                continue
+            self._orig[name] = orig
+
+            def wrapped(*a, _orig=orig, _name=name, **k):
+                t0 = PERF()
+                try:
+                    return _orig(*a, **k)
+                finally:
+                    self.times[_name] = self.times.get(_name, 0.0) + PERF() - t0
+
+            setattr(self.mod, name, wrapped)
+        return self
+
+    def __exit__(self, *exc):
+        for name, orig in self._orig.items():
+            setattr(self.mod, name, orig)
+
+
+def _build_once(n_eqns, n_inputs, seed, dtype, verify):
+    jax.clear_caches()
+    f = make_program(n_eqns, n_inputs, seed)
+    example = [dtype(1.0)] * n_inputs
+    t0, c0 = PERF(), CPU()
+    with _StageTimer() as st:
+        inv = ppinv.inverse(f, *example)
+    t_inverse, c_inverse = PERF() - t0, CPU() - c0
+    t_sched = st.times.get("build_schedule", float("nan"))
+    t_import = st.times.get("import_jaxpr", float("nan"))
+    th0 = {k: jnp.zeros(s.shape, s.dtype) for k, s in inv.theta_spec.items()}
+    y0 = jnp.asarray(1.0, dtype)
+    fn = jax.jit(inv.with_log_det)
+    t0, c0 = PERF(), CPU()
+    lowered = fn.lower(y0, th0)
+    t_lower, c_lower = PERF() - t0, CPU() - c0
+    t0, c0 = PERF(), CPU()
+    compiled = lowered.compile()
+    t_compile, c_compile = PERF() - t0, CPU() - c0
+    t0 = PERF()
+    jax.block_until_ready(compiled(y0, th0))
+    t_first = PERF() - t0
+    t0, c0 = PERF(), CPU()
+    jax.jit(f).lower(*example).compile()
+    t_fwd, c_fwd = PERF() - t0, CPU() - c0
+    row = dict(
+        n_eqns_target=n_eqns,
+        n_eqns_traced=len(jax.make_jaxpr(f)(*example).jaxpr.eqns),
+        n_eqns=len(inv.program.eqns),
+        n_steps=len(inv.schedule.steps),
+        n_theta=inv.n_theta,
+        theta_leaves=len(inv.theta_spec),
+        trace_import_s=t_inverse - t_sched,
+        import_s=t_import,
+        schedule_s=t_sched,
+        lower_s=t_lower,
+        compile_s=t_compile,
+        first_call_s=t_first,
+        total_s=t_inverse + t_lower + t_compile + t_first,
+        forward_compile_s=t_fwd,
+        cpu_inverse_s=c_inverse,
+        cpu_lower_s=c_lower,
+        cpu_compile_s=c_compile,
+        cpu_total_s=c_inverse + c_lower + c_compile,
+        cpu_forward_compile_s=c_fwd,
+        stablehlo_lines=lowered.as_text().count("\n"),
+    )
+    if verify:
+        rng = np.random.default_rng(seed + 1)
+        errs = []
+        for _ in range(3):
+            x = [dtype(v) for v in rng.normal(size=n_inputs)]
+            xr, ld = compiled(jnp.asarray(f(*x), dtype), inv.pgf(*x))
+            errs.append(max(abs(float(a) - float(b)) / max(1.0, abs(float(b))) for a, b in zip(xr, x)))
+            if not np.isfinite(float(ld)):
+                raise AssertionError(f"{n_eqns} eqns: log|det| is not finite at a PGF point")
+        tol = 1e-6 if dtype == np.float64 else 1e-2
+        if max(errs) > tol or inv.n_theta != n_inputs - 1:
+            raise AssertionError(
+                f"{n_eqns} eqns: round trip error {max(errs):.3g}, n_theta {inv.n_theta} (want {n_inputs - 1})"
+            )
+        row["roundtrip_rel_err"] = max(errs)
+    return row
+
+
+_COMPONENTS = ("trace_import_s", "schedule_s", "lower_s", "compile_s", "first_call_s", "total_s", "forward_compile_s",
+               "cpu_inverse_s", "cpu_lower_s", "cpu_compile_s", "cpu_total_s", "cpu_forward_compile_s")
+
+
+def run_build(sizes, repeats, dtype, bar, n_inputs=4):
+    runs, summary = [], []
+    for n in sizes:
+        per = []
+        for r in range(repeats):
+            bar.set_postfix_str(f"build {n} eqns #{r + 1}")
+            row = _build_once(n, n_inputs, seed=n, dtype=dtype, verify=(r == 0))
+            row["repeat"] = r
+            per.append(row)
+            bar.update(1)
+        runs.extend(per)
+        med = {k: statistics.median(p[k] for p in per) for k in _COMPONENTS}
+        lo = {k: min(p[k] for p in per) for k in _COMPONENTS}
+        hi = {k: max(p[k] for p in per) for k in _COMPONENTS}
+        summary.append(dict(n_eqns=per[0]["n_eqns"], n_theta=per[0]["n_theta"], n_steps=per[0]["n_steps"],
+                            roundtrip_rel_err=per[0].get("roundtrip_rel_err"),
+                            median=med, min=lo, max=hi))
+    for prev, cur in zip(summary, summary[1:]):
+        cur["growth_vs_previous"] = {
+            k: (cur["median"][k] / prev["median"][k] if prev["median"][k] > 0 else float("nan")) for k in _COMPONENTS
+        }
+        cur["size_factor"] = cur["n_eqns"] / prev["n_eqns"]
+    if len(summary) >= 2:
+        x = np.log([s["n_eqns"] for s in summary])
+        for k in _COMPONENTS:
+            yv = np.log([max(s["median"][k], 1e-9) for s in summary])
+            slope = float(np.polyfit(x, yv, 1)[0])
+            for s in summary:
+                s.setdefault("loglog_slope_all_sizes", {})[k] = slope
+    return runs, summary
+
+
+def profile_schedule(n_eqns, dtype, out_path, n_inputs=4, top=30):
+    """cProfile of ppinv.inverse (trace + import + schedule) at one size."""
+    import cProfile
+    import io
+    import pstats
+
+    f = make_program(n_eqns, n_inputs, seed=n_eqns)
+    prof = cProfile.Profile()
+    prof.enable()
+    ppinv.inverse(f, *([dtype(1.0)] * n_inputs))
+    prof.disable()
+    buf = io.StringIO()
+    pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(top)
+    Path(out_path).write_text(buf.getvalue())
+    return buf.getvalue()
+
+
+# =====================================================================================
+# reporting
+# =====================================================================================
+def machine_info():
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:  # pragma: no cover
+        pass
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover
+        usable = os.cpu_count()
+
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+        except Exception:  # pragma: no cover
+            return ""
+
+    import jaxlib
+
+    return dict(
+        cpu=cpu,
+        logical_cores=os.cpu_count(),
+        usable_cores=usable,
+        platform=platform.platform(),
+        python=platform.python_version(),
+        jax=jax.__version__,
+        jaxlib=jaxlib.__version__,
+        numpy=np.__version__,
+        jax_backend=jax.default_backend(),
+        ppinv_commit=git("rev-parse", "--short", "HEAD"),
+        ppinv_dirty=bool(git("status", "--porcelain", "--", "ppinv")),
+        malloc_env={k: os.environ.get(k) for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")},
+        date=time.strftime("%Y-%m-%d %H:%M:%S"),
+    )
+
+
+def _write_csv(path, rows, fields):
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items() if k in fields})
+
+
+def _plot(summary, path, title):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = np.array([s["n_eqns"] for s in summary], float)
+    fig, ax = plt.subplots(figsize=(7, 5))
+    series = [("total_s", "total (first call)", "k", "o-"), ("trace_import_s", "make_jaxpr + import", "C0", "s--"),
+              ("schedule_s", "schedule", "C1", "^--"), ("lower_s", "lower (trace inverse)", "C2", "v--"),
+              ("compile_s", "XLA compile", "C3", "D--"), ("forward_compile_s", "forward program: XLA compile", "C7", "x:")]
+    for key, label, color, style in series:
+        med = np.array([s["median"][key] for s in summary])
+        lo = np.array([s["min"][key] for s in summary])
+        hi = np.array([s["max"][key] for s in summary])
+        ax.errorbar(n, med, yerr=[med - lo, hi - med], fmt=style, color=color, label=label, capsize=3, ms=5)
+    t0 = summary[0]["median"]["total_s"]
+    ax.plot(n, t0 * n / n[0], color="0.6", lw=0.8, label="linear in size (from smallest total)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("primitive equations in the program")
+    ax.set_ylabel("seconds (median, min–max bars)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _summary_text(machine, overlay_rows, build_summary, cfg):
+    lines = []
+    lines.append(f"machine: {machine['cpu']}, {machine['usable_cores']} usable cores "
+                 f"({machine['logical_cores']} logical); jax {machine['jax']} / jaxlib {machine['jaxlib']} "
+                 f"on {machine['jax_backend']}; python {machine['python']}; ppinv {machine['ppinv_commit']}"
+                 f"{' (+uncommitted ppinv changes)' if machine['ppinv_dirty'] else ''}; "
+                 f"glibc malloc tuned: {all(machine['malloc_env'].values())}")
+    if overlay_rows:
+        lines.append("")
+        lines.append(f"1. overlay vs hand-written: jit(vmap(.)) over {cfg['n_inputs']:,} inputs, {cfg['dtype']}, "
+                     f"median of {cfg['repeats']} interleaved samples (goal: overlay/hand <= 1.10)")
+        lines.append("  wall: median wall-clock ms per call; paired: median over samples of overlay/hand taken "
+                     "back to back; cpu: process CPU time (all threads)")
+        hdr = (f"{'program':<23}{'overlay':>9}{'hand':>9}{'h+mask':>9}{'ovl/hand':>9}{'paired':>8}{'ovl/h+m':>9}"
+               f"{'cpu ovl':>9}{'cpu hand':>9}{'cpu o/h':>8}{'cpu o/h+m':>10}{'HLO ops o/h':>13}")
+        lines.append(hdr)
+        for r in overlay_rows:
+            h = r["hlo"]
+            lines.append(f"{r['program']:<23}{r['overlay_ms']:>9.2f}{r['hand_ms']:>9.2f}{r['hand_mask_ms']:>9.2f}"
+                         f"{r['ratio']:>9.2f}{r['ratio_paired_median']:>8.2f}{r['ratio_vs_mask']:>9.2f}"
+                         f"{r['overlay_cpu_ms']:>9.2f}{r['hand_cpu_ms']:>9.2f}{r['ratio_cpu']:>8.2f}"
+                         f"{r['ratio_cpu_vs_mask']:>10.2f}{h['overlay']['instructions']:>8}/{h['hand']['instructions']:<5}")
+    if build_summary:
+        lines.append("")
+        lines.append(f"2. build time (median of {cfg['build_repeats']}; seconds; goals: x10 eqns -> <= x12 time, "
+                     "<= 5 s at 1,000)")
+        lines.append("  wall-clock stages; 'cpu total' is process CPU time of the same stages; x prev: growth of the "
+                     "total over the previous size")
+        hdr = (f"{'eqns':>7}{'steps':>7}{'jaxpr+imp':>11}{'schedule':>10}{'lower':>9}{'compile':>9}"
+               f"{'1st call':>10}{'total':>9}{'x prev':>8}{'cpu total':>10}{'x prev':>8}{'fwd comp':>10}")
+        lines.append(hdr)
+        for s in build_summary:
+            m = s["median"]
+            g = s.get("growth_vs_previous", {}).get("total_s")
+            gc = s.get("growth_vs_previous", {}).get("cpu_total_s")
+            lines.append(f"{s['n_eqns']:>7}{s['n_steps']:>7}{m['trace_import_s']:>11.3f}{m['schedule_s']:>10.3f}"
+                         f"{m['lower_s']:>9.3f}{m['compile_s']:>9.3f}{m['first_call_s']:>10.4f}{m['total_s']:>9.3f}"
+                         f"{(f'{g:.1f}' if g else '-'):>8}{m['cpu_total_s']:>10.3f}{(f'{gc:.1f}' if gc else '-'):>8}"
+                         f"{m['forward_compile_s']:>10.3f}")
+        if len(build_summary) >= 2:
+            sl = build_summary[0]["loglog_slope_all_sizes"]
+            lines.append("log-log slope over all sizes: " + ", ".join(
+                f"{k[:-2]} {sl[k]:.2f}" for k in ("trace_import_s", "schedule_s", "lower_s", "compile_s", "total_s",
+                                                  "cpu_total_s", "forward_compile_s")))
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="tiny sizes (10^3 inputs, programs of 10 and 100 eqns)")
+    p.add_argument("--out", default=str(ROOT / "experiments" / "results"), help="output folder")
+    p.add_argument("--n-inputs", type=int, default=None, help="inputs per vmapped call (default 10^6)")
+    p.add_argument("--repeats", type=int, default=None, help="timed samples per function (default 15)")
+    p.add_argument("--sizes", type=int, nargs="+", default=None, help="program sizes (default 10 100 1000 10000)")
+    p.add_argument("--build-repeats", type=int, default=3)
+    p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    p.add_argument("--skip-overlay", action="store_true")
+    p.add_argument("--skip-build", action="store_true")
+    p.add_argument("--profile", type=int, default=None, metavar="N",
+                   help="also cProfile ppinv.inverse on a program of N eqns (writes overhead_profile.txt)")
+    args = p.parse_args(argv)
+
+    jax.config.update("jax_enable_x64", True)  # θ branch indices are int64; floats follow --dtype
+    dtype = np.float64 if args.dtype == "float64" else np.float32
+    quick = args.quick
+    n_inputs = args.n_inputs or (10**3 if quick else 10**6)
+    repeats = args.repeats or (3 if quick else 15)
+    sizes = args.sizes or ([10, 100] if quick else [10, 100, 1000, 10000])
+    build_repeats = 1 if quick and args.build_repeats == 3 else args.build_repeats
+    min_sample_s = 0.002 if quick else 0.1
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    suffix = "_quick" if quick else ""
+
+    machine = machine_info()
+    cfg = dict(quick=quick, n_inputs=n_inputs, repeats=repeats, sizes=sizes, build_repeats=build_repeats,
+               dtype=args.dtype, min_sample_s=min_sample_s)
+    total = (0 if args.skip_overlay else len(PROGRAMS) * repeats) + (0 if args.skip_build else len(sizes) * build_repeats)
+    overlay_rows, build_runs, build_summary = [], [], []
+    with tqdm(total=total, desc="overhead", unit="step", dynamic_ncols=True) as bar:
+        if not args.skip_overlay:
+            overlay_rows = run_overlay(n_inputs, repeats, min_sample_s, dtype, bar)
+        if not args.skip_build:
+            build_runs, build_summary = run_build(sizes, build_repeats, dtype, bar)
+    profile = None
+    if args.profile:
+        profile = profile_schedule(args.profile, dtype, out / f"overhead_profile{suffix}.txt")
+
+    result = dict(machine=machine, config=cfg, overlay=overlay_rows, build_runs=build_runs,
+                  build_summary=build_summary, profile_top=profile)
+    (out / f"overhead{suffix}.json").write_text(json.dumps(result, indent=1, default=float))
+    if overlay_rows:
+        _write_csv(out / f"overhead_overlay{suffix}.csv", overlay_rows,
+                   ["program", "n_inputs", "dtype", "n_eqns", "repeats", "calls_per_sample", "overlay_ms", "hand_ms",
+                    "hand_mask_ms", "ratio", "ratio_paired_median", "ratio_vs_mask", "ratio_vs_mask_paired_median",
+                    "overlay_cpu_ms", "hand_cpu_ms", "hand_mask_cpu_ms", "ratio_cpu", "ratio_cpu_vs_mask",
+                    "in_domain_fraction"])
+    if build_runs:
+        _write_csv(out / f"overhead_build{suffix}.csv", build_runs,
+                   ["n_eqns_target", "n_eqns_traced", "n_eqns", "repeat", "n_steps", "n_theta", "theta_leaves", "trace_import_s",
+                    "import_s", "schedule_s", "lower_s", "compile_s", "first_call_s", "total_s", "forward_compile_s",
+                    "cpu_inverse_s", "cpu_lower_s", "cpu_compile_s", "cpu_total_s", "cpu_forward_compile_s",
+                    "stablehlo_lines", "roundtrip_rel_err"])
+        _plot(build_summary, out / f"overhead_build{suffix}.png",
+              f"ppinv build time vs program size ({machine['cpu']}, {machine['usable_cores']} cores, "
+              f"jax {machine['jax']}, {args.dtype})")
+    text = _summary_text(machine, overlay_rows, build_summary, cfg)
+    (out / f"overhead_summary{suffix}.txt").write_text(text + "\n")
+    print(text)
+    return result
+
+
+_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(2**30), "MALLOC_TRIM_THRESHOLD_": str(2**30)}
+
+
+if __name__ == "__main__":
+    # Each call returns fresh multi-MB arrays; with glibc's defaults every one is a new
+    # mmap whose page faults (~20 ms per call here, and very noisy) swamp the arithmetic
+    # being compared. Keep freed memory in the heap instead: re-exec with the tunables set
+    # (they are read at process start). --no-malloc-tuning measures the default behaviour.
+    if "--no-malloc-tuning" in sys.argv:
+        sys.argv.remove("--no-malloc-tuning")
+    elif any(os.environ.get(k) != v for k, v in _MALLOC_ENV.items()):
+        os.environ.update(_MALLOC_ENV)
+        os.execv(sys.executable, [sys.executable, *sys.argv])
+    main()
