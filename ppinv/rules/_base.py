@@ -168,16 +168,6 @@ class _UnarySolver(Solver):
         zs = safe_where(ok, z, rule.safe) if ok is not None else z
         x = rule.inverse(zs, *theta)
         ld = rule.log_det(zs, x, *theta)
-        # At singular edge points of the domain (sqrt at 0, sin at ±1, cosh at 1)
-        # log|det| is ±inf: the step is "not ok" (as the schedule's finiteness
-        # check already made it), but 0·∞ in the backward pass would leak NaN
-        # into jax.grad. Treat those elements as outside the domain and
-        # recompute at the safe value, so gradients stay finite.
-        finite = jnp.isfinite(ld)
-        ok = finite if ok is None else jnp.logical_and(ok, finite)
-        zs = safe_where(ok, z, rule.safe)
-        x = rule.inverse(zs, *theta)
-        ld = rule.log_det(zs, x, *theta)
         new_ins = list(ins)
         new_ins[self.arg] = x
         return Solution(new_ins, list(outs), jnp.sum(ld), all_true(ok))

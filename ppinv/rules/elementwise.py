@@ -57,7 +57,10 @@ def _log_one_minus_square(z):
 
 
 def _in_unit(z):
-    return (z >= -1) & (z <= 1)
+    # open: at z = ±1 the preimage exists but |dx/dz| = ∞, so log|det| is ∞ there and
+    # would be computed at z itself, leaking 0·∞ = NaN into jax.grad; outside the
+    # domain the safe value is used instead (same −∞ density, finite gradients)
+    return (z > -1) & (z < 1)
 
 
 # --- exponentials and logarithms -------------------------------------------
@@ -74,12 +77,15 @@ if hasattr(lax, "log2_p"):
          image=_image(constraints.real))
 
 # --- roots and powers -------------------------------------------------------
+# Domains exclude the points where log|dx/dz| is ±inf (sqrt and even roots at 0,
+# odd roots at 0, cosh at 1, acos at 0 and π, acosh at 0): the density there is
+# degenerate either way, and computing log|det| at them leaks NaN into jax.grad.
 _reg(lax.sqrt_p, inverse=jnp.square, log_det=lambda z, x: math.log(2.0) + jnp.log(z),
-     domain=lambda z: z >= 0, image=_image(constraints.positive))
+     domain=lambda z: z > 0, image=_image(constraints.positive))
 _reg(lax.rsqrt_p, inverse=lambda z: 1.0 / jnp.square(z), log_det=lambda z, x: math.log(2.0) - 3.0 * jnp.log(z),
      domain=lambda z: z > 0, image=_image(constraints.positive))
 _reg(lax.cbrt_p, inverse=lambda z: z * z * z, log_det=lambda z, x: math.log(3.0) + 2.0 * jnp.log(jnp.abs(z)),
-     image=_same_support)
+     domain=lambda z: z != 0, image=_same_support)
 
 
 def _root_rule(k: int):
@@ -91,17 +97,17 @@ def _root_rule(k: int):
 
     if k == 1:
         return UnaryRule(lambda z: z, lambda z, x: jnp.zeros_like(z), image=_same_support)
-    if k % 2:  # odd: a bijection of the reals (of the nonzero reals for k < 0)
+    if k % 2:  # odd: a bijection of the reals (z = 0 left out: |dx/dz| is 0 or ∞ there)
         return UnaryRule(
             lambda z: jnp.sign(z) * jnp.abs(z) ** inv_k,
             log_det,
-            domain=(lambda z: z != 0) if k < 0 else None,
+            domain=lambda z: z != 0,
             image=_same_support,
         )
     return UnaryRule(
         lambda z, s: _signed(s) * z**inv_k,
         lambda z, x, s: log_det(z, x),
-        domain=(lambda z: z > 0) if k < 0 else (lambda z: z >= 0),
+        domain=lambda z: z > 0,
         choices=(SIGN,),
         pgf=lambda x, z: (_sign_of(x),),
         image=_image(constraints.positive),
@@ -171,7 +177,7 @@ _reg(
 _reg(lax.asin_p, inverse=jnp.sin, log_det=lambda z, x: jnp.log(jnp.cos(z)),
      domain=lambda z: jnp.abs(z) <= _PI / 2, safe=0.0, image=_image(constraints.interval(-_PI / 2, _PI / 2)))
 _reg(lax.acos_p, inverse=jnp.cos, log_det=lambda z, x: jnp.log(jnp.sin(z)),
-     domain=lambda z: (z >= 0) & (z <= _PI), image=_image(constraints.interval(0.0, _PI)))
+     domain=lambda z: (z > 0) & (z < _PI), image=_image(constraints.interval(0.0, _PI)))
 _reg(lax.atan_p, inverse=jnp.tan, log_det=lambda z, x: -2.0 * jnp.log(jnp.cos(z)),
      domain=lambda z: jnp.abs(z) < _PI / 2, safe=0.0, image=_image(constraints.interval(-_PI / 2, _PI / 2)))
 
@@ -182,7 +188,7 @@ _reg(
     lax.cosh_p,
     inverse=lambda z, s: _signed(s) * jnp.arccosh(z),
     log_det=lambda z, x, s: -0.5 * (jnp.log(z - 1.0) + jnp.log(z + 1.0)),
-    domain=lambda z: z >= 1,
+    domain=lambda z: z > 1,
     safe=2.0,
     choices=(SIGN,),
     pgf=lambda x, z: (_sign_of(x),),
@@ -192,7 +198,7 @@ _reg(lax.tanh_p, inverse=jnp.arctanh, log_det=lambda z, x: -_log_one_minus_squar
      domain=lambda z: jnp.abs(z) < 1, safe=0.0, image=_image(constraints.interval(-1.0, 1.0)))
 _reg(lax.asinh_p, inverse=jnp.sinh, log_det=lambda z, x: jnp.log(jnp.cosh(z)), image=_same_support)
 _reg(lax.acosh_p, inverse=jnp.cosh, log_det=lambda z, x: jnp.log(jnp.sinh(z)),
-     domain=lambda z: z >= 0, image=_image(constraints.positive))
+     domain=lambda z: z > 0, image=_image(constraints.positive))
 
 
 def _log_sech_square(z):
