@@ -125,8 +125,10 @@ class LinearBlock:
     def _decompose(self, known_env, concrete):
         f = self._affine(known_env)
         zero = jnp.zeros((self.cols,), self.dtype)
-        c = f(zero)
-        m = jax.jacfwd(f)(zero)
+        if concrete:  # one compiled evaluation rather than many eager, per-primitive ones
+            c, m = jax.jit(lambda z: (f(z), jax.jacfwd(f)(z)))(zero)
+        else:
+            c, m = f(zero), jax.jacfwd(f)(zero)
         if concrete:
             m_np = np.asarray(m)
             u, s, vt = np.linalg.svd(m_np, full_matrices=True)

@@ -28,21 +28,18 @@ class V:
     known before anything else is.
     """
 
-    __slots__ = ("id", "shape", "dtype", "value", "label")
+    __slots__ = ("id", "shape", "size", "dtype", "value", "label")
 
     def __init__(self, shape, dtype, value=None, label=None):
         self.id = next(_ids)
         self.shape = tuple(shape)
+        self.size = int(np.prod(self.shape, dtype=np.int64))
         try:
             self.dtype = np.dtype(dtype)
         except TypeError:  # extended dtypes (PRNG keys) have no NumPy equivalent
             self.dtype = dtype
         self.value = value
         self.label = label
-
-    @property
-    def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
 
     @property
     def is_const(self) -> bool:

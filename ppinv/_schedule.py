@@ -38,6 +38,7 @@ from jax import lax
 from numpyro.distributions import constraints
 
 from ._block import LinearBlock, is_linear
+from ._compat import is_concrete
 from ._piecewise import PiecewiseBlock, piecewise_cone
 from ._poly import MAX_DEGREE, PolynomialBlock, poly_degree
 from .errors import InversionError, NoRuleError, OverdeterminedError, UnderdeterminedError
@@ -694,21 +695,33 @@ def run_schedule(schedule, known_values, observed_values, theta):
 
 
 def run_schedule_extra(schedule, known_values, observed_values, theta):
-    """As :func:`run_schedule`, also returning the values of ``schedule.extra_outputs``."""
+    """As :func:`run_schedule`, also returning the values of ``schedule.extra_outputs``.
+
+    log|det| terms and domain flags are collected and combined once at the end
+    (not folded step by step), and terms known to be zero are dropped: the
+    emitted program is then little more than the inverse itself, which keeps
+    XLA's compile time close to that of the forward program.
+    """
     env = {}
     for v, val in zip(schedule.known_inputs, known_values):
         env[v] = val
     for v, val in zip(schedule.observed, observed_values):
         env[v] = jnp.asarray(val, v.dtype)
-    log_det = jnp.zeros((), _float_dtype(schedule))
-    ok = jnp.asarray(True)
+    terms, flags = [], []
+
+    def add(ld, ok):
+        if ld is not None and not _is_zero(ld):
+            terms.append(ld)
+        if ok is not None and ok is not True:
+            flags.append(ok)
+
     for step in schedule.steps:
         if isinstance(step, ForwardStep):
             e = step.eqn
             check = step.check or (False,) * len(e.outs)
             for o, known, val in zip(e.outs, check, e.bind(*[_read(env, v) for v in e.ins])):
                 if known:  # a discrete value drawn from θ: the recovered inputs must reproduce it
-                    ok = jnp.logical_and(ok, jnp.all(val == env[o]))
+                    flags.append(jnp.all(val == env[o]))
                 else:
                     env[o] = val
         elif isinstance(step, SolveStep):
@@ -722,9 +735,7 @@ def run_schedule_extra(schedule, known_values, observed_values, theta):
             for o, k, val in zip(e.outs, step.known_out, sol.outs):
                 if not k:
                     env[o] = _cast(val, o)
-            log_det = log_det + jnp.asarray(sol.log_det, log_det.dtype)
-            if sol.ok is not None:
-                ok = jnp.logical_and(ok, sol.ok)
+            add(sol.log_det, sol.ok)
         elif isinstance(step, FreeStep):
             env[step.var] = _cast(theta[step.name], step.var)
         elif isinstance(step, PolyStep):
@@ -732,8 +743,7 @@ def run_schedule_extra(schedule, known_values, observed_values, theta):
             known_env = {v: _read(env, v) for v in b.known_inputs}
             x, ld, sol_ok = b.solve(known_env, _read(env, b.anchor.outs[0]), (theta[step.theta_names[0]],))
             env[b.leaf] = _cast(x, b.leaf)
-            log_det = log_det + ld.astype(log_det.dtype)
-            ok = jnp.logical_and(ok, sol_ok)
+            add(ld, sol_ok)
         elif isinstance(step, BlockStep):
             b = step.block
             known_env = {v: _read(env, v) for v in b.known_inputs}
@@ -741,16 +751,32 @@ def run_schedule_extra(schedule, known_values, observed_values, theta):
             vals, ld, sol_ok = b.solve(known_env, observed, tuple(theta[n] for n in step.theta_names))
             for v, val in zip(b.leaves, vals):
                 env[v] = _cast(val, v)
-            log_det = log_det + ld.astype(log_det.dtype)
-            ok = jnp.logical_and(ok, sol_ok)
+            add(ld, sol_ok)
     xs = [env[v] for v in schedule.unknown_inputs]
     for v, x in zip(schedule.unknown_inputs, xs):
         sup = schedule.supports.get(v)
         if sup is not None and sup is not constraints.real:
-            ok = jnp.logical_and(ok, jnp.all(sup.check(x)))
-    ok = jnp.logical_and(ok, jnp.isfinite(log_det))
+            flags.append(jnp.all(sup.check(x)))
+    for name, spec in schedule.theta.items():  # θ outside its space is outside the domain
+        if spec.support is not constraints.real and spec.support is not constraints.real_vector:
+            flags.append(jnp.all(spec.support.check(theta[name])))
+    dtype = _float_dtype(schedule)
+    log_det = sum((jnp.sum(jnp.asarray(t, dtype)) for t in terms), jnp.zeros((), dtype))
+    ok = jnp.all(jnp.stack([jnp.all(f) for f in flags])) if flags else jnp.asarray(True)
     extra = [_read(env, v) for v in schedule.extra_outputs]
     return xs, log_det, ok, extra
+
+
+def _is_zero(x):
+    """A log|det| term that is a constant zero (structural steps, additions)."""
+    if isinstance(x, (int, float)):
+        return x == 0
+    if not is_concrete(x):
+        return False
+    try:
+        return bool(np.all(np.asarray(x) == 0))
+    except Exception:
+        return False
 
 
 def schedule_pgf(schedule, program, known_values, x_values, ignored=None):

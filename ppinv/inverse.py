@@ -255,13 +255,13 @@ class Inverse:
     def log_abs_det_jacobian(self, y, theta=None):
         """``log|det ∂x/∂(y, θ_continuous)|``; −∞ outside the domain (never NaN)."""
         _, log_det, ok = self._raw(y, theta)
-        return jnp.where(ok, log_det, -jnp.inf)
+        return jnp.where(ok & ~jnp.isnan(log_det), log_det, -jnp.inf)
 
     def with_log_det(self, y, theta=None):
         """``(x, log|det|)`` in one pass; outside the domain ``x`` is NaN and ``log|det|`` is −∞."""
         xs, log_det, ok = self._raw(y, theta)
         xs = [jnp.where(ok, x, jnp.nan) for x in xs]
-        return self._unflatten_x(xs), jnp.where(ok, log_det, -jnp.inf)
+        return self._unflatten_x(xs), jnp.where(ok & ~jnp.isnan(log_det), log_det, -jnp.inf)
 
     def in_domain(self, y, theta=None):
         """True where ``(y, θ)`` has a preimage."""

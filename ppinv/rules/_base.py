@@ -170,7 +170,7 @@ class _UnarySolver(Solver):
         ld = rule.log_det(zs, x, *theta)
         new_ins = list(ins)
         new_ins[self.arg] = x
-        return Solution(new_ins, list(outs), jnp.sum(ld), all_true(ok))
+        return Solution(new_ins, list(outs), ld if isinstance(ld, float) else jnp.sum(ld), all_true(ok))
 
     def pgf(self, ins, outs):
         if not self.rule.choices:
