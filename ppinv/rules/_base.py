@@ -20,9 +20,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple, Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._compat import is_concrete
 from ..theta import ThetaSpec, int_dtype
 
 __all__ = [
@@ -127,13 +129,27 @@ class FunctionSolver(Solver):
 
 
 def all_true(*flags):
-    """Conjunction of scalar/array flags (``None`` means no condition)."""
-    out = True
+    """Conjunction of scalar/array flags; ``None`` when there is no condition to check.
+
+    Flags that are already concrete (computed from constants) are decided now,
+    so they never reach the compiled program.
+    """
+    out = None
     for f in flags:
         if f is None:
             continue
-        out = jnp.logical_and(out, jnp.all(f))
-    return jnp.asarray(out)
+        if is_concrete(f) and not isinstance(f, jax.core.Tracer):
+            if bool(np.all(f)):
+                continue
+            f = np.asarray(False)
+        f = jnp.all(f)
+        out = f if out is None else jnp.logical_and(out, f)
+    return out
+
+
+def xp_of(*values):
+    """``numpy`` when every value is concrete (constants), else ``jax.numpy``."""
+    return np if all(is_concrete(v) for v in values) else jnp
 
 
 def safe_where(ok, x, safe):
@@ -241,8 +257,11 @@ class _BinarySolver(Solver):
         new_ins[self.unknown] = x
         # A scalar known operand (``x * 3.0`` on a vector) gives a scalar
         # per-element log|det|; it counts once per element of z, not once.
-        ld = jnp.broadcast_to(ld, jnp.shape(z))
-        return Solution(new_ins, list(outs), jnp.sum(ld), all_true(ok))
+        if isinstance(ld, float) or is_concrete(ld):  # a constant: sum it now
+            total = float(np.sum(np.broadcast_to(np.asarray(ld), jnp.shape(z))))
+        else:
+            total = jnp.sum(jnp.broadcast_to(ld, jnp.shape(z)))
+        return Solution(new_ins, list(outs), total, all_true(ok))
 
 
 class _SameSolver(_UnarySolver):

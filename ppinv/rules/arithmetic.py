@@ -17,12 +17,12 @@ from jax import lax
 from numpyro.distributions import constraints
 
 from . import DEFAULT_RULES
-from ._base import BinaryRule, UnaryRule
+from ._base import BinaryRule, UnaryRule, xp_of
 from .elementwise import SQUARE_RULE, _root_rule
 
 
 def _zeros(z):
-    return jnp.zeros(jnp.shape(z), jnp.result_type(z))
+    return 0.0  # a log|det| known to be zero: the schedule drops it
 
 
 def _positive(sup):
@@ -69,14 +69,16 @@ DEFAULT_RULES.register(
 
 # --- mul / div ------------------------------------------------------------------
 def _mul_solve(z, known):
+    xp = xp_of(known)  # a constant factor: its domain check and log|det| are decided now
     ok = known != 0
-    k = jnp.where(ok, known, 1)
-    return z / k, -jnp.log(jnp.abs(k)), ok
+    k = xp.where(ok, known, 1)
+    return z / k, -xp.log(xp.abs(k)), ok
 
 
 def _div_left(z, b):  # z = a / b  ->  a = z * b
+    xp = xp_of(b)
     ok = b != 0
-    return z * b, jnp.log(jnp.abs(jnp.where(ok, b, 1))), ok
+    return z * b, xp.log(xp.abs(xp.where(ok, b, 1))), ok
 
 
 def _div_right(z, a):  # z = a / b  ->  b = a / z
