@@ -8,7 +8,7 @@ from numpyro import handlers
 
 from .handlers import ConditionedModel, _unwrap
 
-__all__ = ["constraint_violation"]
+__all__ = ["constraint_violation", "to_inference_data"]
 
 
 def constraint_violation(conditioned: ConditionedModel, samples, *args, **kwargs):
@@ -39,3 +39,20 @@ def constraint_violation(conditioned: ConditionedModel, samples, *args, **kwargs
         return jnp.max(jnp.stack(errs))
 
     return float(jnp.max(jax.vmap(one)(latents)))
+
+
+def to_inference_data(mcmc, **kwargs):
+    """``arviz.from_numpyro(mcmc)`` on any supported ArviZ (0.2x: ``InferenceData``; 1.x: ``DataTree``).
+
+    ArviZ 1.x moved the converters to ``arviz_base``; both results index as
+    ``idata["posterior"]``.
+
+    Examples
+    --------
+    >>> # after mcmc.run(...):  ppinv.diagnostics.to_inference_data(mcmc)["posterior"]
+    """
+    try:
+        from arviz import from_numpyro
+    except ImportError:  # arviz >= 1 without the re-export
+        from arviz_base import from_numpyro
+    return from_numpyro(mcmc, **kwargs)

@@ -20,6 +20,7 @@ from valid points and move between branches.
 
 from __future__ import annotations
 
+import difflib
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -36,9 +37,10 @@ from numpyro.primitives import Messenger
 from ._compat import is_concrete
 from ._ir import import_jaxpr
 from ._schedule import build_schedule, run_schedule, schedule_pgf
-from .errors import ConditionError, InversionError
+from .errors import ConditionError, InversionError, NoRuleError
 from .inverse import _keep_call
 from .rules import current_table
+from .theta import intrinsic_size
 
 __all__ = ["condition", "ConditionedModel", "THETA_PREFIX", "FACTOR_NAME"]
 
@@ -115,6 +117,26 @@ class _SiteInfo:
     from_data: bool = False
     delta: bool = False
 
+    @property
+    def simplex(self) -> bool:
+        return isinstance(self.support, type(dist.constraints.simplex))
+
+    @property
+    def input_shape(self) -> tuple:
+        """Shape of the latent as an input of the inverted map (a simplex drops its last entry)."""
+        return self.shape[:-1] + (self.shape[-1] - 1,) if self.simplex else self.shape
+
+    def to_input(self, value):
+        return value[..., :-1] if self.simplex else value
+
+    def from_input(self, value):
+        # A simplex is a manifold of one dimension less than its shape, and its density
+        # (Dirichlet's, say) is with respect to Lebesgue measure on all entries but the last;
+        # so the inverse solves for those entries and the last is 1 − their sum.
+        if self.simplex:
+            return jnp.concatenate([value, 1.0 - jnp.sum(value, axis=-1, keepdims=True)], axis=-1)
+        return value
+
 
 class _Plan:
     """Everything :class:`ConditionedModel` needs for one signature of model arguments."""
@@ -127,7 +149,7 @@ class _Plan:
         ctx = [jnp.asarray(leaf) for leaf, d in zip(leaves, self.dynamic) if d]
         self.ctx_avals = [jax.ShapeDtypeStruct(c.shape, c.dtype) for c in ctx]
         self._discover()
-        self._build_inverse()
+        self._build_inverse(ctx)
 
     # -- argument plumbing ---------------------------------------------------------------
     def rebuild_args(self, ctx):
@@ -190,9 +212,15 @@ class _Plan:
         self.sample_data = {k: cm.data[k] for k in sample_data_keys}
         unknown = sorted(set(cm.data) - set(sites))
         if unknown:
+            hints = []
+            for n in unknown:
+                close = difflib.get_close_matches(n, list(sites), n=1)
+                if close:
+                    hints.append(f" For '{n}', did you mean '{close[0]}'?")
             raise ConditionError(
-                f"data names {unknown}, which are not sites of the model. Sites: "
-                f"{sorted(n for n, s in sites.items())}."
+                f"data names {', '.join(repr(n) for n in unknown)}, which are not sites of the model. "
+                f"Sites of the model: {sorted(sites)}.{''.join(hints)} Use the name given to "
+                "numpyro.deterministic or numpyro.sample in the model."
             )
         self.exact = [n for n, s in sites.items() if s.kind == "exact"]
         if not self.exact:
@@ -207,13 +235,13 @@ class _Plan:
                 _check_value(n, cm.data[n], s.shape)
 
     # -- pass 2: the map latents -> exact observations, and its inverse ------------------------
-    def _build_inverse(self):
+    def _build_inverse(self, ctx):
         cm = self.cm
         latents = self.latents
         sites = self.sites
 
         def forward(*flat):
-            lat = dict(zip(latents, flat[: len(latents)]))
+            lat = {n: sites[n].from_input(v) for n, v in zip(latents, flat[: len(latents)])}
             args, kwargs = self.rebuild_args(flat[len(latents) :])
             with handlers.trace() as tr, handlers.seed(rng_seed=0), handlers.substitute(data=lat), handlers.condition(
                 data=self.sample_data
@@ -225,45 +253,68 @@ class _Plan:
                 outs.append(_unwrap(site["fn"]).v if site["type"] == "sample" else site["value"])
             return outs
 
-        lat_avals = [jax.ShapeDtypeStruct(sites[n].shape, sites[n].dtype) for n in latents]
+        lat_avals = [jax.ShapeDtypeStruct(sites[n].input_shape, sites[n].dtype) for n in latents]
         closed = jax.make_jaxpr(forward)(*lat_avals, *self.ctx_avals)
         program = import_jaxpr(closed, keep_call=_keep_call(cm.table))
         lat_vars = program.invars[: len(latents)]
         ctx_vars = program.invars[len(latents) :]
         for v, n in zip(lat_vars, latents):
             v.label = n
-        for i, (v, n) in enumerate(zip(program.outvars, self.exact)):
-            if v.is_const or v in set(ctx_vars):
+        for n, v in zip(self.exact, program.outvars):
+            if v.is_const or v in set(ctx_vars) or not _ancestors_among(program, v, set(lat_vars)):
                 raise ConditionError(
                     f"observed site '{n}' does not depend on any latent sample site (it is computed from "
-                    "constants and model arguments only), so there is nothing to infer from observing it."
+                    "constants and model arguments only), so there is nothing to infer from observing it. "
+                    f"Remove '{n}' from the data, or compute it from the model's sample sites."
                 )
         used = _used_inputs(program)
         upstream = [n for n, v in zip(latents, lat_vars) if v in used]
         discrete = [n for n in upstream if sites[n].discrete]
         if discrete:
             raise ConditionError(
-                f"discrete latent sites {discrete} lie upstream of the exact observation(s) {self.exact}; "
-                "ppinv does not yet invert through discrete latent sites. Marginalise them out (e.g. with "
-                "infer={'enumerate': 'parallel'} outside the observed path) or make them continuous."
+                f"discrete latent site(s) {', '.join(repr(n) for n in discrete)} lie upstream of the exact "
+                f"observation(s) {', '.join(repr(n) for n in self.exact)}; inverting through discrete latent "
+                "sites is not supported. Marginalise them out by hand (sum the model over their values) or "
+                "make them continuous."
             )
-        for n, v in zip(self.exact, program.outvars):
-            deps = _ancestors_among(program, v, set(lat_vars))
-            if not deps:
+        for n in upstream:
+            s = sites[n]
+            if not s.simplex and intrinsic_size(s.support, s.shape) < int(np.prod(s.shape, dtype=np.int64)):
                 raise ConditionError(
-                    f"observed site '{n}' does not depend on any latent sample site, so there is nothing to "
-                    "infer from observing it."
+                    f"latent site '{n}' has support {s.support}, a manifold of lower dimension than its shape "
+                    f"{s.shape}, and lies upstream of the exact observation(s) "
+                    f"{', '.join(repr(e) for e in self.exact)}; inverting through such a site is not supported "
+                    "(simplex supports are). Sample an unconstrained parametrisation of it and transform it "
+                    "in the model (e.g. a vector of reals mapped by a bijection) instead."
                 )
+        # More observed values than latent degrees of freedom can only over-determine the latents;
+        # say so in the model's terms (sites) before the scheduler says it in the program's.
+        m = sum(int(np.prod(sites[n].shape, dtype=np.int64)) for n in self.exact)
+        dof = sum(intrinsic_size(sites[n].support, sites[n].shape) for n in upstream)
+        if m > dof:
+            raise ConditionError(
+                f"the observed site(s) {', '.join(repr(n) for n in self.exact)} hold {m} observed values, but the "
+                f"latent sites they depend on ({', '.join(repr(n) for n in upstream)}) have only {dof} latent "
+                "degrees of freedom; the observations over-determine the latents. Observe fewer values, or "
+                "add latent sample sites (e.g. observation noise) to the model."
+            )
         self.upstream = upstream
         self.untouched = [n for n in latents if n not in set(upstream)]
         unknown_vars = [v for v, n in zip(lat_vars, latents) if n in set(upstream)]
         ignored = [v for v, n in zip(lat_vars, latents) if n not in set(upstream)]
-        supports = {v: sites[n].support for v, n in zip(lat_vars, latents) if sites[n].support is not None}
+        supports = {v: _input_support(sites[n]) for v, n in zip(lat_vars, latents) if sites[n].support is not None}
         names = {v: n for v, n in zip(lat_vars, latents)}
         try:
             self.schedule = build_schedule(program, ctx_vars, unknown_vars, program.outvars, supports, cm.table, names)
         except InversionError as err:
-            raise type(err)(f"while conditioning on {self.exact}: {err}") from None
+            if not isinstance(err, NoRuleError):
+                # Over-determined or rank-deficient: usually observations that depend on each
+                # other. Name the sites, which the scheduler (seeing only variables) cannot.
+                _raise_if_dependent(closed, self, upstream, ctx)
+            raise type(err)(
+                f"while conditioning on {', '.join(repr(n) for n in self.exact)} "
+                f"(latents {', '.join(repr(n) for n in upstream)}): {err}"
+            ) from None
         self.program = program
         self.ignored = ignored
         self.theta_sites = {n: cm.theta_prefix + n for n in self.schedule.theta}
@@ -289,11 +340,11 @@ class _Plan:
         """``(x by site, log|det|, ok)`` for θ given as a dict by θ leaf name."""
         y = self.observed_values(ctx)
         xs, log_det, ok = run_schedule(self.schedule, ctx, y, theta)
-        return dict(zip(self.upstream, xs)), log_det, ok
+        return {n: self.sites[n].from_input(x) for n, x in zip(self.upstream, xs)}, log_det, ok
 
     def pgf(self, ctx, latent_values):
         """θ (by leaf name) reproducing the given latent values."""
-        vals = [latent_values[n] for n in self.upstream]
+        vals = [self.sites[n].to_input(jnp.asarray(latent_values[n])) for n in self.upstream]
         return schedule_pgf(
             self.schedule,
             self.program,
@@ -459,6 +510,65 @@ def _check_value(name, value, shape):
             f"data['{name}'] has shape {got} but site '{name}' has shape {tuple(shape)}; pass an array of the "
             "site's shape."
         )
+
+
+def _raise_if_dependent(closed, plan, upstream, ctx):
+    """Raise a ConditionError naming the observed sites that depend on the others, if any.
+
+    Evaluated at a draw from the prior: the rows of the Jacobian of the observed values
+    with respect to the latents are added site by site; a site whose rows do not raise
+    the rank is (partly) determined by the sites before it. A generic point has the
+    generic rank, so this only misfires on a measure-zero set of draws.
+    """
+    if any(not is_concrete(c) for c in ctx):  # traced model arguments: no point to evaluate at
+        return
+    try:
+        model = handlers.condition(plan.cm.model, data=plan.sample_data)
+        args, kwargs = plan.rebuild_args(ctx)
+        tr = handlers.trace(handlers.seed(model, 0)).get_trace(*args, **kwargs)
+        x0 = [plan.sites[n].to_input(jnp.asarray(tr[n]["value"], plan.sites[n].dtype)) for n in plan.latents]
+        fun = jax.extend.core.jaxpr_as_fun(closed)
+        sizes = [int(np.prod(plan.sites[n].input_shape, dtype=np.int64)) for n in plan.latents]
+        flat0 = jnp.concatenate([jnp.ravel(x) for x in x0]) if x0 else jnp.zeros((0,))
+
+        def f(flat):
+            xs, off = [], 0
+            for n, k in zip(plan.latents, sizes):
+                xs.append(flat[off : off + k].reshape(plan.sites[n].input_shape))
+                off += k
+            return [jnp.ravel(o) for o in fun(*xs, *ctx)]
+
+        jac = [np.asarray(j) for j in jax.jacfwd(f)(flat0)]
+    except Exception:  # a diagnosis only: the scheduler's own error follows
+        return
+    rows = np.zeros((0, flat0.size))
+    rank = 0
+    for i, (n, j) in enumerate(zip(plan.exact, jac)):
+        rows = np.concatenate([rows, j.reshape(-1, flat0.size)])
+        new = int(np.linalg.matrix_rank(rows)) if rows.size else 0
+        if new < rank + j.shape[0]:
+            before = plan.exact[:i]
+            if before:
+                what = f"is (partly) determined by the observed site(s) {', '.join(repr(b) for b in before)}"
+            else:
+                what = "has components that are determined by its other components"
+            raise ConditionError(
+                f"observed site '{n}' {what}: the observations are redundant, or contradict each other if "
+                f"their values disagree (the Jacobian of the observed values with respect to the latents "
+                f"{', '.join(repr(u) for u in upstream)} has rank {new} < {rows.shape[0]}). Observe only "
+                f"sites (and components) that are independent of each other: drop '{n}' from the data "
+                "(or its obs=), or observe it with noise as an ordinary sample site."
+            )
+        rank = new
+
+
+def _input_support(site):
+    """Support of a latent as an input of the inverted map (see ``_SiteInfo.from_input``)."""
+    if site.simplex:
+        # each retained entry of a simplex lies in (0, 1); the sum condition is checked
+        # when the model is replayed with the whole simplex
+        return dist.constraints.independent(dist.constraints.unit_interval, 1)
+    return site.support
 
 
 def _used_inputs(program):

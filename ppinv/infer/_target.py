@@ -44,7 +44,11 @@ def _with_discrete(cm, discrete, *args, **kwargs):
 
 
 def _prior_point(cm, plan, key, args, kwargs):
-    """Latent values drawn from the model's prior, turned into θ by the PGF."""
+    """Latent values drawn from the model's prior, turned into θ by the PGF.
+
+    Returns ``(values by site, (inverse ok, solved latents inside their supports))``;
+    the flags let a failed initialisation say *why* no draw was valid.
+    """
     model = handlers.condition(cm.model, data=plan.sample_data)
     tr = handlers.trace(handlers.seed(model, key)).get_trace(*args, **kwargs)
     latents = {n: tr[n]["value"] for n in plan.latents}
@@ -52,7 +56,14 @@ def _prior_point(cm, plan, key, args, kwargs):
     theta = plan.pgf(ctx, latents)
     values = {plan.theta_sites[n]: theta[n] for n in theta}
     values.update({n: latents[n] for n in plan.untouched})
-    return values
+    x, _, ok = plan.invert(ctx, theta)
+    in_support = jnp.asarray(True)
+    for n, val in x.items():
+        sup = plan.sites[n].support
+        if sup is not None:  # NaN is a domain failure of the inverse, not a support violation
+            inside = jnp.logical_or(jnp.all(sup.check(val)), jnp.any(jnp.isnan(val)))
+            in_support = jnp.logical_and(in_support, inside)
+    return values, (ok, in_support)
 
 
 def pgf_initial_values(cm, rng_key, args=(), kwargs=None, num_tries=16):
@@ -64,26 +75,60 @@ def pgf_initial_values(cm, rng_key, args=(), kwargs=None, num_tries=16):
     """
     kwargs = kwargs or {}
     plan = cm.plan(*args, **kwargs)
+    if not is_concrete(rng_key):
+        # Traced key (MCMC's chain_method="parallel" initialises inside pmap): the draws
+        # below cannot be inspected, so check once with a concrete key that a valid point
+        # exists at all, to fail here with the reason instead of running chains at −∞.
+        with jax.ensure_compile_time_eval():
+            pgf_initial_values(cm, jax.random.PRNGKey(0), args, kwargs, num_tries)
 
     def one(key):
-        values = _prior_point(cm, plan, key, args, kwargs)
+        values, flags = _prior_point(cm, plan, key, args, kwargs)
         ld, _ = log_density(cm, args, kwargs, values)
-        return values, ld
+        return values, ld, flags
 
     keys = jax.random.split(rng_key, num_tries)
-    values, lds = jax.vmap(one)(keys)
+    values, lds, (inv_ok, in_support) = jax.vmap(one)(keys)
     ok = jnp.isfinite(lds)
     idx = jnp.argmax(ok)
     pick = jax.tree_util.tree_map(lambda v: v[idx], values)
     if is_concrete(ok) and not bool(jnp.any(ok)):
-        obs = ", ".join(f"{n}={np.asarray(v)!r}" for n, v in zip(plan.exact, plan.observed_values(plan.ctx_of(args, kwargs))))
-        raise ConditionError(
-            f"no valid starting point: none of {num_tries} prior draws, mapped through the inverse, gives "
-            f"a finite density at the observation ({obs}). The observed value is most likely outside the "
-            "range of the observed site(s) (e.g. exp(a) observed at a negative value, a*a at a negative "
-            "value), or the observations contradict each other. Check the data, or pass init_params."
-        )
+        _raise_no_valid_start(plan, args, kwargs, num_tries, bool(jnp.any(inv_ok)), bool(jnp.any(in_support)))
     return pick
+
+
+def _fmt(v):
+    v = np.asarray(v)
+    return repr(v.item()) if v.ndim == 0 else np.array2string(v, threshold=8)
+
+
+def _raise_no_valid_start(plan, args, kwargs, num_tries, some_inverse_ok, some_in_support):
+    y = plan.observed_values(plan.ctx_of(args, kwargs))
+    obs = ", ".join(f"'{n}' = {_fmt(v)}" for n, v in zip(plan.exact, y))
+    sites = ", ".join(repr(n) for n in plan.exact)
+    lat = ", ".join(repr(n) for n in plan.upstream)
+    if not some_in_support:
+        why = (
+            f"the observed value ({obs}) is outside the range of {sites} given the supports of the latents "
+            f"({lat}): solving for them puts a latent outside its support at every one of {num_tries} prior "
+            "draws (e.g. a sum of positive latents observed at a negative value)"
+        )
+    elif not some_inverse_ok:
+        why = (
+            f"the observed value ({obs}) is outside the range of the map from the latents ({lat}) to {sites}: "
+            f"the inverse is undefined there for every one of {num_tries} prior draws (e.g. exp(a) observed "
+            "at a negative value, a*a at a negative value, sin(a) outside [-1, 1])"
+        )
+    else:
+        why = (
+            f"at the observation ({obs}), every one of {num_tries} prior draws mapped through the inverse has "
+            "zero density under the model (the observed value may be outside the range of what the prior "
+            "allows, or the observations contradict each other)"
+        )
+    raise ConditionError(
+        f"no valid starting point: {why}. Check the observed value(s) in the data; if they are right and "
+        "valid points are merely rare, raise init_tries or pass init_params."
+    )
 
 
 class Target:
