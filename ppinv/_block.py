@@ -62,9 +62,11 @@ def is_linear(eqn, known) -> bool:
     if p in _ALWAYS_LINEAR:
         return True
     if p in (lax.mul_p, lax.dot_general_p):
+        if p is lax.mul_p and any(v.is_const and np.any(np.asarray(v.value) == 0) for v in eqn.ins):
+            return False  # a zero factor determines nothing
         return len(unknown) == 1 and eqn.ins[0] is not eqn.ins[1]
     if p is lax.div_p:
-        return unknown == [0]
+        return unknown == [0] and not (eqn.ins[1].is_const and np.any(np.asarray(eqn.ins[1].value) == 0))
     if p is lax.select_n_p:
         return bool(known[0])
     if p in _INDEXED:  # linear in the operand(s) once the indices are known
@@ -97,6 +99,29 @@ class LinearBlock:
         self.decomp = None
         if all(v.is_const for v in self.known_inputs):
             self.decomp = self._decompose({v: v.value for v in self.known_inputs}, concrete=True)
+        else:
+            self._check_generic_rank()
+
+    def _check_generic_rank(self):
+        """Refuse blocks that are rank-deficient whatever their run-time inputs.
+
+        The matrix is evaluated with random values for the known inputs: a block
+        deficient there is deficient for almost every input (three observations of
+        one sum, say), and is refused now rather than failing at every call.
+        """
+        rng = np.random.RandomState(0)
+        env = {
+            v: (v.value if v.is_const else np.asarray(rng.normal(size=v.shape) + 1.5, v.dtype))
+            for v in self.known_inputs
+        }
+        if not all(v.is_float or v.is_const for v in self.known_inputs):
+            return
+        try:
+            self._decompose(env, concrete=True)
+        except InversionError:
+            raise
+        except Exception:  # inputs outside some domain: leave the check to run time
+            return
 
     # -- the block as a function of its leaves ------------------------------------------
     def _affine(self, known_env):
@@ -124,13 +149,21 @@ class LinearBlock:
 
     def _decompose(self, known_env, concrete):
         f = self._affine(known_env)
-        zero = jnp.zeros((self.cols,), self.dtype)
+        zero = np.zeros((self.cols,), self.dtype)
         if concrete:  # one compiled evaluation rather than many eager, per-primitive ones
-            c, m = jax.jit(lambda z: (f(z), jax.jacfwd(f)(z)))(zero)
+            # (ensure_compile_time_eval: values stay concrete even when called under jit)
+            with jax.ensure_compile_time_eval():
+                c, m = jax.jit(lambda z: (f(z), jax.jacfwd(f)(z)))(zero)
+                c, m = np.asarray(c), np.asarray(m)
         else:
             c, m = f(zero), jax.jacfwd(f)(zero)
         if concrete:
             m_np = np.asarray(m)
+            if not np.all(np.isfinite(m_np)):
+                raise InversionError(
+                    "linear block with a non-finite coefficient (a division by zero?) cannot be solved:\n    "
+                    + "\n    ".join(e.describe() for e in self.anchors)
+                )
             u, s, vt = np.linalg.svd(m_np, full_matrices=True)
             tol = (s.max() if s.size else 0.0) * max(m_np.shape) * np.finfo(m_np.dtype).eps
             if s.size < self.rows or (s.size and s.min() <= tol):

@@ -364,8 +364,9 @@ class _Plan:
         with handlers.condition(data=self.sample_data), replay:
             result = self.cm.model(*args, **kwargs)
         ref_lp = sum((refs[n].log_prob(theta[n]) for n in theta), jnp.zeros(()))
-        valid = jnp.logical_and(ok, replay.valid)
         total = replay.log_prob + log_det - ref_lp
+        # at singular edge points (a branch point, √ at 0) log|det| is ±inf: treat as −inf
+        valid = jnp.logical_and(jnp.logical_and(ok, replay.valid), jnp.isfinite(total))
         numpyro.factor(FACTOR_NAME, jnp.where(valid, total, -jnp.inf))
         for n in self.upstream:
             numpyro.deterministic(n, replay.values[n])

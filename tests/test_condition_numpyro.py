@@ -274,13 +274,6 @@ def linear_two_observations(A):
     numpyro.deterministic("s", x[0] - x[3])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=jax.errors.TracerArrayConversionError,
-    reason="ppinv/_block.py: LinearBlock._decompose takes its NumPy path when the known inputs are "
-    "concrete (a model argument closed over by a sampler) but runs jnp ops under jit, so np.asarray "
-    "meets a tracer; needs jax.ensure_compile_time_eval() there",
-)
 def test_joint_linear_block_with_matrix_argument_under_jit():
     a = jnp.array([[1.0, 2.0, 0.0, 1.0], [0.0, 1.0, 1.0, -1.0]])
     cm = ppinv.condition(linear_two_observations, {"y": jnp.array([1.0, -0.5]), "s": 0.25})

@@ -364,15 +364,10 @@ def test_sign_choice_picks_the_preimage(name):
 
 # --- outside the domain ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("f", [lambda x: x * 0.0, lambda x: 0.0 * x, lambda x: x / 0.0], ids=["x*0", "0*x", "x/0"])
-def test_known_zero_factor_is_outside_the_domain(f):
-    """Multiplying by a known 0 (or dividing by it) has no inverse: −∞ everywhere, finite gradients."""
-    x = jnp.array([0.5, -1.0])
-    inv = ppinv.inverse(f, x)
-    for y in (jnp.array([1.0, 0.0]), jnp.zeros(2)):
-        assert float(inv.log_abs_det_jacobian(y, {})) == -np.inf
-        assert _all_finite(jax.grad(lambda y: inv.log_abs_det_jacobian(y, {}))(y))
-        with pytest.raises(ppinv.DomainError):
-            inv(y, {})
+def test_known_zero_factor_is_refused(f):
+    """Multiplying by a known 0 (or dividing by it) has no inverse: refused when the inverse is built."""
+    with pytest.raises(ppinv.InversionError, match="mul|div"):
+        ppinv.inverse(f, jnp.array([0.5, -1.0]))
 
 
 # --- jit, vmap, grad ---------------------------------------------------------------------------------

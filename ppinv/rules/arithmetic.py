@@ -88,11 +88,33 @@ def _div_right(z, a):  # z = a / b  ->  b = a / z
     return a_s / zs, jnp.log(jnp.abs(a_s)) - 2 * jnp.log(jnp.abs(zs)), ok
 
 
-DEFAULT_RULES.register(
-    lax.mul_p,
-    BinaryRule(solve_left=_mul_solve, solve_right=_mul_solve, same=SQUARE_RULE, image=_both_positive),
-)
-DEFAULT_RULES.register(lax.div_p, BinaryRule(solve_left=_div_left, solve_right=_div_right, image=_both_positive))
+_MUL = BinaryRule(solve_left=_mul_solve, solve_right=_mul_solve, same=SQUARE_RULE, image=_both_positive)
+
+
+def _mul_rule(pat):
+    """A product with a constant factor that is zero somewhere does not determine the other factor."""
+    for i in (0, 1):
+        c = pat.const(i)
+        if c is not None and not pat.known_in[1 - i] and np.any(np.asarray(c) == 0):
+            return None
+    return _MUL(pat)
+
+
+_mul_rule.image = _both_positive
+DEFAULT_RULES.register(lax.mul_p, _mul_rule)
+_DIV = BinaryRule(solve_left=_div_left, solve_right=_div_right, image=_both_positive)
+
+
+def _div_rule(pat):
+    """Division by a constant that is zero somewhere has no inverse for the numerator."""
+    c = pat.const(1)
+    if c is not None and not pat.known_in[0] and np.any(np.asarray(c) == 0):
+        return None
+    return _DIV(pat)
+
+
+_div_rule.image = _both_positive
+DEFAULT_RULES.register(lax.div_p, _div_rule)
 
 
 # --- max / min with a known operand ---------------------------------------------
