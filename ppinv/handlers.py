@@ -474,6 +474,14 @@ def _outside_handlers():
 
 
 def _is_array(x) -> bool:
+    """Arguments that are data (values may change between calls without a new plan).
+
+    Python floats count as data: under ``jit`` they arrive as 0-d arrays, and the
+    plan must not depend on which. Ints, bools and other objects stay static
+    (they may fix shapes or structure).
+    """
+    if isinstance(x, float):
+        return True
     return isinstance(x, (jax.Array, np.ndarray, np.generic)) or not is_concrete(x)
 
 

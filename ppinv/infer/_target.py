@@ -17,8 +17,7 @@ import numpy as np
 from numpyro import handlers
 from numpyro.distributions import constraints
 from numpyro.distributions.transforms import biject_to
-from numpyro.infer.initialization import init_to_value
-from numpyro.infer.util import initialize_model, log_density
+from numpyro.infer.util import constrain_fn, log_density, potential_energy
 
 from .._compat import is_concrete
 from ..errors import ConditionError
@@ -88,7 +87,8 @@ def pgf_initial_values(cm, rng_key, args=(), kwargs=None, num_tries=16):
         return values, ld, flags
 
     keys = jax.random.split(rng_key, num_tries)
-    values, lds, (inv_ok, in_support) = jax.vmap(one)(keys)
+    # one compiled evaluation of all tries (an eager run would compile every primitive)
+    values, lds, (inv_ok, in_support) = jax.jit(jax.vmap(one))(keys)
     ok = jnp.isfinite(lds)
     idx = jnp.argmax(ok)
     pick = jax.tree_util.tree_map(lambda v: v[idx], values)
@@ -132,38 +132,59 @@ def _raise_no_valid_start(plan, args, kwargs, num_tries, some_inverse_ok, some_i
 
 
 class Target:
-    """Potential, transforms and post-processing of a conditioned model for given arguments."""
+    """Potential, transforms and post-processing of a conditioned model.
 
-    def __init__(self, cm: ConditionedModel, rng_key, args, kwargs, init_values):
+    Built once from example arguments; every method also takes the model
+    arguments explicitly, so one compiled kernel serves new data of the same
+    shapes (``MCMC(jit_model_args=True)``, or a vmap over data sets).
+    Nothing here runs the model eagerly: site supports are read off an
+    abstract trace, and the potential is NumPyro's ``potential_energy``.
+    """
+
+    def __init__(self, cm: ConditionedModel, args, kwargs, init_values):
         self.cm = cm
-        self.args = args
-        self.kwargs = kwargs
-        plan = cm.plan(*args, **kwargs)
+        self.args = tuple(args)
+        self.kwargs = dict(kwargs or {})
+        plan = cm.plan(*self.args, **self.kwargs)
         self.plan = plan
         spec = plan.schedule.theta
         self.discrete_sites = [plan.theta_sites[n] for n, s in spec.items() if s.discrete]
         self.discrete_support = {plan.theta_sites[n]: s.support for n, s in spec.items() if s.discrete}
         self.discrete_dtype = {plan.theta_sites[n]: s.dtype for n, s in spec.items() if s.discrete}
         self.theta_refs = {plan.theta_sites[n]: s.reference() for n, s in spec.items()}
+        self._model = partial(_with_discrete, cm)
         disc0 = {k: init_values[k] for k in self.discrete_sites}
-        cont0 = {k: v for k, v in init_values.items() if k not in disc0}
-        wrapped = partial(_with_discrete, cm)
-        info = initialize_model(
-            rng_key,
-            wrapped,
-            init_strategy=init_to_value(values=cont0),
-            dynamic_args=True,
-            model_args=(disc0,) + tuple(args),
-            model_kwargs=kwargs,
-        )
-        self._pe_gen = info.potential_fn
-        self._pp_gen = info.postprocess_fn
-        self.transforms = {
-            name: biject_to(site["fn"].support)
-            for name, site in info.model_trace.items()
-            if site["type"] == "sample" and not site["is_observed"]
-        }
+        self.transforms = self._continuous_transforms(disc0, init_values)
         self.continuous_sites = list(self.transforms)
+
+    def _continuous_transforms(self, disc0, values):
+        supports = {}
+
+        def probe(disc, values):
+            model = handlers.substitute(handlers.seed(self._model, 0), data=values)
+            tr = handlers.trace(model).get_trace(disc, *self.args, **self.kwargs)
+            for name, site in tr.items():
+                if site["type"] == "sample" and not site["is_observed"]:
+                    supports[name] = site["fn"].support
+            return 0.0
+
+        jax.make_jaxpr(probe)(disc0, values)
+        # θ sites: their supports are the plan's (the traced reference distribution
+        # would rebuild them from traced arithmetic)
+        for n, spec in self.plan.schedule.theta.items():
+            site = self.plan.theta_sites[n]
+            if site in supports:
+                supports[site] = spec.support
+        leaked = [n for n, sup in supports.items() if any(not is_concrete(x) for x in jax.tree_util.tree_leaves(sup))]
+        if leaked:
+            raise ConditionError(
+                f"the supports of the latent sites {leaked} depend on other sites or on traced arguments; "
+                "ppinv's kernels need static supports for the sites they sample."
+            )
+        return {name: biject_to(sup) for name, sup in supports.items()}
+
+    def _a(self, args, kwargs):
+        return (self.args if args is None else tuple(args)), (self.kwargs if kwargs is None else kwargs)
 
     # -- values ----------------------------------------------------------------------------
     def unconstrain(self, values):
@@ -172,19 +193,28 @@ class Target:
     def constrain(self, z):
         return {k: self.transforms[k](z[k]) for k in self.continuous_sites}
 
-    def potential(self, z, disc):
+    def potential(self, z, disc, args=None, kwargs=None):
         """Potential energy at unconstrained continuous ``z`` and discrete ``disc``."""
-        return self._pe_gen(disc, *self.args, **self.kwargs)(z)
+        args, kwargs = self._a(args, kwargs)
+        return potential_energy(self._model, (disc,) + args, kwargs, z)
 
-    def potential_fn(self, disc):
-        return self._pe_gen(disc, *self.args, **self.kwargs)
+    def potential_fn(self, disc, args=None, kwargs=None):
+        return partial(self.potential, disc=disc, args=args, kwargs=kwargs)
+
+    def postprocess_fn(self, args=None, kwargs=None):
+        args, kwargs = self._a(args, kwargs)
+
+        def fn(z_all):
+            disc = {k: z_all[k] for k in self.discrete_sites}
+            z = {k: z_all[k] for k in self.continuous_sites}
+            out = constrain_fn(self._model, (disc,) + args, kwargs, z, return_deterministic=True)
+            out.update(disc)
+            return out
+
+        return fn
 
     def postprocess(self, z_all):
-        disc = {k: z_all[k] for k in self.discrete_sites}
-        z = {k: z_all[k] for k in self.continuous_sites}
-        out = self._pp_gen(disc, *self.args, **self.kwargs)(z)
-        out.update(disc)
-        return out
+        return self.postprocess_fn()(z_all)
 
 
 def discrete_neighbours(support):

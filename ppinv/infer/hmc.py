@@ -150,10 +150,11 @@ class InverseHMC(MCMCKernel):
     def postprocess_fn(self, model_args, model_kwargs):
         if self._target is None:
             return lambda z: z
-        return self._target.postprocess
+        return self._target.postprocess_fn(model_args, model_kwargs)
 
     def init(self, rng_key, num_warmup, init_params=None, model_args=(), model_kwargs=None):
         model_kwargs = {} if model_kwargs is None else dict(model_kwargs)
+        model_args = tuple(model_args)
         self._vectorized = not is_prng_key(rng_key)
         keys = rng_key if self._vectorized else rng_key[None]
         inits = []
@@ -163,60 +164,68 @@ class InverseHMC(MCMCKernel):
             else:
                 pick = pgf_initial_values(self._model, random.fold_in(k, 1), model_args, model_kwargs, self._init_tries)
             inits.append(pick)
-        self._target = target = Target(self._model, random.fold_in(keys[0], 2), model_args, model_kwargs, inits[0])
+        self.setup(num_warmup, model_args, model_kwargs, inits[0])
+        if self._vectorized:
+            stacked = jax.tree_util.tree_map(lambda *v: jnp.stack(v), *inits)
+            init = jax.vmap(lambda v, k: self.init_state(v, k, model_args, model_kwargs))
+            state = jax.jit(init)(stacked, keys)
+            self._sample_fn = jax.vmap(self.step, in_axes=(0, None, None))
+        else:
+            state = jax.jit(lambda v, k: self.init_state(v, k, model_args, model_kwargs))(inits[0], keys[0])
+            self._sample_fn = self.step
+        return state
+
+    def setup(self, num_warmup, model_args, model_kwargs, example_values):
+        """Build the target and the HMC core (once, from example arguments and values)."""
+        self._target = target = Target(self._model, model_args, model_kwargs, example_values)
         self._num_warmup = num_warmup
-        init_kernel, sample_kernel = hmc(
-            potential_fn_gen=lambda disc, *a, **kw: target.potential_fn(disc),
+        self._init_kernel, self._sample_kernel = hmc(
+            potential_fn_gen=lambda disc, args, kwargs: target.potential_fn(disc, args, kwargs),
             kinetic_fn=euclidean_kinetic_energy,
             algo=self._algo,
         )
-        self._sample_kernel = sample_kernel
-        hk = self._hmc_kwargs
-        dense_mass = hk["dense_mass"]
+        dense_mass = self._hmc_kwargs["dense_mass"]
         if isinstance(dense_mass, bool):
             dense_mass = [tuple(sorted(target.continuous_sites))] if dense_mass and target.continuous_sites else []
+        self._dense_mass = dense_mass
+        return target
 
-        def init_one(values, key):
-            key_hmc, key_state = random.split(key)
-            disc = {k: jnp.asarray(values[k], target.discrete_dtype[k]) for k in target.discrete_sites}
-            z = target.unconstrain(values)
-            hmc_state = init_kernel(
-                z,
-                num_warmup=num_warmup,
-                step_size=hk["step_size"],
-                inverse_mass_matrix=hk["inverse_mass_matrix"],
-                adapt_step_size=hk["adapt_step_size"],
-                adapt_mass_matrix=hk["adapt_mass_matrix"],
-                dense_mass=dense_mass,
-                target_accept_prob=hk["target_accept_prob"],
-                num_steps=hk["num_steps"],
-                trajectory_length=hk["trajectory_length"],
-                max_tree_depth=hk["max_tree_depth"],
-                find_heuristic_step_size=hk["find_heuristic_step_size"],
-                regularize_mass_matrix=hk["regularize_mass_matrix"],
-                model_args=(disc,),
-                model_kwargs={},
-                rng_key=key_hmc,
-            )
-            zero = jnp.zeros(())
-            return InverseHMCState({**hmc_state.z, **disc}, hmc_state, disc, zero, zero, key_state)
-
-        if self._vectorized:
-            stacked = jax.tree_util.tree_map(lambda *v: jnp.stack(v), *inits)
-            state = jax.vmap(init_one)(stacked, keys)
-            self._sample_fn = jax.vmap(self._sample_one)
-        else:
-            state = init_one(inits[0], keys[0])
-            self._sample_fn = self._sample_one
-        return state
+    def init_state(self, values, key, model_args, model_kwargs):
+        """The state of one chain starting at ``values`` (constrained, by site name)."""
+        target, hk = self._target, self._hmc_kwargs
+        key_hmc, key_state = random.split(key)
+        disc = {k: jnp.asarray(values[k], target.discrete_dtype[k]) for k in target.discrete_sites}
+        z = target.unconstrain(values)
+        hmc_state = self._init_kernel(
+            z,
+            num_warmup=self._num_warmup,
+            step_size=hk["step_size"],
+            inverse_mass_matrix=hk["inverse_mass_matrix"],
+            adapt_step_size=hk["adapt_step_size"],
+            adapt_mass_matrix=hk["adapt_mass_matrix"],
+            dense_mass=self._dense_mass,
+            target_accept_prob=hk["target_accept_prob"],
+            num_steps=hk["num_steps"],
+            trajectory_length=hk["trajectory_length"],
+            max_tree_depth=hk["max_tree_depth"],
+            find_heuristic_step_size=hk["find_heuristic_step_size"],
+            regularize_mass_matrix=hk["regularize_mass_matrix"],
+            model_args=(disc, tuple(model_args), model_kwargs),
+            model_kwargs={},
+            rng_key=key_hmc,
+        )
+        zero = jnp.zeros(())
+        return InverseHMCState({**hmc_state.z, **disc}, hmc_state, disc, zero, zero, key_state)
 
     def sample(self, state, model_args, model_kwargs):
-        return self._sample_fn(state)
+        return self._sample_fn(state, tuple(model_args), model_kwargs or {})
 
     # -- one step ----------------------------------------------------------------------------
-    def _sample_one(self, state):
+    def step(self, state, model_args, model_kwargs):
+        """One transition of one chain (for model arguments given at run time)."""
         target = self._target
-        hmc_state = self._sample_kernel(state.hmc_state, model_args=(state.discrete,), model_kwargs={})
+        args, kwargs = tuple(model_args), model_kwargs or {}
+        hmc_state = self._sample_kernel(state.hmc_state, model_args=(state.discrete, args, kwargs), model_kwargs={})
         rng_key, key_disc, key_jump = random.split(state.rng_key, 3)
         disc = state.discrete
         disc_acc = state.discrete_accept
@@ -224,19 +233,19 @@ class InverseHMC(MCMCKernel):
         changed = False
         n = hmc_state.i + 1
         if target.discrete_sites:
-            disc, acc = discrete_sweep(target, key_disc, hmc_state.z, disc)
+            disc, acc = discrete_sweep(target, key_disc, hmc_state.z, disc, args, kwargs)
             disc_acc = disc_acc + (acc - disc_acc) / n
             changed = True
         if self._jump_every:
             do_jump = (hmc_state.i % self._jump_every) == 0
-            z_new, disc_new, acc = independence_move(target, key_jump, hmc_state.z, disc)
+            z_new, disc_new, acc = independence_move(target, key_jump, hmc_state.z, disc, args, kwargs)
             z_new = jax.tree_util.tree_map(lambda a, b: jnp.where(do_jump, a, b), z_new, hmc_state.z)
             disc = jax.tree_util.tree_map(lambda a, b: jnp.where(do_jump, a, b), disc_new, disc)
             jump_acc = jnp.where(do_jump, jump_acc + (acc - jump_acc) / (n // self._jump_every + 1), jump_acc)
             hmc_state = hmc_state._replace(z=z_new)
             changed = True
         if changed:
-            pe, grad = jax.value_and_grad(target.potential_fn(disc))(hmc_state.z)
+            pe, grad = jax.value_and_grad(target.potential_fn(disc, args, kwargs))(hmc_state.z)
             hmc_state = hmc_state._replace(potential_energy=pe, z_grad=grad)
         return InverseHMCState({**hmc_state.z, **disc}, hmc_state, disc, disc_acc, jump_acc, rng_key)
 
@@ -262,9 +271,9 @@ class InverseNUTS(InverseHMC):
     _algo = "NUTS"
 
 
-def discrete_sweep(target, key, z, disc):
+def discrete_sweep(target, key, z, disc, args=None, kwargs=None):
     """One systematic sweep over every discrete θ element; returns (new values, mean acceptance)."""
-    pe_of = lambda d: target.potential(z, d)  # noqa: E731
+    pe_of = lambda d: target.potential(z, d, args, kwargs)  # noqa: E731
     total, accepted = 0, jnp.zeros(())
     for name in target.discrete_sites:
         kind, k = discrete_neighbours(target.discrete_support[name])

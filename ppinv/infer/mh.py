@@ -29,7 +29,7 @@ def _reference_log_prob(target, z, disc):
     return total
 
 
-def independence_move(target: Target, key, z, disc):
+def independence_move(target: Target, key, z, disc, args=None, kwargs=None):
     """Propose every θ site from its reference distribution; exact MH acceptance.
 
     Returns ``(z, disc, accepted)`` with the new values where accepted.
@@ -42,8 +42,8 @@ def independence_move(target: Target, key, z, disc):
             d_new[site] = draw.astype(disc[site].dtype)
         else:
             z_new[site] = target.transforms[site].inv(draw).astype(z[site].dtype)
-    pe_old = target.potential(z, disc)
-    pe_new = target.potential(z_new, d_new)
+    pe_old = target.potential(z, disc, args, kwargs)
+    pe_new = target.potential(z_new, d_new, args, kwargs)
     log_a = (pe_old - pe_new) + _reference_log_prob(target, z, disc) - _reference_log_prob(target, z_new, d_new)
     log_a = jnp.where(jnp.isfinite(log_a), log_a, -jnp.inf)
     accept = jnp.log(random.uniform(keys[0])) < log_a
@@ -131,7 +131,7 @@ class InverseMH(MCMCKernel):
     def postprocess_fn(self, model_args, model_kwargs):
         if self._target is None:
             return lambda z: z
-        return self._target.postprocess
+        return self._target.postprocess_fn(model_args, model_kwargs)
 
     def init(self, rng_key, num_warmup, init_params=None, model_args=(), model_kwargs=None):
         model_kwargs = {} if model_kwargs is None else dict(model_kwargs)
@@ -144,29 +144,30 @@ class InverseMH(MCMCKernel):
             else:
                 pick = pgf_initial_values(self._model, random.fold_in(k, 1), model_args, model_kwargs, self._init_tries)
             inits.append(pick)
-        self._target = target = Target(self._model, random.fold_in(keys[0], 2), model_args, model_kwargs, inits[0])
+        model_args = tuple(model_args)
+        self._target = target = Target(self._model, model_args, model_kwargs, inits[0])
         self._num_warmup = num_warmup
 
         def init_one(values, key):
             disc = {k: jnp.asarray(values[k], target.discrete_dtype[k]) for k in target.discrete_sites}
             z = target.unconstrain(values)
-            pe = target.potential(z, disc)
+            pe = target.potential(z, disc, model_args, model_kwargs)
             zero = jnp.zeros(())
             return InverseMHState({**z, **disc}, pe, jnp.asarray(self._step_size, pe.dtype), zero, zero, zero, 0, key)
 
         if vectorized:
             stacked = jax.tree_util.tree_map(lambda *v: jnp.stack(v), *inits)
-            state = jax.vmap(init_one)(stacked, keys)
-            self._sample_fn = jax.vmap(self._sample_one)
+            state = jax.jit(jax.vmap(init_one))(stacked, keys)
+            self._sample_fn = jax.vmap(self._sample_one, in_axes=(0, None, None))
         else:
-            state = init_one(inits[0], keys[0])
+            state = jax.jit(init_one)(inits[0], keys[0])
             self._sample_fn = self._sample_one
         return state
 
     def sample(self, state, model_args, model_kwargs):
-        return self._sample_fn(state)
+        return self._sample_fn(state, tuple(model_args), model_kwargs or {})
 
-    def _sample_one(self, state):
+    def _sample_one(self, state, args, kwargs):
         from .hmc import discrete_sweep
 
         target = self._target
@@ -180,7 +181,7 @@ class InverseMH(MCMCKernel):
         if z:
             noise = {k: random.normal(kk, jnp.shape(v), jnp.result_type(v)) for (k, v), kk in zip(z.items(), random.split(k_rw, len(z)))}
             prop = {k: z[k] + step * noise[k] for k in z}
-            pe_prop = target.potential(prop, disc)
+            pe_prop = target.potential(prop, disc, args, kwargs)
             log_a = state.potential_energy - pe_prop
             log_a = jnp.where(jnp.isfinite(log_a), log_a, -jnp.inf)
             accept = jnp.log(random.uniform(k_acc)) < log_a
@@ -193,15 +194,15 @@ class InverseMH(MCMCKernel):
         # 2. discrete sweep
         acc_d = state.accept_discrete
         if disc:
-            disc, a = discrete_sweep(target, k_disc, z, disc)
+            disc, a = discrete_sweep(target, k_disc, z, disc, args, kwargs)
             acc_d = acc_d + (a - acc_d) / n
         # 3. independence jump
         acc_j = state.accept_jump
         if self._jump_prob > 0 and target.theta_refs:
             do = random.bernoulli(k_do, self._jump_prob)
-            z2, d2, a = independence_move(target, k_jump, z, disc)
+            z2, d2, a = independence_move(target, k_jump, z, disc, args, kwargs)
             z = jax.tree_util.tree_map(lambda a_, b_: jnp.where(do, a_, b_), z2, z)
             disc = jax.tree_util.tree_map(lambda a_, b_: jnp.where(do, a_, b_), d2, disc)
             acc_j = jnp.where(do, acc_j + 0.05 * (a - acc_j), acc_j)  # moving average over jumps
-        pe = target.potential(z, disc)
+        pe = target.potential(z, disc, args, kwargs)
         return InverseMHState({**z, **disc}, pe, step, acc_rw, acc_j, acc_d, state.i + 1, key)
