@@ -65,16 +65,17 @@ def _prior_point(cm, plan, key, args, kwargs):
     return values, (ok, in_support)
 
 
-def pgf_initial_values(cm, rng_key, args=(), kwargs=None, num_tries=16):
+def pgf_initial_values(cm, rng_key, args=(), kwargs=None, num_tries=16, check=True):
     """A valid point of the conditioned model: draw ``x`` from the prior, ``θ = pgf(x)``.
 
     ``g(y_obs, θ)`` is then a point on the constraint set whenever ``(y_obs, θ)``
     is inside the domain; the first of ``num_tries`` prior draws that is valid
-    is returned (constrained values by site name).
+    is returned (constrained values by site name). With ``check=False`` no
+    error is raised when none is valid (for use inside ``vmap`` over data sets).
     """
     kwargs = kwargs or {}
     plan = cm.plan(*args, **kwargs)
-    if not is_concrete(rng_key):
+    if check and not is_concrete(rng_key):
         # Traced key (MCMC's chain_method="parallel" initialises inside pmap): the draws
         # below cannot be inspected, so check once with a concrete key that a valid point
         # exists at all, to fail here with the reason instead of running chains at −∞.
@@ -86,13 +87,15 @@ def pgf_initial_values(cm, rng_key, args=(), kwargs=None, num_tries=16):
         ld, _ = log_density(cm, args, kwargs, values)
         return values, ld, flags
 
-    keys = jax.random.split(rng_key, num_tries)
+    def tries(key):
+        values, lds, flags = jax.vmap(one)(jax.random.split(key, num_tries))
+        ok = jnp.isfinite(lds)
+        idx = jnp.argmax(ok)
+        return jax.tree_util.tree_map(lambda v: v[idx], values), ok, flags
+
     # one compiled evaluation of all tries (an eager run would compile every primitive)
-    values, lds, (inv_ok, in_support) = jax.jit(jax.vmap(one))(keys)
-    ok = jnp.isfinite(lds)
-    idx = jnp.argmax(ok)
-    pick = jax.tree_util.tree_map(lambda v: v[idx], values)
-    if is_concrete(ok) and not bool(jnp.any(ok)):
+    pick, ok, (inv_ok, in_support) = jax.jit(tries)(rng_key)
+    if is_concrete(ok) and not bool(np.any(ok)):
         _raise_no_valid_start(plan, args, kwargs, num_tries, bool(jnp.any(inv_ok)), bool(jnp.any(in_support)))
     return pick
 

@@ -145,29 +145,37 @@ class InverseMH(MCMCKernel):
                 pick = pgf_initial_values(self._model, random.fold_in(k, 1), model_args, model_kwargs, self._init_tries)
             inits.append(pick)
         model_args = tuple(model_args)
-        self._target = target = Target(self._model, model_args, model_kwargs, inits[0])
-        self._num_warmup = num_warmup
-
-        def init_one(values, key):
-            disc = {k: jnp.asarray(values[k], target.discrete_dtype[k]) for k in target.discrete_sites}
-            z = target.unconstrain(values)
-            pe = target.potential(z, disc, model_args, model_kwargs)
-            zero = jnp.zeros(())
-            return InverseMHState({**z, **disc}, pe, jnp.asarray(self._step_size, pe.dtype), zero, zero, zero, 0, key)
-
+        self.setup(num_warmup, model_args, model_kwargs, inits[0])
+        init = lambda v, k: self.init_state(v, k, model_args, model_kwargs)  # noqa: E731
         if vectorized:
             stacked = jax.tree_util.tree_map(lambda *v: jnp.stack(v), *inits)
-            state = jax.jit(jax.vmap(init_one))(stacked, keys)
-            self._sample_fn = jax.vmap(self._sample_one, in_axes=(0, None, None))
+            state = jax.jit(jax.vmap(init))(stacked, keys)
+            self._sample_fn = jax.vmap(self.step, in_axes=(0, None, None))
         else:
-            state = jax.jit(init_one)(inits[0], keys[0])
-            self._sample_fn = self._sample_one
+            state = jax.jit(init)(inits[0], keys[0])
+            self._sample_fn = self.step
         return state
+
+    def setup(self, num_warmup, model_args, model_kwargs, example_values):
+        """Build the target (once, from example arguments and values)."""
+        self._target = Target(self._model, model_args, model_kwargs, example_values)
+        self._num_warmup = num_warmup
+        return self._target
+
+    def init_state(self, values, key, model_args, model_kwargs):
+        """The state of one chain starting at ``values`` (constrained, by site name)."""
+        target = self._target
+        disc = {k: jnp.asarray(values[k], target.discrete_dtype[k]) for k in target.discrete_sites}
+        z = target.unconstrain(values)
+        pe = target.potential(z, disc, tuple(model_args), model_kwargs)
+        zero = jnp.zeros(())
+        return InverseMHState({**z, **disc}, pe, jnp.asarray(self._step_size, pe.dtype), zero, zero, zero, 0, key)
 
     def sample(self, state, model_args, model_kwargs):
         return self._sample_fn(state, tuple(model_args), model_kwargs or {})
 
-    def _sample_one(self, state, args, kwargs):
+    def step(self, state, args, kwargs):
+        """One transition of one chain (for model arguments given at run time)."""
         from .hmc import discrete_sweep
 
         target = self._target
