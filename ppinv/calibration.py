@@ -85,6 +85,7 @@ def simulation_based_calibration(
     kernel=InverseNUTS,
     kernel_kwargs=None,
     model_kwargs=None,
+    init_tries=256,
 ):
     """Run SBC for ``model``, whose exact observation is passed as ``observed_kwarg``.
 
@@ -92,7 +93,9 @@ def simulation_based_calibration(
     ``Delta`` site (named ``observed_site``, by default the keyword's name) with
     ``obs=`` that keyword, which samples its value when the argument is ``None``.
     Chains run ``num_warmup + num_samples * thin`` steps, keeping every
-    ``thin``-th draw so the ranks are close to independent.
+    ``thin``-th draw so the ranks are close to independent. Each chain starts
+    at the first valid of ``init_tries`` prior draws mapped through the PGF
+    (observations of rare values need many).
     """
     model_kwargs = dict(model_kwargs or {})
     observed_site = observed_site or observed_kwarg
@@ -119,7 +122,7 @@ def simulation_based_calibration(
     def run_one(k, y):
         kw = {observed_kwarg: y, **model_kwargs}
         k1, k2 = jax.random.split(k)
-        values = pgf_initial_values(cm, k1, (), kw, check=False)
+        values = pgf_initial_values(cm, k1, (), kw, num_tries=init_tries, check=False)
         state = kern.init_state(values, k2, (), kw)
         post = target.postprocess_fn((), kw)
 
@@ -133,6 +136,15 @@ def simulation_based_calibration(
 
     keys = jax.random.split(k_run, num_replications)
     draws = jax.jit(jax.vmap(run_one))(keys, obs)
-    ranks = {n: np.sum(np.asarray(draws[n]) < np.asarray(truth[n])[:, None], axis=1) for n in latents}
+    # Ties (posteriors on a finite set of preimages, such as ±√y) are broken at
+    # random, as SBC requires for discrete posteriors.
+    rng = np.random.default_rng(seed)
+    ranks = {}
+    for n in latents:
+        d, t = np.asarray(draws[n]), np.asarray(truth[n])[:, None]
+        tie = np.isclose(d, t, rtol=1e-9, atol=1e-12)
+        below = np.sum((d < t) & ~tie, axis=1)
+        ties = np.sum(tie, axis=1)
+        ranks[n] = below + rng.integers(0, ties + 1)
     pvalues = {n: uniformity_pvalue(r, num_samples) for n, r in ranks.items()}
     return SBCResult(ranks, pvalues, num_samples)

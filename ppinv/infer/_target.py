@@ -65,7 +65,7 @@ def _prior_point(cm, plan, key, args, kwargs):
     return values, (ok, in_support)
 
 
-def pgf_initial_values(cm, rng_key, args=(), kwargs=None, num_tries=16, check=True):
+def pgf_initial_values(cm, rng_key, args=(), kwargs=None, num_tries=64, check=True):
     """A valid point of the conditioned model: draw ``x`` from the prior, ``θ = pgf(x)``.
 
     ``g(y_obs, θ)`` is then a point on the constraint set whenever ``(y_obs, θ)``

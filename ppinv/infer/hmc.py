@@ -99,7 +99,7 @@ class InverseHMC(MCMCKernel):
 
     _algo = "HMC"
 
-    def __init__(self, model, *, jump_every: int = 0, init_tries: int = 16, **hmc_kwargs):
+    def __init__(self, model, *, jump_every: int = 0, init_tries: int = 64, **hmc_kwargs):
         self._model = as_conditioned(model, type(self).__name__)
         self._jump_every = int(jump_every)
         self._init_tries = init_tries

@@ -105,7 +105,7 @@ class InverseMH(MCMCKernel):
     >>> mcmc.run(jax.random.PRNGKey(0))
     """
 
-    def __init__(self, model, *, step_size=0.5, target_accept=0.3, jump_prob=0.2, init_tries=16):
+    def __init__(self, model, *, step_size=0.5, target_accept=0.3, jump_prob=0.2, init_tries=64):
         self._model = as_conditioned(model, "InverseMH")
         self._step_size = step_size
         self._target_accept = target_accept
