@@ -184,7 +184,7 @@ class LinearBlock:
         if concrete or self.null == 0:
             null = vt[self.rows :].T
         else:
-            null = jax.lax.stop_gradient(jnp.linalg.svd(m, full_matrices=True)[2][self.rows :].T)
+            null = jnp.linalg.svd(jax.lax.stop_gradient(m), full_matrices=True)[2][self.rows :].T
         log_det = -xp.sum(xp.log(s))
         # rank check at run time: relative to the largest singular value, as at build time
         tol = (s.max() if s.size else 1.0) * max(self.rows, self.cols) * jnp.finfo(jnp.result_type(s)).eps

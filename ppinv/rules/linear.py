@@ -245,7 +245,7 @@ class _DotSolver(Solver):
         if concrete:
             null = xp.swapaxes(vt[..., self.m :, :], -1, -2)  # (batch, n, null)
         else:
-            vt_full = jax.lax.stop_gradient(jnp.linalg.svd(k, full_matrices=True)[2])
+            vt_full = jnp.linalg.svd(jax.lax.stop_gradient(k), full_matrices=True)[2]
             null = jnp.swapaxes(vt_full[..., self.m :, :], -1, -2)
         log_det = -xp.sum(xp.log(s), axis=-1)
         tol = xp.max(s, axis=-1, keepdims=True) * max(self.m, self.n) * jnp.finfo(jnp.result_type(s)).eps
