@@ -61,6 +61,7 @@ except ImportError:  # pragma: no cover - depends on how the script is started
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+from jax import lax  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 import ppinv  # noqa: E402
@@ -608,6 +609,63 @@ def run_build(sizes, repeats, dtype, bar, n_inputs=4):
     return runs, summary
 
 
+# =====================================================================================
+# 3. scan length: the inverse of a loop is built and compiled once, whatever its length
+# =====================================================================================
+def make_scan_program(length):
+    """A noisy two-species recurrence over ``length`` steps (Lotka–Volterra-like), all
+    states observed: the inverse solves each step's noise forwards."""
+
+    def f(uz, un):
+        z = jnp.exp(-2.0 + uz)
+
+        def body(carry, u):
+            r, q = carry
+            r1 = r + (z[0] * r - z[1] * r * q) + u[0]
+            q1 = q + (z[3] * r1 * q - z[2] * q) + u[1]
+            return (r1, q1), jnp.stack([r1, q1])
+
+        return lax.scan(body, (100.0, 100.0), un.reshape(length, 2))[1].reshape(-1)
+
+    return f
+
+
+def _scan_once(length, dtype):
+    f = make_scan_program(length)
+    uz = jnp.log(jnp.array([0.4, 0.005, 0.05, 0.001], dtype)) + 2.0
+    un = jnp.asarray(np.random.RandomState(0).normal(size=2 * length), dtype)
+    t0 = time.perf_counter()
+    inv = ppinv.inverse(f, uz, un)
+    t1 = time.perf_counter()
+    y = f(uz, un)
+    theta = inv.pgf(uz, un)
+    lowered = jax.jit(inv.with_log_det).lower(y, theta)
+    t2 = time.perf_counter()
+    compiled = lowered.compile()
+    t3 = time.perf_counter()
+    xr, ld = compiled(y, theta)
+    jax.block_until_ready(xr)
+    t4 = time.perf_counter()
+    err = float(jnp.max(jnp.abs(xr[1] - un)))
+    return dict(length=length, n_steps=len(inv.schedule.steps), build_s=t1 - t0, lower_s=t2 - t1,
+                compile_s=t3 - t2, first_call_s=t4 - t3, total_s=t4 - t0, roundtrip_abs_err=err)
+
+
+def run_scan(lengths, repeats, dtype, bar):
+    rows = []
+    for n in lengths:
+        per = []
+        for r in range(repeats):
+            bar.set_postfix_str(f"scan {n} steps #{r + 1}")
+            per.append(_scan_once(n, dtype))
+            bar.update(1)
+        med = {k: statistics.median(p[k] for p in per) for k in ("build_s", "lower_s", "compile_s", "first_call_s", "total_s")}
+        rows.append(dict(length=n, n_steps=per[0]["n_steps"], roundtrip_abs_err=per[0]["roundtrip_abs_err"], **med))
+    for row in rows:
+        row["ratio_to_shortest"] = row["total_s"] / rows[0]["total_s"]
+    return rows
+
+
 def profile_schedule(n_eqns, dtype, out_path, n_inputs=4, top=30):
     """cProfile of ppinv.inverse (trace + import + schedule) at one size."""
     import cProfile
@@ -764,6 +822,9 @@ def main(argv=None):
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     p.add_argument("--skip-overlay", action="store_true")
     p.add_argument("--skip-build", action="store_true")
+    p.add_argument("--scan-lengths", type=int, nargs="+", default=None,
+                   help="scan lengths for the loop benchmark (default 10 100 1000 10000)")
+    p.add_argument("--skip-scan", action="store_true")
     p.add_argument("--profile", type=int, default=None, metavar="N",
                    help="also cProfile ppinv.inverse on a program of N eqns (writes overhead_profile.txt)")
     args = p.parse_args(argv)
@@ -783,19 +844,27 @@ def main(argv=None):
     machine = machine_info()
     cfg = dict(quick=quick, n_inputs=n_inputs, repeats=repeats, sizes=sizes, build_repeats=build_repeats,
                dtype=args.dtype, min_sample_s=min_sample_s)
+    scan_lengths = args.scan_lengths or ([10, 100] if quick else [10, 100, 1000, 10000])
     total = (0 if args.skip_overlay else len(PROGRAMS) * repeats) + (0 if args.skip_build else len(sizes) * build_repeats)
-    overlay_rows, build_runs, build_summary = [], [], []
+    total += 0 if args.skip_scan else len(scan_lengths) * build_repeats
+    overlay_rows, build_runs, build_summary, scan_rows = [], [], [], []
     with tqdm(total=total, desc="overhead", unit="step", dynamic_ncols=True) as bar:
         if not args.skip_overlay:
             overlay_rows = run_overlay(n_inputs, repeats, min_sample_s, dtype, bar)
         if not args.skip_build:
             build_runs, build_summary = run_build(sizes, build_repeats, dtype, bar)
+        if not args.skip_scan:
+            scan_rows = run_scan(scan_lengths, build_repeats, dtype, bar)
     profile = None
     if args.profile:
         profile = profile_schedule(args.profile, dtype, out / f"overhead_profile{suffix}.txt")
 
     result = dict(machine=machine, config=cfg, overlay=overlay_rows, build_runs=build_runs,
-                  build_summary=build_summary, profile_top=profile)
+                  build_summary=build_summary, scan=scan_rows, profile_top=profile)
+    if scan_rows:
+        _write_csv(out / f"overhead_scan{suffix}.csv", scan_rows,
+                   ["length", "n_steps", "build_s", "lower_s", "compile_s", "first_call_s", "total_s",
+                    "ratio_to_shortest", "roundtrip_abs_err"])
     (out / f"overhead{suffix}.json").write_text(json.dumps(result, indent=1, default=float))
     if overlay_rows:
         _write_csv(out / f"overhead_overlay{suffix}.csv", overlay_rows,
@@ -813,6 +882,11 @@ def main(argv=None):
               f"ppinv build time vs program size ({machine['cpu']}, {machine['usable_cores']} cores, "
               f"jax {machine['jax']}, {args.dtype})")
     text = _summary_text(machine, overlay_rows, build_summary, cfg)
+    if scan_rows:
+        text += "\n\n3. scan length: build + lower + compile + first call of the inverse (median; goal <= 1.5x from 10 to 10,000)\n"
+        text += f"{'length':>8}{'steps':>7}{'build':>9}{'lower':>9}{'compile':>9}{'total':>9}{'x shortest':>12}\n"
+        text += "\n".join(f"{r['length']:>8}{r['n_steps']:>7}{r['build_s']:>9.3f}{r['lower_s']:>9.3f}"
+                           f"{r['compile_s']:>9.3f}{r['total_s']:>9.3f}{r['ratio_to_shortest']:>12.2f}" for r in scan_rows)
     (out / f"overhead_summary{suffix}.txt").write_text(text + "\n")
     print(text)
     return result
