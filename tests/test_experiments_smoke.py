@@ -25,3 +25,29 @@ def test_overhead_quick(tmp_path):
     assert all(r["overlay_ms"] > 0 and r["hand_ms"] > 0 for r in result["overlay"])
     assert [s["n_eqns"] for s in saved["build_summary"]] == [10, 100]
     assert all(s["median"]["total_s"] > 0 for s in saved["build_summary"])
+
+
+def test_compare_quick(tmp_path):
+    """experiments/compare.py --quick on one small model: ppinv beside soft NUTS, every output written."""
+    compare = _load("ppinv_experiments_compare", ROOT / "experiments" / "compare.py")
+    result = compare.main(["--quick", "--models", "product_lognormal", "--methods", "ppinv,soft_0.1",
+                           "--out", str(tmp_path), "--no-progress"])
+    for name in ("compare_quick.json", "compare_quick.csv", "compare_summary_quick.csv", "compare_quick.md",
+                 "compare_ess_quick.png", "manifold_quick.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    saved = json.loads((tmp_path / "compare_quick.json").read_text())
+    assert saved["machine"]["jax"] and saved["machine"]["cpu"]
+    by = {s["method"]: s for s in result["summary"]}
+    assert set(by) == {"ppinv", "soft_0.1"}
+    assert all(s["repeats"] == 1 and s["ess_per_s"] > 0 and s["wall_s"] > 0 for s in by.values())
+    assert by["ppinv"]["violation"] <= 1e-9 < 1e-3 <= by["soft_0.1"]["violation"]
+
+
+def test_scaling_quick(tmp_path):
+    """experiments/scaling.py --quick: batched inverse and vectorized chains, every output written."""
+    scaling = _load("ppinv_experiments_scaling", ROOT / "experiments" / "scaling.py")
+    result = scaling.main(["--quick", "--out", str(tmp_path)])
+    for name in ("scaling_quick.json", "scaling_inverse_quick.csv", "scaling_chains_quick.csv", "scaling_quick.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    assert all(r["evals_per_s"] > 0 for r in result["inverse"])
+    assert [r["chains"] for r in result["chains"]] == [1, 4]
