@@ -80,7 +80,9 @@ class LinearBlock:
     """Solve the block's anchors (relations with known outputs) for its leaves."""
 
     def __init__(self, anchors, interior, leaves, known_inputs, exclusive, origin):
-        self.anchors = list(anchors)
+        # program order: the rows of M (see ``_affine``) and the observed values the
+        # scheduler passes to ``solve`` both follow this list
+        self.anchors = sorted(anchors, key=lambda e: e.id)
         self.eqns = sorted(set(anchors) | set(interior), key=lambda e: e.id)
         self.leaves = list(leaves)
         self.known_inputs = list(known_inputs)  # known variables the block reads

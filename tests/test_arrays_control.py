@@ -41,8 +41,12 @@ def check(f, *args, n=6, support=None, **kw):
         (lambda a, b: (a + b, a - b), (1.0, 1.0)),
         (lambda x: jnp.cumsum(x)[::-1], (jnp.ones(4),)),
         (lambda x: jnp.transpose(x.reshape(2, 3)).ravel() + jnp.arange(6.0), (jnp.ones(6),)),
+        # a freed element joins the block as a relation defined *after* the observed one
+        (lambda x: x[0] + x[1] * x[2], (jnp.ones(3),)),
+        (lambda x: (x[3] - x[0] * x[1], x[2] + x[1] * x[0]), (jnp.ones(4),)),
     ],
-    ids=["concat-data", "stack-const", "slices", "gather", "dynamic-slice", "pad", "sum-diff", "cumsum-rev", "reshape-T"],
+    ids=["concat-data", "stack-const", "slices", "gather", "dynamic-slice", "pad", "sum-diff", "cumsum-rev", "reshape-T",
+         "bilinear-vector", "two-bilinear-vector"],
 )
 def test_partly_known_and_joint_linear(f, args):
     check(f, *args)
