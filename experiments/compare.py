@@ -748,7 +748,8 @@ def metrics(name, res, reference, cm):
 # known ppinv problems found while building this suite (re-checked on every full run)
 # =====================================================================================
 def ppinv_checks():
-    """Reproducers of ppinv problems met here; each row says whether it still fails."""
+    """Reproducers of ppinv problems met while building this suite (all fixed since, each
+    with a regression test); each row says whether it still holds."""
     rows = []
     cm = bilinear.conditioned(vector=True)
     x_true = jnp.array([1.0 - (-0.7) * 1.2, -0.7, 1.2])
@@ -760,8 +761,8 @@ def ppinv_checks():
         fx = float(x["x"][0] + x["x"][1] * x["x"][2])
         rows.append(dict(check=what, ok=err < 1e-9,
                          result=f"x_true = {np.round(np.asarray(x_true), 3).tolist()}, got "
-                                f"{np.round(np.asarray(x['x']), 3).tolist()} (ok flag {bool(ok)}, f(x) = {fx:.4g} "
-                                "instead of 1)"))
+                                f"{np.round(np.asarray(x['x']), 3).tolist()} (ok flag {bool(ok)}, f(x) = {fx:.4g}, "
+                                "want 1)"))
     except Exception as err:
         rows.append(dict(check=what, ok=False, result=f"{type(err).__name__}: {err}"[:300]))
     what = "InverseNUTS on that vector-site model runs (10 + 10 steps)"

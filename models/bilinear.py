@@ -11,15 +11,13 @@ which is also the inverse one would write by hand; so it is the benchmark for
 "overlay vs hand-written inverse" (``experiments/compare.py``) and for the
 README picture of a posterior on a constraint manifold.
 
-Known ppinv failure — the same model with ONE vector site
-----------------------------------------------------------
+The same model with ONE vector site
+-----------------------------------
 :func:`make_model` ``(vector=True)`` draws ``x ~ N(0, I₃)`` as a single vector site and
-observes ``x[0] + x[1] * x[2]``. ppinv plans it (frees ``x[1]`` through ``squeeze``, then a
-joint linear block for the rest) but the inverse is wrong: the PGF → inverse round trip does
-not return ``x``, the solved ``x[1]`` is always 1.0 and ``f(x) ≠ y`` while ``ok`` is True; and
-``InverseNUTS`` fails with ``NotImplementedError: Singular value decomposition JVP not
-implemented for full matrices`` (gradient through the block's SVD). Hence the default model uses
-three scalar sites; ``experiments/compare.py`` reports the vector form's failure.
+observes ``x[0] + x[1] * x[2]``. ppinv frees ``x[1]`` (through ``squeeze``) and solves the
+rest jointly as a linear block with one null-space θ; the posterior is the same. The
+scalar-site form is the default because its θ (``x₁, x₂``) are the ones a hand-written
+inverse uses, which makes the overlay-vs-hand comparison like for like.
 
 Reference (exact up to quadrature error): on the surface, in the (x₁, x₂)
 chart, the conditional density is

@@ -2,7 +2,7 @@
 
 ``programs()`` draws straight-line JAX programs over the primitives ppinv
 supports — elementwise functions, arithmetic with fan-out, constants, several
-outputs, small arrays with reductions and joins, ``cond`` and ``scan`` — as
+outputs, small arrays with reductions, element picks, rotations and joins, ``cond`` and ``scan`` — as
 :class:`RandomProgram` objects with a callable ``fn``, example arguments and a
 readable listing. The property to check is :func:`check_program`: either
 ``ppinv.inverse`` refuses the program with a clear :class:`ppinv.InversionError`,
@@ -107,6 +107,17 @@ def _apply(op, vals):
     if kind == "rev":
         _, i = op
         return vals[i][::-1] if vals[i].ndim else vals[i]
+    if kind == "pick":  # one element, broadcast back (slice, squeeze, broadcast)
+        _, i, k = op
+        v = vals[i]
+        return jnp.full_like(v, v[k % v.shape[0]]) if v.ndim else v
+    if kind == "roll":  # a rotation by slicing and concatenating
+        _, i, k = op
+        v = vals[i]
+        if not v.ndim:
+            return v
+        k = 1 + k % (v.shape[0] - 1)
+        return jnp.concatenate([v[k:], v[:k]])
     if kind == "cond":
         _, i, j = op
         return lax.cond(jnp.all(vals[j] > 0), lambda v: 2.0 * v + 1.0, lambda v: jnp.exp(v), vals[i])
@@ -136,6 +147,8 @@ def _describe(op, k):
         return f"v{k} = {op[1]}(v{op[2]}, {op[3]:.3g})"
     if kind == "cond":
         return f"v{k} = cond(all(v{op[2]} > 0), 2v+1, exp(v))(v{op[1]})"
+    if kind in ("pick", "roll"):
+        return f"v{k} = {kind}(v{op[1]}, {op[2]})"
     return f"v{k} = {kind}(v{op[1]})"
 
 
@@ -147,7 +160,7 @@ def programs(draw, max_inputs=3, max_ops=8, arrays=True, control_flow=True):
     n_ops = draw(st.integers(1, max_ops))
     kinds = ["unary", "binary", "binary", "const"]
     if arrays and size:
-        kinds += ["sum", "cumsum", "rev"]
+        kinds += ["sum", "cumsum", "rev", "pick", "roll"]
     if control_flow:
         kinds += ["cond"] + (["scan"] if size else [])
     ops, lines = [], []
@@ -164,6 +177,8 @@ def programs(draw, max_inputs=3, max_ops=8, arrays=True, control_flow=True):
             op = ("const", draw(st.sampled_from(sorted(BINARY))), draw(pick), c)
         elif kind == "cond":
             op = ("cond", draw(pick), draw(pick))
+        elif kind in ("pick", "roll"):
+            op = (kind, draw(pick), draw(st.integers(0, 2)))
         else:
             op = (kind, draw(pick))
         ops.append(op)
