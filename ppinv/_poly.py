@@ -119,8 +119,13 @@ class PolynomialBlock:
         ok_d = disc >= 0
         sq = jnp.sqrt(jnp.where(ok_d, disc, 1.0))
         c2s = jnp.where(quad, c2, 1.0)
-        hi = (-c1 + sq) / (2 * c2s)
-        lo = (-c1 - sq) / (2 * c2s)
+        # the cancellation-free form: q = −(c1 + sign(c1)·√disc)/2, roots q/c2 and c0/q
+        # (the textbook (−c1 ± √disc)/2c2 loses the small root when c1² ≫ |4 c2 c0|)
+        q = -0.5 * (c1 + jnp.where(c1 >= 0, sq, -sq))
+        q_ok = q != 0
+        qs = jnp.where(q_ok, q, 1.0)
+        hi = q / c2s
+        lo = jnp.where(q_ok, c0 / qs, hi)  # q = 0 only for c1 = disc = 0: a double root
         hi, lo = jnp.maximum(hi, lo), jnp.minimum(hi, lo)
         # degenerate to linear where c2 == 0: a single root, reached with θ = 0
         c1s = jnp.where(c1 != 0, c1, 1.0)

@@ -520,20 +520,34 @@ class _Scheduler:
         return False
 
     def _poly_cone(self, anchor):
-        cone, leaves = [anchor], set()
-        frontier = [v for v in anchor.ins if not self._is_known(v)]
+        """The smallest cone of polynomial relations between ``anchor`` and one variable.
+
+        Unknown operands are expanded latest-defined first until one variable remains
+        (``x`` in ``b·x·(1 − x)``); stopping there, rather than at the program's inputs,
+        keeps an iterated map a chain of quadratics instead of one polynomial of
+        degree 2ⁿ.
+        """
+        cone = [anchor]
+        frontier = {v for v in anchor.ins if not self._is_known(v)}
         while frontier:
-            u = frontier.pop()
+            if len(frontier) == 1:
+                (leaf,) = frontier
+                degree = self._cone_degree(cone, leaf)
+                if degree is None or degree > MAX_DEGREE:
+                    return None
+                if degree >= 2:
+                    return cone, leaf, degree
+            u = max(frontier, key=lambda v: self.order.get(self.definer.get(v), -1))
             d = self.definer.get(u)
-            if d is not None and d in self.pending and d not in cone and len(d.outs) == 1 and poly_degree(d, {}) is not None:
-                cone.append(d)
-                frontier.extend(v for v in d.ins if not self._is_known(v))
-            elif d is None or d not in cone:
-                leaves.add(u)
-        if len(leaves) != 1:
-            return None
-        (leaf,) = leaves
-        if leaf.shape != anchor.outs[0].shape or any(o.shape != leaf.shape for e in cone for o in e.outs):
+            if d is None or d not in self.pending or d in cone or len(d.outs) != 1 or poly_degree(d, {}) is None:
+                return None
+            cone.append(d)
+            frontier.discard(u)
+            frontier.update(v for v in d.ins if not self._is_known(v))
+        return None
+
+    def _cone_degree(self, cone, leaf):
+        if leaf.shape != cone[0].outs[0].shape or any(o.shape != leaf.shape for e in cone for o in e.outs):
             return None
         degrees = {leaf: 1}
         for e in sorted(cone, key=self.order.__getitem__):
@@ -541,10 +555,7 @@ class _Scheduler:
             if deg is None:
                 return None
             degrees[e.outs[0]] = deg
-        degree = degrees[anchor.outs[0]]
-        if degree < 2 or degree > MAX_DEGREE:
-            return None
-        return cone, leaf, degree
+        return degrees[cone[0].outs[0]]
 
     def _linear_block(self, anchor):
         """Grow a linear block from ``anchor``: (anchors, interior relations, leaves, known inputs)."""

@@ -172,6 +172,26 @@ def test_logistic_map_20_steps_every_branch():
     assert len(preimages) == len(choices)  # different branches, different preimages
 
 
+@pytest.mark.parametrize("n", [1, 2, 4, 8])
+def test_logistic_map_unrolled_in_python(n):
+    """A Python loop unrolls into n quadratics in a row: each is solved for the previous
+    state (not expanded into one polynomial of degree 2ⁿ in x₀), including points where
+    the textbook quadratic formula loses the small root to cancellation."""
+
+    def f(x0, b):
+        x = x0
+        for _ in range(n):
+            x = b * x * (1 - x)
+        return x
+
+    inv = ppinv.inverse(f, 0.3, 3.2)
+    # n = 1 frees x₀ and solves for b; longer maps free b and choose a root per step
+    assert sum(s.discrete for s in inv.theta_spec.values()) == (n if n > 1 else 0)
+    points = [(0.3, 3.7), (0.05, 3.95), (-0.0245, -0.037), (0.6, 2.5)]
+    report = check_inverse(f, 0.3, 3.2, inv=inv, points=points, rtol=1e-7, log_det_atol=1e-6)
+    assert report.n_in_domain == len(points)
+
+
 def test_scan_compiles_once_regardless_of_length():
     def make(n):
         return lambda x0, u: lax.scan(lambda c, ut: (0.9 * c + ut, jnp.sin(c) + ut), x0, u)[1]
