@@ -441,6 +441,9 @@ def closed_form_reference(name):
         return {"x": (m["mean"], math.sqrt(m["var"]))}
     if name == "manifold_toy":
         return _quadrature_manifold_toy()
+    if name == "kepler":
+        m = models.kepler.reference_moments()
+        return {k: (m[k]["mean"], math.sqrt(m[k]["var"])) for k in ("e", "E")}
     if name == "bilinear":
         m = bilinear.reference_moments()
         return {f"x{i}": (m["mean"][i], math.sqrt(m["var"][i])) for i in range(3)}
@@ -468,6 +471,7 @@ SPECS = {
     "network_tomography": dict(extra=(), soft=("soft_0.01",), fixed_start=True, soft_slow=True),
     "manifold_toy": dict(extra=("ppinv_jump", "ppinv_mh")),
     "sine": dict(extra=("ppinv_mh",), no_nuts=True),
+    "kepler": dict(extra=()),
     "bilinear": dict(extra=(), hand=hand_bilinear, hand_init=lambda lat: {"x1": lat["x1"], "x2": lat["x2"]}, mici=True,
                      abc=True),
 }

@@ -36,6 +36,7 @@ NAMES = (
     "network_tomography",
     "manifold_toy",
     "sine",
+    "kepler",
 )
 
 #: name -> module, in the order of ``models/README.md``.

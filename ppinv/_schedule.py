@@ -40,6 +40,7 @@ from numpyro.distributions import constraints
 from ._block import LinearBlock, is_linear
 from ._compat import is_concrete
 from ._piecewise import PiecewiseBlock, piecewise_cone
+from ._monotone import MonotoneBlock, derivative_sign, is_elementwise_analytic
 from ._poly import MAX_DEGREE, PolynomialBlock, poly_degree
 from .errors import InversionError, NoRuleError, OverdeterminedError, UnderdeterminedError
 from .rules import Pattern
@@ -114,7 +115,8 @@ class PolyStep:
     theta_names: tuple
 
     def describe(self):
-        return f"joint  {self.block.anchor.describe()}\n         [{self.block.description}]  θ: {', '.join(self.theta_names)}"
+        extra = f"  θ: {', '.join(self.theta_names)}" if self.theta_names else ""
+        return f"joint  {self.block.anchor.describe()}\n         [{self.block.description}]{extra}"
 
 
 @dataclass
@@ -143,8 +145,10 @@ def _is_discrete(v) -> bool:
 
 
 class _Scheduler:
-    def __init__(self, program, known_inputs, unknown_inputs, observed, supports, table, names, extra_outputs=()):
+    def __init__(self, program, known_inputs, unknown_inputs, observed, supports, table, names, extra_outputs=(),
+                 free=()):
         self.program = program
+        self.free_first = list(free)
         self.table = table
         self.known_inputs = list(known_inputs)
         self.unknown_inputs = list(unknown_inputs)
@@ -295,6 +299,15 @@ class _Scheduler:
     # -- the walk -----------------------------------------------------------------------
     def run(self):
         queue = list(self.relevant)
+        for v in self.free_first:  # the caller's choice of θ, before any heuristic
+            if v in self.known:
+                continue
+            if not _is_discrete(v) and v.size > self.budget:
+                raise OverdeterminedError(
+                    f"cannot make {self.names.get(v, repr(v))} a free parameter: it has {v.size} dimension(s) but "
+                    f"only {self.budget} are left once the observations are accounted for. Free fewer variables."
+                )
+            self._free(v, queue)
         # inputs nothing observed depends on are free outright
         for v in self.unknown_inputs:
             if v not in self.known and not self.users.get(v) and v not in self.definer:
@@ -315,6 +328,7 @@ class _Scheduler:
                     or self._unstick_with_block(queue)
                     or self._unstick_with_poly(queue)
                     or self._unstick_with_piecewise(queue)
+                    or self._unstick_with_monotone(queue)
                 ):
                     continue
                 candidates = self._free_candidates()
@@ -499,6 +513,21 @@ class _Scheduler:
             return True
         return False
 
+    def _unstick_with_monotone(self, queue):
+        """A relation whose unknowns trace back to one variable through a strictly monotone
+        function with no closed-form inverse (``x + sin x``): solved numerically."""
+        for anchor in self._stalled():
+            found = self._monotone_cone(anchor)
+            if found is None:
+                continue
+            eqns, leaf, sign = found
+            block = MonotoneBlock(anchor, eqns, leaf, self.supports.get(leaf), sign, anchor.describe())
+            self.steps.append(PolyStep(block, ()))
+            self._finish(anchor)
+            self._mark_known(leaf, queue)
+            return True
+        return False
+
     def _unstick_with_piecewise(self, queue):
         """``jnp.where(pred(x), f1(x), f0(x))`` observed: invert each piece, θ picks one."""
         for anchor in self._stalled():
@@ -519,31 +548,58 @@ class _Scheduler:
             return True
         return False
 
-    def _poly_cone(self, anchor):
-        """The smallest cone of polynomial relations between ``anchor`` and one variable.
+    def _single_leaf_cones(self, anchor, expandable):
+        """Cones between ``anchor`` and one variable, smallest first.
 
-        Unknown operands are expanded latest-defined first until one variable remains
-        (``x`` in ``b·x·(1 − x)``); stopping there, rather than at the program's inputs,
-        keeps an iterated map a chain of quadratics instead of one polynomial of
-        degree 2ⁿ.
+        Unknown operands are expanded latest-defined first (through relations
+        ``expandable`` accepts); each time one variable remains, ``(cone, leaf)`` is
+        yielded. Stopping at the nearest such variable (``x`` in ``b·x·(1 − x)``)
+        rather than at the program's inputs keeps an iterated map a chain of small
+        solves instead of one polynomial of degree 2ⁿ.
         """
         cone = [anchor]
         frontier = {v for v in anchor.ins if not self._is_known(v)}
         while frontier:
             if len(frontier) == 1:
-                (leaf,) = frontier
-                degree = self._cone_degree(cone, leaf)
-                if degree is None or degree > MAX_DEGREE:
-                    return None
-                if degree >= 2:
-                    return cone, leaf, degree
+                yield list(cone), next(iter(frontier))
             u = max(frontier, key=lambda v: self.order.get(self.definer.get(v), -1))
             d = self.definer.get(u)
-            if d is None or d not in self.pending or d in cone or len(d.outs) != 1 or poly_degree(d, {}) is None:
-                return None
+            if d is None or d not in self.pending or d in cone or len(d.outs) != 1 or not expandable(d):
+                return
             cone.append(d)
             frontier.discard(u)
             frontier.update(v for v in d.ins if not self._is_known(v))
+
+    def _poly_cone(self, anchor):
+        """The smallest polynomial cone of degree 2 … MAX_DEGREE to a single variable."""
+        for cone, leaf in self._single_leaf_cones(anchor, lambda d: poly_degree(d, {}) is not None):
+            degree = self._cone_degree(cone, leaf)
+            if degree is None or degree > MAX_DEGREE:
+                return None
+            if degree >= 2:
+                return cone, leaf, degree
+        return None
+
+    def _monotone_cone(self, anchor):
+        """The smallest elementwise cone to a single variable that is provably strictly monotone."""
+        if len(anchor.outs) != 1 or not anchor.outs[0].is_float or not is_elementwise_analytic(anchor):
+            return None
+        shape = anchor.outs[0].shape
+
+        def expandable(d):
+            return is_elementwise_analytic(d) and d.outs[0].shape == shape and all(
+                v.shape in (shape, ()) for v in d.ins
+            )
+
+        if not all(v.shape in (shape, ()) for v in anchor.ins):
+            return None
+        for cone, leaf in self._single_leaf_cones(anchor, expandable):
+            if leaf.shape != shape or not leaf.is_float:
+                return None
+            sign = derivative_sign(sorted(cone, key=self.order.__getitem__), leaf, self.supports.get(leaf),
+                                   self.supports.get)
+            if sign:
+                return cone, leaf, sign
         return None
 
     def _cone_degree(self, cone, leaf):
@@ -675,23 +731,51 @@ class _Scheduler:
         if not stalled:
             pend = sorted(self.pending, key=self.order.__getitem__)
             lines = [f"    {e.describe()}" for e in pend[:8]]
+        hint = ""
+        for e in stalled:
+            leaf = self._univariate_leaf(e)
+            if leaf is not None:
+                hint = (
+                    f"\nThe first relation depends on the one unknown {leaf!r} only, but through a function "
+                    "ppinv cannot show to be strictly monotone over that variable's support (interval "
+                    "bounds on its derivative change sign), so it may have several preimages, which one "
+                    "numeric solve would miss. If it is monotone on a smaller set, give that set as the "
+                    "support (the prior's support in a model, support= in ppinv.inverse)."
+                )
+                break
         raise UnderdeterminedError(
             "cannot reorient the program: these relations are coupled and no single rule solves any of "
             f"them, and the remaining freedom ({self.budget} θ dimensions) does not allow freeing another "
             "variable without over-determining them:\n" + "\n".join(lines[:12]) + "\n"
             "A joint solve is needed (for example two observed linear combinations of the same "
             "variables, or a polynomial in one variable). Rewrite the program so each observation "
-            "isolates a variable, or declare the inverse of this block with @ppinv.custom_inverse."
+            "isolates a variable, or declare the inverse of this block with @ppinv.custom_inverse." + hint
         )
 
+    def _univariate_leaf(self, anchor):
+        """The single variable an elementwise-analytic relation traces back to, if any."""
+        if len(anchor.outs) != 1 or not is_elementwise_analytic(anchor):
+            return None
+        shape = anchor.outs[0].shape
 
-def build_schedule(program, known_inputs, unknown_inputs, observed, supports, table, names, extra_outputs=()):
+        def expandable(d):
+            return is_elementwise_analytic(d) and d.outs[0].shape == shape
+
+        for _, leaf in self._single_leaf_cones(anchor, expandable):
+            return leaf
+        return None
+
+
+def build_schedule(program, known_inputs, unknown_inputs, observed, supports, table, names, extra_outputs=(),
+                   free=()):
     """Schedule ``program`` given which inputs are known and which outputs are observed.
 
     ``extra_outputs`` are variables to compute as well (not observed): the
-    carry of a loop body solved forwards, for instance.
+    carry of a loop body solved forwards, for instance. ``free`` are unknown
+    inputs to make θ before the scheduler chooses any.
     """
-    return _Scheduler(program, known_inputs, unknown_inputs, observed, supports, table, names, extra_outputs).run()
+    return _Scheduler(program, known_inputs, unknown_inputs, observed, supports, table, names, extra_outputs,
+                      free).run()
 
 
 # --- running a schedule ---------------------------------------------------------------
@@ -752,7 +836,7 @@ def run_schedule_extra(schedule, known_values, observed_values, theta):
         elif isinstance(step, PolyStep):
             b = step.block
             known_env = {v: _read(env, v) for v in b.known_inputs}
-            x, ld, sol_ok = b.solve(known_env, _read(env, b.anchor.outs[0]), (theta[step.theta_names[0]],))
+            x, ld, sol_ok = b.solve(known_env, _read(env, b.anchor.outs[0]), tuple(theta[n] for n in step.theta_names))
             env[b.leaf] = _cast(x, b.leaf)
             add(ld, sol_ok)
         elif isinstance(step, BlockStep):
@@ -815,7 +899,7 @@ def theta_from_env(schedule, env):
             vals = step.solver.pgf([_read(env, v) for v in e.ins], [_read(env, o) for o in e.outs])
             for n, val in zip(step.theta_names, vals):
                 theta[n] = jnp.asarray(val).astype(schedule.theta[n].dtype)
-        elif isinstance(step, PolyStep):
+        elif isinstance(step, PolyStep) and step.theta_names:
             b = step.block
             (val,) = b.pgf({v: _read(env, v) for v in b.known_inputs}, _read(env, b.leaf))
             theta[step.theta_names[0]] = jnp.asarray(val).astype(schedule.theta[step.theta_names[0]].dtype)

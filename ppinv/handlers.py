@@ -48,7 +48,7 @@ THETA_PREFIX = "theta_"
 FACTOR_NAME = "_ppinv_log_density"
 
 
-def condition(model, data=None, *, theta_prefix: str = THETA_PREFIX):
+def condition(model, data=None, *, free=None, theta_prefix: str = THETA_PREFIX):
     """Condition ``model`` exactly on ``data``.
 
     Parameters
@@ -61,6 +61,13 @@ def condition(model, data=None, *, theta_prefix: str = THETA_PREFIX):
         inversion; names of other sample sites are conditioned as
         ``numpyro.handlers.condition`` does. ``Delta`` sites given ``obs=`` in
         the model are exact observations without a data key.
+    free:
+        Optional latent site names to make θ first, before ppinv's own choice of
+        which latents to free: picks the parametrisation the sampler moves in
+        (e.g. ``free=["e"]`` in Kepler's ``M = E − e·sin E`` samples the
+        eccentricity and solves for ``E``). Naming a site that is not a latent
+        upstream of the observations, or one whose freeing would over-determine
+        the rest, is an error.
     theta_prefix:
         Prefix of the θ site names.
 
@@ -79,7 +86,7 @@ def condition(model, data=None, *, theta_prefix: str = THETA_PREFIX):
     ...     numpyro.deterministic("y", a * b)
     >>> conditioned = ppinv.condition(model, {"y": 2.0})
     """
-    return ConditionedModel(model, data or {}, theta_prefix=theta_prefix)
+    return ConditionedModel(model, data or {}, theta_prefix=theta_prefix, free=free)
 
 
 def _unwrap(fn):
@@ -304,8 +311,18 @@ class _Plan:
         ignored = [v for v, n in zip(lat_vars, latents) if n not in set(upstream)]
         supports = {v: _input_support(sites[n]) for v, n in zip(lat_vars, latents) if sites[n].support is not None}
         names = {v: n for v, n in zip(lat_vars, latents)}
+        for n in cm.free:
+            if n not in upstream:
+                raise ConditionError(
+                    f"free={n!r}: not a latent sample site the observations depend on "
+                    f"({', '.join(repr(u) for u in upstream)}). Name one of those."
+                    + "".join(f" Did you mean {c!r}?" for c in difflib.get_close_matches(n, upstream, n=1))
+                )
+        free_vars = [v for v, n in zip(lat_vars, latents) if n in cm.free]
         try:
-            self.schedule = build_schedule(program, ctx_vars, unknown_vars, program.outvars, supports, cm.table, names)
+            self.schedule = build_schedule(
+                program, ctx_vars, unknown_vars, program.outvars, supports, cm.table, names, free=free_vars
+            )
         except InversionError as err:
             if not isinstance(err, NoRuleError):
                 # Over-determined or rank-deficient: usually observations that depend on each
@@ -427,7 +444,7 @@ class ConditionedModel:
     inverse used for those arguments (sites, θ, schedule).
     """
 
-    def __init__(self, model, data, theta_prefix=THETA_PREFIX):
+    def __init__(self, model, data, theta_prefix=THETA_PREFIX, free=None):
         if not callable(model):
             raise ConditionError(f"model must be callable; got {type(model).__name__}.")
         if not isinstance(data, dict):
@@ -435,6 +452,7 @@ class ConditionedModel:
         self.model = model
         self.data = dict(data)
         self.theta_prefix = theta_prefix
+        self.free = [free] if isinstance(free, str) else list(free or [])
         self.table = current_table()
         self._plans = {}
         for name, value in self.data.items():

@@ -22,7 +22,7 @@ class DomainError(PPInvError, ValueError):
     """``y`` (with this θ) has no preimage: it is outside the range of the program."""
 
 
-def inverse(f, *example_args, support=None):
+def inverse(f, *example_args, support=None, free=None):
     """Build the parametric inverse of ``f``.
 
     ``f`` is traced once at the shapes and dtypes of ``example_args`` (their
@@ -44,6 +44,11 @@ def inverse(f, *example_args, support=None):
         constrained supports are preferred, so θ carries the support and solved
         values need none; solved arguments outside their support put ``(y, θ)``
         outside the domain.
+    free:
+        Optional argument names (or indices) to make θ first, before ppinv's own
+        choice: picks the parametrisation (e.g. free ``e`` in Kepler's
+        ``E − e·sin E`` so that ``E`` is solved). An argument that cannot be
+        freed without over-determining the rest is an error.
 
     Returns
     -------
@@ -61,7 +66,7 @@ def inverse(f, *example_args, support=None):
     >>> float(a * b + c)
     7.0
     """
-    return Inverse(f, example_args, support=support)
+    return Inverse(f, example_args, support=support, free=free)
 
 
 def _arg_names(f, n):
@@ -96,6 +101,21 @@ def _normalize_support(support, arg_names):
     raise InputError("support must be a sequence (one constraint per argument) or a dict by argument name.")
 
 
+def _free_vars(free, arg_names, leaf_names, invars):
+    """The input variables named by ``free`` (argument names or indices)."""
+    if free is None:
+        return []
+    if isinstance(free, (str, int)):
+        free = [free]
+    out = []
+    for item in free:
+        name = arg_names[item] if isinstance(item, int) and 0 <= item < len(arg_names) else item
+        if name not in arg_names:
+            raise InputError(f"free={item!r} is not an argument of f {arg_names}; name arguments or give indices.")
+        out += [v for v, leaf in zip(invars, leaf_names) if leaf == name or leaf.startswith(name + "[")]
+    return out
+
+
 class Inverse:
     """The parametric inverse of a program; build it with :func:`inverse`.
 
@@ -111,7 +131,7 @@ class Inverse:
         How many times the inverse has been traced (once per input shape).
     """
 
-    def __init__(self, f, example_args, *, support=None, _table=None):
+    def __init__(self, f, example_args, *, support=None, free=None, _table=None):
         self.fun = f
         table = _table or current_table()
         leaves, self._in_tree = tree_flatten(tuple(example_args))
@@ -149,7 +169,10 @@ class Inverse:
         for v, n in names.items():
             v.label = n
         sup_map = {v: s for v, s in zip(self.program.invars, leaf_supports) if s is not None}
-        self.schedule = build_schedule(self.program, [], self.program.invars, self.program.outvars, sup_map, table, names)
+        free_vars = _free_vars(free, arg_names, self._leaf_names, self.program.invars)
+        self.schedule = build_schedule(
+            self.program, [], self.program.invars, self.program.outvars, sup_map, table, names, free=free_vars
+        )
         self._out_avals = [jax.ShapeDtypeStruct(v.shape, v.dtype) for v in self.program.outvars]
         self.trace_count = 0
         self._run = jax.jit(self._run_impl)

@@ -24,7 +24,7 @@ from jax.tree_util import tree_flatten, tree_map, tree_unflatten
 from numpyro.distributions import constraints
 from numpyro.distributions.transforms import biject_to
 
-from .inverse import Inverse, inverse
+from .inverse import Inverse, _arg_names, _normalize_support, inverse
 
 __all__ = ["dense_log_abs_det", "check_inverse", "InverseReport", "sample_inputs"]
 
@@ -179,6 +179,8 @@ def check_inverse(
     report = InverseReport()
     if points is None:
         keys = jax.random.split(key, n_points)
+        if isinstance(support, dict):  # by argument name, as ppinv.inverse takes it
+            support = _normalize_support(support, _arg_names(f, len(example_args)))
         points = [sample_inputs(k, example_args, support) for k in keys]
     tkeys = jax.random.split(jax.random.fold_in(key, 1), len(points))
     for i, x in enumerate(points):

@@ -1,0 +1,367 @@
+"""Strictly monotone univariate relations solved numerically: ``z = F(x)``.
+
+``x + sin x``, Kepler's ``M = E − e·sin E`` and ``x⁵ + x`` use their unknown
+more than once and have no closed-form inverse, but each has exactly one
+preimage because ``F`` is strictly monotone. ppinv *proves* that at build time
+— interval arithmetic on ``F′`` over the whole support of ``x`` (and of the
+known inputs ``F`` reads) shows ``F′ ≥ 0`` or ``F′ ≤ 0``; every primitive here
+is analytic, so ``F′`` vanishes only at isolated points and ``F`` is strictly
+monotone — and refuses the block otherwise, since a non-monotone ``F`` has
+preimages one numeric solve would miss. Interval bounds are conservative: a
+variable met twice in a quotient (``x / (1 + x)``) can hide monotonicity, and
+such relations are refused with the reason.
+
+At run time ``F(x) = z`` is solved elementwise by Newton's method safeguarded
+by bisection on a bracket (found by doubling) in the unconstrained coordinate
+of ``x``'s support, to round-off. θ is empty; ``log|dx/dz| = −log|F′(x)|``;
+derivatives with respect to ``z`` and the known inputs come from the implicit
+function theorem (``lax.custom_root``). When no root exists (``z`` outside the
+range of ``F``) the solve is "not ok".
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from numpyro.distributions import constraints
+from numpyro.distributions.transforms import biject_to
+
+__all__ = ["derivative_sign", "MonotoneBlock", "is_elementwise_analytic"]
+
+_INF = math.inf
+
+
+# --- interval arithmetic ------------------------------------------------------------------
+def _mul(a, b):
+    """Interval product; 0 · ∞ counts as 0 (a bound that is exactly zero stays zero)."""
+    ps = []
+    for x in a:
+        for y in b:
+            ps.append(0.0 if (x == 0 or y == 0) else x * y)
+    return (min(ps), max(ps))
+
+
+def _add(a, b):
+    lo = a[0] + b[0] if not (a[0] == -_INF and b[0] == _INF or a[0] == _INF and b[0] == -_INF) else -_INF
+    hi = a[1] + b[1] if not (a[1] == -_INF and b[1] == _INF or a[1] == _INF and b[1] == -_INF) else _INF
+    return (lo, hi)
+
+
+def _neg(a):
+    return (-a[1], -a[0])
+
+
+def _recip(a):
+    if a[0] <= 0 <= a[1]:
+        return None  # 1/x over an interval holding 0 is unbounded on both sides
+    return (1.0 / a[1] if a[1] != _INF else 0.0, 1.0 / a[0] if a[0] != -_INF else 0.0) if a[0] > 0 else (
+        1.0 / a[1] if a[1] != 0 else -_INF,
+        1.0 / a[0] if a[0] != -_INF else 0.0,
+    )
+
+
+def _abs_range(a):
+    """The range of |x| over the interval."""
+    if a[0] >= 0:
+        return a
+    if a[1] <= 0:
+        return (-a[1], -a[0])
+    return (0.0, max(-a[0], a[1]))
+
+
+def _mono(fn, a):
+    """Image of an increasing function."""
+    with np.errstate(all="ignore"):
+        return (float(fn(a[0])), float(fn(a[1])))
+
+
+def _pow(a, k):
+    """Range of x**k (k ≥ 0 an integer)."""
+    if k == 0:
+        return (1.0, 1.0)
+    if k % 2 == 1:
+        return _mono(lambda t: t**k if abs(t) != _INF else t, a)
+    m = _abs_range(a)
+    return (m[0] ** k, m[1] ** k)
+
+
+def _sigmoid(t):
+    return 1.0 / (1.0 + math.exp(-t)) if t > -700 else 0.0
+
+
+def _unit(_):
+    return (-1.0, 1.0)
+
+
+def _rule(prim_name):
+    return getattr(lax, prim_name, None)
+
+
+# prim -> (value image, derivative factor) for f(u) with u in the interval: both intervals
+def _elementary(p, a, params):
+    """``(range of f(u), range of f′(u))`` for u in ``a``; ``None`` when unsupported."""
+    if p is lax.exp_p:
+        v = _mono(math.exp if a[1] < 700 else (lambda t: math.exp(t) if t < 700 else _INF), a) if a[0] != -_INF else (
+            0.0,
+            math.exp(a[1]) if a[1] < 700 else _INF,
+        )
+        return v, v
+    if p is lax.expm1_p:
+        v = _mono(lambda t: math.expm1(t) if -_INF < t < 700 else (-1.0 if t == -_INF else _INF), a)
+        return v, _add(v, (1.0, 1.0))
+    if p is lax.log_p or p is lax.log1p_p:
+        shift = 1.0 if p is lax.log1p_p else 0.0
+        lo = a[0] + shift
+        if lo < 0:
+            return None  # not defined on all of the interval
+        v = (math.log(lo) if lo > 0 else -_INF, math.log(a[1] + shift) if a[1] != _INF else _INF)
+        d = _recip((lo, a[1] + shift)) if lo > 0 else (1.0 / (a[1] + shift) if a[1] != _INF else 0.0, _INF)
+        return v, d
+    if p is lax.sqrt_p:
+        if a[0] < 0:
+            return None
+        v = _mono(lambda t: math.sqrt(t) if t != _INF else _INF, a)
+        d = (0.5 / v[1] if v[1] not in (0.0, _INF) else (0.0 if v[1] == _INF else _INF), 0.5 / v[0] if v[0] > 0 else _INF)
+        return v, d
+    if p is lax.sin_p or p is lax.cos_p:
+        return (-1.0, 1.0), (-1.0, 1.0)
+    if p is lax.tanh_p:
+        v = _mono(math.tanh, a)
+        m = _abs_range(a)
+        d = (1.0 - math.tanh(m[1]) ** 2 if m[1] != _INF else 0.0, 1.0 - math.tanh(m[0]) ** 2)
+        return v, d
+    if p is lax.atan_p:
+        v = _mono(math.atan, a)
+        m = _abs_range(a)
+        return v, (1.0 / (1.0 + m[1] ** 2) if m[1] != _INF else 0.0, 1.0 / (1.0 + m[0] ** 2))
+    if p is lax.sinh_p:
+        v = _mono(lambda t: math.sinh(t) if abs(t) < 700 else math.copysign(_INF, t), a)
+        m = _abs_range(a)
+        return v, (math.cosh(m[0]) if m[0] < 700 else _INF, math.cosh(m[1]) if m[1] < 700 else _INF)
+    if p is lax.asinh_p:
+        v = _mono(math.asinh, a)
+        m = _abs_range(a)
+        return v, (1.0 / math.sqrt(1.0 + m[1] ** 2) if m[1] != _INF else 0.0, 1.0 / math.sqrt(1.0 + m[0] ** 2))
+    if p is lax.logistic_p:
+        v = (_sigmoid(a[0]), _sigmoid(a[1]))
+        m = _abs_range(a)
+        s_far = _sigmoid(m[1]) if m[1] != _INF else 1.0
+        s_near = _sigmoid(m[0])
+        return v, (s_far * (1.0 - s_far), s_near * (1.0 - s_near))
+    if p is lax.integer_pow_p:
+        k = params["y"]
+        if k < 1:
+            return None
+        return _pow(a, k), _mul((float(k), float(k)), _pow(a, k - 1))
+    if _rule("square_p") is p:
+        return _pow(a, 2), _mul((2.0, 2.0), a)
+    if p is lax.convert_element_type_p or _rule("copy_p") is p:
+        return a, (1.0, 1.0)
+    return None
+
+
+_BINARY = {lax.add_p, lax.sub_p, lax.mul_p, lax.div_p}
+
+
+def is_elementwise_analytic(eqn) -> bool:
+    """Whether ``derivative_sign`` can handle ``eqn``: one floating output, an analytic
+    elementwise primitive."""
+    if len(eqn.outs) != 1 or not eqn.outs[0].is_float:
+        return False
+    if eqn.prim is lax.convert_element_type_p and not eqn.ins[0].is_float:
+        return False
+    if eqn.prim in _BINARY or eqn.prim is lax.neg_p:
+        return True
+    return _elementary(eqn.prim, (0.5, 0.5), eqn.params) is not None
+
+
+def _support_interval(sup):
+    """``(lo, hi)`` covering a NumPyro constraint's set (the real line when unknown)."""
+    if sup is None or sup is constraints.real:
+        return (-_INF, _INF)
+    if sup is constraints.positive:
+        return (0.0, _INF)
+    if sup is constraints.unit_interval:
+        return (0.0, 1.0)
+    lo = getattr(sup, "lower_bound", None)
+    hi = getattr(sup, "upper_bound", None)
+    try:
+        lo = -_INF if lo is None else float(np.min(lo))
+        hi = _INF if hi is None else float(np.max(hi))
+    except (TypeError, ValueError):  # bounds that are not concrete numbers
+        return (-_INF, _INF)
+    return (lo, hi)
+
+
+def derivative_sign(cone, leaf, leaf_support, known_support):
+    """+1 / −1 when the cone's output is provably non-decreasing / non-increasing in ``leaf``
+    (and not constant) over the supports; 0 when that cannot be shown.
+
+    ``known_support(v)`` gives the constraint of a known input (``None``: unknown range).
+    """
+    env = {leaf: (_support_interval(leaf_support), (1.0, 1.0))}
+
+    def read(v):
+        if v in env:
+            return env[v]
+        if v.is_const:
+            val = np.asarray(v.value, dtype=float)
+            return (float(val.min()), float(val.max())), (0.0, 0.0)
+        return _support_interval(known_support(v)), (0.0, 0.0)
+
+    for e in cone:
+        args = [read(v) for v in e.ins]
+        p = e.prim
+        if p is lax.add_p:
+            (va, da), (vb, db) = args
+            res = (_add(va, vb), _add(da, db))
+        elif p is lax.sub_p:
+            (va, da), (vb, db) = args
+            res = (_add(va, _neg(vb)), _add(da, _neg(db)))
+        elif p is lax.neg_p:
+            va, da = args[0]
+            res = (_neg(va), _neg(da))
+        elif p is lax.mul_p:
+            (va, da), (vb, db) = args
+            res = (_mul(va, vb), _add(_mul(da, vb), _mul(va, db)))
+        elif p is lax.div_p:
+            (va, da), (vb, db) = args
+            inv = _recip(vb)
+            if inv is None:
+                return 0
+            # (a/b)′ = a′/b − a·b′/b²
+            res = (_mul(va, inv), _add(_mul(da, inv), _neg(_mul(_mul(va, db), _mul(inv, inv)))))
+        else:
+            if len(args) != 1:
+                return 0
+            va, da = args[0]
+            got = _elementary(p, va, e.params)
+            if got is None:
+                return 0
+            value, factor = got
+            res = (value, _mul(factor, da))
+        if any(math.isnan(t) for pair in res for t in pair):
+            return 0
+        env[e.outs[0]] = res
+    d = env[cone[-1].outs[0]][1] if cone else (1.0, 1.0)
+    if d == (0.0, 0.0):
+        return 0
+    if d[0] >= 0:
+        return 1
+    if d[1] <= 0:
+        return -1
+    return 0
+
+
+# --- the block ------------------------------------------------------------------------------
+class MonotoneBlock:
+    """Solve ``anchor`` (known output) for the single leaf of a strictly monotone cone."""
+
+    max_bracket_steps = 1100  # doublings: enough to reach any float64 magnitude
+    max_iterations = 200
+
+    def __init__(self, anchor, eqns, leaf, leaf_support, sign, origin):
+        self.anchor = anchor
+        self.eqns = sorted(eqns, key=lambda e: e.id)
+        self.leaf = leaf
+        self.sign = sign
+        self.support = leaf_support if leaf_support is not None else constraints.real
+        self.known_inputs = []
+        inside = {o for e in self.eqns for o in e.outs}
+        for e in self.eqns:
+            for v in e.ins:
+                if v is not leaf and v not in inside and not v.is_const and v not in self.known_inputs:
+                    self.known_inputs.append(v)
+        self.theta = ()
+        kind = "increasing" if sign > 0 else "decreasing"
+        self.description = f"solve a strictly {kind} function of {leaf!r} numerically (Newton on a bracket)"
+
+    def _forward(self, known_env, x):
+        env = {self.leaf: x}
+        for e in self.eqns:
+            vals = [v.value if v.is_const else (env[v] if v in env else known_env[v]) for v in e.ins]
+            (env[e.outs[0]],) = e.bind(*vals)
+        return env[self.anchor.outs[0]]
+
+    def _derivative(self, known_env, x):
+        return jax.jvp(lambda t: self._forward(known_env, t), (x,), (jnp.ones_like(x),))[1]
+
+    def _search(self, g, shape, dtype):
+        """Root of the increasing elementwise ``g`` on the real line (u-space)."""
+        one = jnp.ones(shape, dtype)
+        lo, hi = -one, one
+        glo, ghi = g(lo), g(hi)
+        finfo = jnp.finfo(dtype)
+
+        def bracket_cond(s):
+            k, lo, hi, glo, ghi = s
+            return (k < self.max_bracket_steps) & jnp.any((glo > 0) | (ghi < 0))
+
+        def bracket_body(s):
+            k, lo, hi, glo, ghi = s
+            move_lo = glo > 0
+            move_hi = ghi < 0
+            nlo = jnp.where(move_lo, jnp.maximum(2 * lo, -finfo.max), lo)  # lo < 0 < hi throughout
+            nhi = jnp.where(move_hi, jnp.minimum(2 * hi, finfo.max), hi)
+            return k + 1, nlo, nhi, g(nlo), g(nhi)
+
+        _, lo, hi, glo, ghi = lax.while_loop(bracket_cond, bracket_body, (0, lo, hi, glo, ghi))
+        found = (glo <= 0) & (ghi >= 0)
+
+        gprime = jax.grad(lambda t: jnp.sum(g(t)))
+        u0 = jnp.where(glo == 0, lo, jnp.where(ghi == 0, hi, 0.5 * lo + 0.5 * hi))
+
+        def width_done(lo, hi):
+            return (hi - lo) <= 4 * finfo.eps * jnp.maximum(jnp.abs(lo), jnp.abs(hi)) + finfo.tiny
+
+        def cond(s):
+            k, lo, hi, u, gu = s
+            return (k < self.max_iterations) & jnp.any(found & (gu != 0) & ~width_done(lo, hi))
+
+        def body(s):
+            k, lo, hi, u, gu = s
+            lo = jnp.where(gu < 0, u, lo)
+            hi = jnp.where(gu > 0, u, hi)
+            step = gu / gprime(u)
+            cand = u - step
+            bisect = ~jnp.isfinite(cand) | (cand <= lo) | (cand >= hi)
+            cand = jnp.where(bisect, 0.5 * lo + 0.5 * hi, cand)
+            return k + 1, lo, hi, cand, g(cand)
+
+        _, lo, hi, u, gu = lax.while_loop(cond, body, (0, lo, hi, u0, g(u0)))
+        return u, found
+
+    def solve(self, known_env, z, theta=()):
+        z = jnp.asarray(z)
+        dtype = self.leaf.dtype
+        shape = self.leaf.shape
+        transform = biject_to(self.support)
+        sign = self.sign
+
+        def residual(x):
+            return self._forward(known_env, x) - z
+
+        def solve_fn(f, x_guess):
+            def g(u):
+                return sign * f(transform(u).astype(dtype))
+
+            u, _ = self._search(g, shape, dtype)
+            return transform(u).astype(dtype)
+
+        x = lax.custom_root(residual, jnp.zeros(shape, dtype), solve_fn, lambda g, y: y / g(jnp.ones_like(y)))
+        fx = self._forward(known_env, x)
+        d = self._derivative(known_env, x)
+        finfo = jnp.finfo(dtype)
+        # converged to round-off: the residual is at the scale of the terms of F at x
+        scale = jnp.abs(z) + jnp.abs(d * x) + 1.0
+        ok = jnp.all((jnp.abs(fx - z) <= 64 * finfo.eps * scale) & (d != 0) & jnp.isfinite(x))
+        ok = ok & jnp.all(self.support.check(x))
+        ld = -jnp.sum(jnp.log(jnp.where(d != 0, jnp.abs(d), 1.0)))
+        return x, ld, ok
+
+    def pgf(self, known_env, x):
+        return ()
