@@ -396,9 +396,18 @@ def run_abc(name, budget, population, seed, workdir):
     abc = pyabc.ABCSMC(simulate, prior, distance, population_size=population,
                        sampler=pyabc.sampler.SingleCoreSampler())
     abc.new(db, {"y": prob["y"]})
+    stopped = ""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        history = abc.run(minimum_epsilon=1e-12, max_total_nr_simulations=budget)
+        try:
+            history = abc.run(minimum_epsilon=1e-12, max_total_nr_simulations=budget)
+        except AssertionError as err:
+            # pyabc gives up on a generation whose weights degenerate (NaN total weight once
+            # ε is tiny); the generations before it are complete and stored, so report the last
+            history = abc.history
+            stopped = f"; stopped early ({err})"
+            if history.max_t < 0:
+                raise
     df, w = history.get_distribution(m=0, t=history.max_t)
     P = df[list(prob["params"])].to_numpy()
     lat = prob["to_latents"](P)
@@ -407,7 +416,8 @@ def run_abc(name, budget, population, seed, workdir):
     pops = history.get_all_populations()
     eps = float(pops["epsilon"].iloc[-1])
     nsim = int(history.total_nr_simulations)
-    note = f"pyabc {pyabc.__version__}; {nsim} simulations, {history.max_t + 1} generations, final ε = {eps:.3g}"
+    note = (f"pyabc {pyabc.__version__}; {nsim} simulations, {history.max_t + 1} generations, "
+            f"final ε = {eps:.3g}{stopped}")
     return lat, w, note
 
 

@@ -155,6 +155,9 @@ CASES = [
          (0.5 + 1e-9, 0.6, 2.0, 100.0), 0.51, 5, bad=(0.3, 0.5), good=(0.5 + 1e-12,)),
     Case("min", (lambda s: jnp.minimum(-1.0, s), lambda v: jnp.minimum(v, -1.0)), lax.min_p,
          (-1 - 1e-9, -1.5, -20.0), -5, -1.01, bad=(-0.5, -1.0), good=(-1 - 1e-12,)),
+    # the angle of (b, a): a = b·tan z on the ray b / cos z > 0; b = a / tan z on a / sin z > 0
+    Case("atan2", (lambda s: jnp.arctan2(s, 2.0), lambda v: jnp.arctan2(C, v)), lax.atan2_p, SIGNED,
+         bad=(2.0, 4.0, -3.5), good=(-1e-9,)),
     # the same variable on both sides
     Case("add[a+a]", lambda a: a + a, lax.add_p, SIGNED),
     Case("mul[a*a]", lambda a: a * a, lax.mul_p, SIGNED, **EVEN),

@@ -191,3 +191,22 @@ def _as_unary(pat):
 
 
 DEFAULT_RULES.register(lax.pow_p, _pow_rule)
+
+
+# --- atan2 ------------------------------------------------------------------------
+# z = atan2(a, b) is the angle of the point (b, a): (a, b) = r (sin z, cos z) with r > 0.
+def _atan2_left(z, b):  # a = b tan z, on the ray through angle z: b / cos z > 0
+    c = jnp.cos(z)
+    ok = (b != 0) & (b * c > 0) & (z > -jnp.pi) & (z <= jnp.pi)
+    cs = jnp.where(ok, c, 1)
+    return b * jnp.sin(z) / cs, jnp.log(jnp.abs(jnp.where(ok, b, 1))) - 2 * jnp.log(jnp.abs(cs)), ok
+
+
+def _atan2_right(z, a):  # b = a / tan z, on the ray: a / sin z > 0
+    s = jnp.sin(z)
+    ok = (a != 0) & (a * s > 0) & (z > -jnp.pi) & (z <= jnp.pi)
+    ss = jnp.where(ok, s, 1)
+    return a * jnp.cos(z) / ss, jnp.log(jnp.abs(jnp.where(ok, a, 1))) - 2 * jnp.log(jnp.abs(ss)), ok
+
+
+DEFAULT_RULES.register(lax.atan2_p, BinaryRule(solve_left=_atan2_left, solve_right=_atan2_right))
