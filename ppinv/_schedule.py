@@ -41,6 +41,7 @@ from ._block import LinearBlock, is_linear
 from ._compat import is_concrete
 from ._piecewise import PiecewiseBlock, piecewise_cone
 from ._monotone import MonotoneBlock, derivative_sign, is_elementwise_analytic
+from ._polar import PolarBlock
 from ._poly import MAX_DEGREE, PolynomialBlock, poly_degree
 from .errors import InversionError, NoRuleError, OverdeterminedError, UnderdeterminedError
 from .rules import Pattern
@@ -326,6 +327,7 @@ class _Scheduler:
                 if (
                     self._unstick_with_rule(queue)
                     or self._unstick_with_block(queue)
+                    or self._unstick_with_polar(queue)
                     or self._unstick_with_poly(queue)
                     or self._unstick_with_piecewise(queue)
                     or self._unstick_with_monotone(queue)
@@ -492,6 +494,52 @@ class _Scheduler:
             for e in anchors:
                 self._finish(e)
             for v in leaves:
+                self._mark_known(v, queue)
+            return True
+        return False
+
+    def _polar_part(self, e):
+        """``(r, t, "cos" | "sin")`` when ``e`` is an observed ``r · cos(t)`` / ``r · sin(t)``."""
+        if e.prim is not lax.mul_p or not self._is_known(e.outs[0]) or not e.outs[0].is_float:
+            return None
+        shape = e.outs[0].shape
+        for i in (0, 1):
+            trig, r = e.ins[i], e.ins[1 - i]
+            d = self.definer.get(trig)
+            if d is None or d.prim not in (lax.cos_p, lax.sin_p) or d not in self.pending:
+                continue
+            t = d.ins[0]
+            if r.is_const or self._is_known(r) or self._is_known(t) or r is t or r is trig:
+                continue
+            if not (r.shape == t.shape == trig.shape == shape and r.is_float):
+                continue
+            return r, t, "cos" if d.prim is lax.cos_p else "sin"
+        return None
+
+    def _unstick_with_polar(self, queue):
+        """``r·cos t`` and ``r·sin t`` both observed: radius and angle (``_polar.py``)."""
+        parts = {}
+        for e in self._stalled():
+            found = self._polar_part(e)
+            if found is not None:
+                parts.setdefault((found[0], found[1]), {})[found[2]] = e
+        for (r, t), pair in parts.items():
+            if set(pair) != {"cos", "sin"}:
+                continue
+            sup = self.supports.get(r)
+            nonneg = sup is constraints.positive or sup is constraints.nonnegative or (
+                getattr(sup, "lower_bound", None) is not None
+                and np.ndim(sup.lower_bound) == 0
+                and is_concrete(sup.lower_bound)
+                and float(sup.lower_bound) >= 0
+            )
+            block = PolarBlock(pair["cos"], pair["sin"], r, t, nonneg, pair["cos"].describe())
+            hints = ("polar_period", "polar_sign")
+            names = tuple(self._add_theta(spec, h) for spec, h in zip(block.theta, hints))
+            self.steps.append(BlockStep(block, names))
+            for e in block.anchors:
+                self._finish(e)
+            for v in block.leaves:
                 self._mark_known(v, queue)
             return True
         return False
