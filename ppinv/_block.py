@@ -27,7 +27,7 @@ from ._compat import is_concrete
 from .errors import InversionError
 from .theta import ThetaSpec
 
-__all__ = ["is_linear", "LinearBlock"]
+__all__ = ["is_linear", "LinearBlock", "JOINTLY_SOLVED"]
 
 _ALWAYS_LINEAR = {
     lax.add_p,
@@ -49,6 +49,8 @@ for _name in ("copy_p", "stack_p", "split_p", "unstack_p", "expand_dims_p"):
     if hasattr(lax, _name):
         _ALWAYS_LINEAR.add(getattr(lax, _name))
 _INDEXED = {lax.dynamic_slice_p, lax.gather_p, lax.dynamic_update_slice_p}
+#: primitives that may have no rule of their own because linear blocks solve them
+JOINTLY_SOLVED = frozenset(_ALWAYS_LINEAR | _INDEXED)
 
 
 def is_linear(eqn, known) -> bool:

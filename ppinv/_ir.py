@@ -14,7 +14,9 @@ import itertools
 from dataclasses import dataclass, field
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from ._compat import CALL_PRIMITIVES, Literal, call_name, jaxpr_parts, source_summary
 
@@ -251,6 +253,14 @@ def _inline(prog, jaxpr, args, keep_call, outer_source=None):
             for jo, o in zip(eqn.outvars, outs):
                 env[jo] = o
             continue
+        rewrite = _canonical_form(eqn, ins)
+        if rewrite is not None:  # the same relation in primitives the overlay inverts
+            body, body_consts = jaxpr_parts(rewrite)
+            src = outer_source or source_summary(eqn)
+            outs = _inline(prog, body, [_const(c) for c in body_consts] + ins, keep_call, src)
+            for jo, o in zip(eqn.outvars, outs):
+                env[jo] = o
+            continue
         outs = [V(o.aval.shape, o.aval.dtype) for o in eqn.outvars]
         for jo, o in zip(eqn.outvars, outs):
             env[jo] = o
@@ -258,6 +268,23 @@ def _inline(prog, jaxpr, args, keep_call, outer_source=None):
         src = outer_source or source_summary(eqn) or "<unknown source>"
         prog.eqns.append(Eqn(eqn.primitive, dict(eqn.params), ins, outs, src))
     return [read(a) for a in jaxpr.outvars]
+
+
+def _canonical_form(eqn, ins):
+    """A closed jaxpr computing ``eqn`` from ``ins`` in invertible primitives, or ``None``.
+
+    ``x @ x`` for a vector is one ``dot_general`` with the same operand twice, which
+    no rule can solve; as ``sum(x * x)`` it is a sum of squares (simplex and sign θ).
+    """
+    if eqn.primitive is lax.dot_general_p and len(ins) == 2 and ins[0] is ins[1]:
+        (lc, rc), (lb, rb) = eqn.params["dimension_numbers"]
+        x = ins[0]
+        if len(x.shape) == 1 and tuple(lc) == (0,) and tuple(rc) == (0,) and not lb and not rb:
+            out_dtype = eqn.outvars[0].aval.dtype
+            return jax.make_jaxpr(lambda v, w: jnp.sum(v * w).astype(out_dtype))(
+                jax.ShapeDtypeStruct(x.shape, x.dtype), jax.ShapeDtypeStruct(x.shape, x.dtype)
+            )
+    return None
 
 
 def _body_of(body):

@@ -37,7 +37,7 @@ import numpy as np
 from jax import lax
 from numpyro.distributions import constraints
 
-from ._block import LinearBlock, is_linear
+from ._block import JOINTLY_SOLVED, LinearBlock, is_linear
 from ._compat import is_concrete
 from ._piecewise import PiecewiseBlock, piecewise_cone
 from ._monotone import MonotoneBlock, derivative_sign, is_elementwise_analytic
@@ -766,7 +766,8 @@ class _Scheduler:
             unknown = [v for v in e.ins if not self._is_known(v)]
             lines.append(f"    {e.describe()}\n      unknown: {', '.join(map(repr, unknown))}")
             # relations with discrete outputs (comparisons) are checks, never solved backwards
-            if not self._rules(e) and all(o.is_float for o in e.outs):
+            # (structural primitives with no rule of their own are solved in linear blocks)
+            if not self._rules(e) and all(o.is_float for o in e.outs) and e.prim not in JOINTLY_SOLVED:
                 missing.append(e)
         if missing:
             e = missing[0]

@@ -44,9 +44,11 @@ def check(f, *args, n=6, support=None, **kw):
         # a freed element joins the block as a relation defined *after* the observed one
         (lambda x: x[0] + x[1] * x[2], (jnp.ones(3),)),
         (lambda x: (x[3] - x[0] * x[1], x[2] + x[1] * x[0]), (jnp.ones(4),)),
+        (lambda x: x @ x, (jnp.ones(3),)),  # one dot_general, read as sum(x * x)
+        (lambda x, w: (jnp.dot(x, x), w @ x), (jnp.ones(3), jnp.ones(3))),
     ],
     ids=["concat-data", "stack-const", "slices", "gather", "dynamic-slice", "pad", "sum-diff", "cumsum-rev", "reshape-T",
-         "bilinear-vector", "two-bilinear-vector"],
+         "bilinear-vector", "two-bilinear-vector", "x-dot-x", "x-dot-x-and-w-dot-x"],
 )
 def test_partly_known_and_joint_linear(f, args):
     check(f, *args)
@@ -238,3 +240,11 @@ def test_linear_gaussian_200_by_50():
     np.testing.assert_allclose(x @ A_BIG.T, np.broadcast_to(Y_BIG, (len(x), M50)), atol=1e-9)
     assert_mean(x, pinv @ Y_BIG, sd=np.sqrt(np.diag(cov)))
     assert_var(x, np.diag(cov))
+
+
+def test_coupled_slices_are_not_blamed_on_a_missing_rule():
+    """Slices have no rule of their own (linear blocks solve them); when a program is
+    stuck the error names the coupling, not a missing rule for ``slice``."""
+    with pytest.raises(ppinv.UnderdeterminedError, match="coupled") as err:
+        ppinv.inverse(lambda x: jnp.dot(x, x) + x[0], jnp.ones(3))
+    assert "no inverse rule" not in str(err.value)
