@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from .._compat import COND_P, SCAN_P, WHILE_P, call_name, scan_counts
+from .._compat import COND_P, SCAN_P, WHILE_P, Literal, call_name, scan_counts
 from ..errors import InversionError, NoRuleError
 from ..theta import ThetaSpec
 from . import DEFAULT_RULES
@@ -135,12 +135,17 @@ class _ScanSolver(Solver):
         else:
             self.pre = None
         self.theta_names = list(self.sub.theta)
+        # When every step's carry out is determined by that step's observed outputs alone (a
+        # simulator whose whole trajectory is observed), the carries in are known data and the
+        # steps are independent: the inverse runs them all at once (vmap), not in sequence.
+        self.parallel = mode == "forward" and nk > 0 and self._carry_out_ignores_carry_in(body, b_xs, b_ys)
+        self.theta_names = list(self.sub.theta)
         self.theta = tuple(_stack_spec(s, self.length) for s in self.sub.theta.values())
         self.theta_hints = tuple(f"scan_{n}" for n in self.theta_names)
-        self.description = (
-            f"invert the loop body once; run it {'forwards' if mode == 'forward' else 'backwards'} "
-            f"over {self.length} steps"
-        )
+        how = "forwards" if mode == "forward" else "backwards"
+        if self.parallel:
+            how = "on all steps at once (every step's carry is fixed by the observations)"
+        self.description = f"invert the loop body once; run it {how} over {self.length} steps"
 
     # -- helpers -------------------------------------------------------------------------------
     def _split_ins(self, ins):
@@ -190,6 +195,8 @@ class _ScanSolver(Solver):
             ys_u = [ys_all[j] for j in range(len(ys_all)) if not self.ky[j]]
             return new_carry, (tuple(xs_u), tuple(ys_u), ld, ok)
 
+        if self.parallel:
+            return self._solve_parallel(ins, outs, init, xs_known, ys_known, theta, step)
         if self.mode == "forward":
             carry0 = tuple(init)
             reverse = self.orig_reverse
@@ -213,6 +220,68 @@ class _ScanSolver(Solver):
                 new_ins[self.nc + j] = val
             for j, val in zip(kfwd, fwd_final):
                 new_outs[j] = val
+        return Solution(new_ins, new_outs, jnp.sum(lds), jnp.all(oks))
+
+    def _carry_out_ignores_carry_in(self, body, b_xs, b_ys):
+        """Whether the inverted step's carry out does not depend on its carry in (traced once)."""
+        from .._schedule import run_schedule_extra
+
+        nc, nk = self.nc, self.nk
+
+        def carry_out(consts, carry, xk, yk, th):
+            known = list(consts) + list(carry) + list(xk)
+            observed = [yk[self.ky_index(j)] for j in self.obs_ys]
+            extra = run_schedule_extra(self.sub, known, observed, dict(zip(self.theta_names, th)))[3]
+            return extra[:nk]
+
+        def aval(v):
+            return jax.ShapeDtypeStruct(v.shape, v.dtype)
+
+        args = (
+            [aval(v) for v in body.invars[:nc]],
+            [aval(v) for v in body.invars[nc : nc + nk]],
+            [aval(x) for x, k in zip(b_xs, self.kx) if k],
+            [aval(y) for y, k in zip(b_ys, self.ky) if k],
+            [jax.ShapeDtypeStruct(s.shape, s.dtype) for s in self.sub.theta.values()],
+        )
+        try:
+            closed = jax.make_jaxpr(carry_out)(*args)
+        except Exception:  # pragma: no cover - keep the sequential inverse
+            return False
+        jaxpr = closed.jaxpr
+        tainted = set(jaxpr.invars[nc : nc + nk])
+        for e in jaxpr.eqns:  # nested jaxprs count as depending on all their inputs
+            if any(not isinstance(a, Literal) and a in tainted for a in e.invars):
+                tainted.update(e.outvars)
+        return not any(not isinstance(a, Literal) and a in tainted for a in jaxpr.outvars)
+
+    def _solve_parallel(self, ins, outs, init, xs_known, ys_known, theta, step):
+        """Forward mode with carries fixed by the observations: all steps at once."""
+        nk = self.nk
+        per_step = (tuple(xs_known), tuple(ys_known), (), tuple(theta))
+        # pass 1: every step's carry out (independent of the carry in, so any value will do)
+        dummy = tuple(jnp.zeros((self.length,) + jnp.shape(c), jnp.result_type(c)) for c in init)
+        couts = jax.vmap(step)(dummy, per_step)[0]
+        carries_in, finals = [], []
+        for c0, co in zip(init, couts):
+            first = jnp.expand_dims(jnp.asarray(c0, co.dtype), 0)
+            if self.orig_reverse:  # steps run from the end: step t's carry comes from step t + 1
+                carries_in.append(jnp.concatenate([co[1:], first]))
+                finals.append(co[0])
+            else:
+                carries_in.append(jnp.concatenate([first, co[:-1]]))
+                finals.append(co[-1])
+        # pass 2: the steps with their true carries in
+        _, (xs_u, ys_u, lds, oks) = jax.vmap(step)(tuple(carries_in), per_step)
+        new_ins, new_outs = list(ins), list(outs)
+        unknown_x = [i for i, k in enumerate(self.kx) if not k]
+        for i, val in zip(unknown_x, xs_u):
+            new_ins[self.nc + nk + i] = val
+        unknown_y = [j for j, k in enumerate(self.ky) if not k]
+        for j, val in zip(unknown_y, ys_u):
+            new_outs[nk + j] = val
+        for j in range(nk):
+            new_outs[j] = finals[j]
         return Solution(new_ins, new_outs, jnp.sum(lds), jnp.all(oks))
 
     def ky_index(self, j):
