@@ -1246,7 +1246,8 @@ def main(argv=None):
             if cf is not None:
                 references[n] = cf
                 ref_desc[n] = {"manifold_toy": "quadrature of the exact density along the curve",
-                               "bilinear": "quadrature over (x1, x2)"}.get(n, "closed form")
+                               "bilinear": "quadrature over (x1, x2)",
+                               "kepler": "quadrature over e"}.get(n, "closed form")
         for n in need_ref:
             bar.set_postfix_str(f"{n}: reference run")
             try:
