@@ -56,12 +56,14 @@ def _neg(a):
 
 
 def _recip(a):
-    if a[0] <= 0 <= a[1]:
-        return None  # 1/x over an interval holding 0 is unbounded on both sides
-    return (1.0 / a[1] if a[1] != _INF else 0.0, 1.0 / a[0] if a[0] != -_INF else 0.0) if a[0] > 0 else (
-        1.0 / a[1] if a[1] != 0 else -_INF,
-        1.0 / a[0] if a[0] != -_INF else 0.0,
-    )
+    """Range of 1/x for x in ``a``; ``None`` when 0 lies inside the interval."""
+    lo, hi = a
+    if lo < 0 < hi or lo == hi == 0:
+        return None
+    if lo >= 0:  # 1/x falls from 1/lo (∞ at 0) to 1/hi (0 at ∞)
+        return (0.0 if hi == _INF else 1.0 / hi, _INF if lo == 0 else 1.0 / lo)
+    # hi ≤ 0: 1/x falls from 1/lo (0 at −∞) to 1/hi (−∞ at 0)
+    return (-_INF if hi == 0 else 1.0 / hi, 0.0 if lo == -_INF else 1.0 / lo)
 
 
 def _abs_range(a):
@@ -89,6 +91,11 @@ def _pow(a, k):
     return (m[0] ** k, m[1] ** k)
 
 
+def _exp(t):
+    """exp of a bound, overflowing to ∞ rather than raising."""
+    return 0.0 if t == -_INF else (math.exp(t) if t < 709 else _INF)
+
+
 def _sigmoid(t):
     return 1.0 / (1.0 + math.exp(-t)) if t > -700 else 0.0
 
@@ -105,10 +112,7 @@ def _rule(prim_name):
 def _elementary(p, a, params):
     """``(range of f(u), range of f′(u))`` for u in ``a``; ``None`` when unsupported."""
     if p is lax.exp_p:
-        v = _mono(math.exp if a[1] < 700 else (lambda t: math.exp(t) if t < 700 else _INF), a) if a[0] != -_INF else (
-            0.0,
-            math.exp(a[1]) if a[1] < 700 else _INF,
-        )
+        v = (_exp(a[0]), _exp(a[1]))
         return v, v
     if p is lax.expm1_p:
         v = _mono(lambda t: math.expm1(t) if -_INF < t < 700 else (-1.0 if t == -_INF else _INF), a)

@@ -1,4 +1,4 @@
-"""Smoke test of the overhead benchmark (experiments/overhead.py) at its --quick sizes."""
+"""Smoke tests of the experiment scripts (experiments/*.py) at their --quick sizes."""
 
 import importlib.util
 import json
@@ -51,3 +51,13 @@ def test_scaling_quick(tmp_path):
         assert (tmp_path / name).stat().st_size > 0, name
     assert all(r["evals_per_s"] > 0 for r in result["inverse"])
     assert [r["chains"] for r in result["chains"]] == [1, 4]
+
+
+def test_sum_parametrisation_quick(tmp_path):
+    """experiments/sum_parametrisation.py --quick: both θ choices sample exactly, results written."""
+    sp = _load("ppinv_experiments_sum_parametrisation", ROOT / "experiments" / "sum_parametrisation.py")
+    result = sp.main(["--quick", "--out", str(tmp_path)])
+    assert (tmp_path / "sum_parametrisation_quick.json").stat().st_size > 0
+    assert set(result["summary"]) == {"simplex", "naive"}
+    assert all(s["violation"] <= 1e-9 and s["ess_per_s"] > 0 for s in result["summary"].values())
+    assert result["summary"]["simplex"]["divergences"] == 0  # solved values never leave their support
