@@ -100,15 +100,10 @@ def _sigmoid(t):
     return 1.0 / (1.0 + math.exp(-t)) if t > -700 else 0.0
 
 
-def _unit(_):
-    return (-1.0, 1.0)
-
-
 def _rule(prim_name):
     return getattr(lax, prim_name, None)
 
 
-# prim -> (value image, derivative factor) for f(u) with u in the interval: both intervals
 def _elementary(p, a, params):
     """``(range of f(u), range of f′(u))`` for u in ``a``; ``None`` when unsupported."""
     if p is lax.exp_p:

@@ -29,7 +29,6 @@ the relations that could not be solved.
 
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass, field
 
 import jax.numpy as jnp

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from hypothesis import strategies as st
 from jax import lax
 

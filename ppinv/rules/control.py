@@ -86,7 +86,7 @@ class _ScanSolver(Solver):
         kin, kout = pat.known_in, pat.known_out
         self.kx = kx = kin[nc + nk :]
         self.ky = ky = kout[nk:]
-        self.kfinal = kfinal = kout[:nk]
+        self.kfinal = kout[:nk]
         self.mode = mode
         if mode == "forward":
             self.kfwd = tuple(range(nk))
