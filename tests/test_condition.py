@@ -1,6 +1,5 @@
 """Exact conditioning: posteriors against closed forms (DESIGN §4), and the density identity."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro

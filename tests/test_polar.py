@@ -1,6 +1,5 @@
 """Polar pairs ``(r·cos t, r·sin t)`` observed together (ppinv/_polar.py)."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro

@@ -10,7 +10,7 @@ from jax import lax
 from numpyro.infer import MCMC
 
 import ppinv
-from ppinv.testing import check_inverse, dense_log_abs_det
+from ppinv.testing import check_inverse
 
 
 def product(a, b):
