@@ -742,9 +742,10 @@ class _Scheduler:
         uses = self.pending_uses.get(v, 0)
         constrained = 0 if cls == 1 else 1
         cost = max((self._solve_cost(e.prim) for e in self.users.get(v, ()) if e in self.pending), default=0)
-        # a constrained input left to be solved is a hard wall in θ-space (its support must be
-        # checked on the solved value), which samplers hit; freed, θ carries the support
-        return (min(cls, 1), -uses, constrained, -cost, 0 if v in self.input_set else 1, v.size, v.id)
+        # Inputs before intermediates: an input left to be solved behind an intermediate freed
+        # for its cost is often a constrained one, whose support check is then a hard wall in
+        # θ-space that samplers hit; freed, θ carries the support.
+        return (min(cls, 1), -uses, 0 if v in self.input_set else 1, -cost, constrained, v.size, v.id)
 
     def _solve_cost(self, prim):
         """How awkward solving through ``prim`` is: 2 with a restricted domain or a
