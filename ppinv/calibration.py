@@ -86,6 +86,7 @@ def simulation_based_calibration(
     kernel_kwargs=None,
     model_kwargs=None,
     init_tries=256,
+    condition_kwargs=None,
 ):
     """Run SBC for ``model``, whose exact observation is passed as ``observed_kwarg``.
 
@@ -95,7 +96,8 @@ def simulation_based_calibration(
     Chains run ``num_warmup + num_samples * thin`` steps, keeping every
     ``thin``-th draw so the ranks are close to independent. Each chain starts
     at the first valid of ``init_tries`` prior draws mapped through the PGF
-    (observations of rare values need many).
+    (observations of rare values need many). ``condition_kwargs`` go to
+    :func:`ppinv.condition` (``free=[...]`` to pick θ).
     """
     model_kwargs = dict(model_kwargs or {})
     observed_site = observed_site or observed_kwarg
@@ -111,7 +113,7 @@ def simulation_based_calibration(
         return latents, tr[observed_site]["value"]
 
     truth, obs = jax.vmap(prior)(jax.random.split(k_prior, num_replications))
-    cm = condition(model)
+    cm = condition(model, **(condition_kwargs or {}))
     kern = kernel(cm, **(kernel_kwargs or {}))
     kw0 = {observed_kwarg: obs[0], **model_kwargs}
     kern.setup(num_warmup, (), kw0, pgf_initial_values(cm, k_run, (), kw0))
