@@ -61,9 +61,7 @@ import importlib.util
 import json
 import math
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -94,7 +92,6 @@ from numpyro.infer.initialization import init_to_value  # noqa: E402
 from numpyro.primitives import Messenger  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
-import ppinv  # noqa: E402
 from ppinv.diagnostics import constraint_violation  # noqa: E402
 from ppinv.infer import InverseMH, InverseNUTS, pgf_initial_values  # noqa: E402
 
@@ -801,58 +798,7 @@ def ppinv_checks():
 # =====================================================================================
 # reporting
 # =====================================================================================
-def machine_info():
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:  # pragma: no cover
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover
-        usable = os.cpu_count()
-
-    def git(*args):
-        try:
-            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
-        except Exception:  # pragma: no cover
-            return ""
-
-    import jaxlib
-
-    def version(mod):
-        try:
-            from importlib.metadata import version as v
-
-            return v(mod)
-        except Exception:
-            return None
-
-    try:
-        load = os.getloadavg()
-    except OSError:  # pragma: no cover
-        load = None
-    return dict(
-        cpu=cpu,
-        logical_cores=os.cpu_count(),
-        usable_cores=usable,
-        platform=platform.platform(),
-        python=platform.python_version(),
-        jax=jax.__version__,
-        jaxlib=jaxlib.__version__,
-        numpyro=numpyro.__version__,
-        numpy=np.__version__,
-        mici=version("mici"),
-        pyabc=version("pyabc"),
-        jax_backend=jax.default_backend(),
-        ppinv_commit=git("rev-parse", "--short", "HEAD"),
-        ppinv_dirty=bool(git("status", "--porcelain", "--", "ppinv")),
-        loadavg_start=load,
-        date=time.strftime("%Y-%m-%d %H:%M:%S"),
-    )
+from experiments.machine import machine_info  # noqa: E402
 
 
 def machine_line(m):
@@ -1098,7 +1044,6 @@ def plot_manifold(draws, path, machine):
     import matplotlib.pyplot as plt
 
     y = models.product_lognormal.Y
-    have = [k for k in ("ppinv", "soft_0.1", "soft_0.01", "soft_0.001") if k in draws]
     fig, axes = plt.subplots(1, 3, figsize=(13.5, 4.3))
     grid = np.linspace(0.05, 8, 400)
     for ax, key, title in ((axes[0], "ppinv", "ppinv (InverseNUTS): exact"),

@@ -40,10 +40,8 @@ import csv
 import json
 import math
 import os
-import platform
 import re
 import statistics
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -54,14 +52,11 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-try:  # run from a checkout without installing
-    import ppinv  # noqa: F401
-except ImportError:  # pragma: no cover - depends on how the script is started
+if str(ROOT) not in sys.path:  # run from a checkout (experiments/ is not installed)
     sys.path.insert(0, str(ROOT))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-from jax import lax  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 import ppinv  # noqa: E402
@@ -613,21 +608,11 @@ def run_build(sizes, repeats, dtype, bar, n_inputs=4):
 # 3. scan length: the inverse of a loop is built and compiled once, whatever its length
 # =====================================================================================
 def make_scan_program(length):
-    """A noisy two-species recurrence over ``length`` steps (Lotka–Volterra-like), all
-    states observed: the inverse solves each step's noise forwards."""
+    """Lotka–Volterra (``models/lotka_volterra.py``) over ``length`` steps, all states
+    observed: the inverse solves each step's noise."""
+    from models import lotka_volterra
 
-    def f(uz, un):
-        z = jnp.exp(-2.0 + uz)
-
-        def body(carry, u):
-            r, q = carry
-            r1 = r + (z[0] * r - z[1] * r * q) + u[0]
-            q1 = q + (z[3] * r1 * q - z[2] * q) + u[1]
-            return (r1, q1), jnp.stack([r1, q1])
-
-        return lax.scan(body, (100.0, 100.0), un.reshape(length, 2))[1].reshape(-1)
-
-    return f
+    return lambda uz, un: lotka_volterra.simulate(jnp.exp(-2.0 + uz), un, n_steps=length)
 
 
 def _scan_once(length, dtype):
@@ -686,43 +671,7 @@ def profile_schedule(n_eqns, dtype, out_path, n_inputs=4, top=30):
 # =====================================================================================
 # reporting
 # =====================================================================================
-def machine_info():
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:  # pragma: no cover
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover
-        usable = os.cpu_count()
-
-    def git(*args):
-        try:
-            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
-        except Exception:  # pragma: no cover
-            return ""
-
-    import jaxlib
-
-    return dict(
-        cpu=cpu,
-        logical_cores=os.cpu_count(),
-        usable_cores=usable,
-        platform=platform.platform(),
-        python=platform.python_version(),
-        jax=jax.__version__,
-        jaxlib=jaxlib.__version__,
-        numpy=np.__version__,
-        jax_backend=jax.default_backend(),
-        ppinv_commit=git("rev-parse", "--short", "HEAD"),
-        ppinv_dirty=bool(git("status", "--porcelain", "--", "ppinv")),
-        malloc_env={k: os.environ.get(k) for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")},
-        date=time.strftime("%Y-%m-%d %H:%M:%S"),
-    )
+from experiments.machine import machine_info  # noqa: E402
 
 
 def _write_csv(path, rows, fields):

@@ -40,14 +40,7 @@ import jax.numpy as jnp  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import ppinv  # noqa: E402
-
-
-def _machine():
-    from experiments.overhead import machine_info
-
-    info = machine_info()
-    info["device"] = str(jax.devices()[0])
-    return info
+from experiments.machine import machine_info  # noqa: E402
 
 
 def _product(a, b):
@@ -148,7 +141,7 @@ def main(argv=None):
             w, s = (warm, samp) if c < 256 else (min(warm, 100), min(samp, 100))
             chain_rows.append(time_chains(cm, c, w, s))
             bar.update(1)
-    machine = _machine()
+    machine = machine_info()
     (out / f"scaling{suffix}.json").write_text(json.dumps(dict(machine=machine, inverse=inv_rows, chains=chain_rows), indent=1))
     for rows, name in ((inv_rows, "inverse"), (chain_rows, "chains")):
         with open(out / f"scaling_{name}{suffix}.csv", "w", newline="") as fh:

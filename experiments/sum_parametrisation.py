@@ -101,7 +101,7 @@ def main(argv=None):
         for kind in ("simplex", "naive"):
             rows.append(run(kind, warmup, samples, chains, seed=r))
             print(json.dumps(rows[-1]))
-    from experiments.overhead import machine_info
+    from experiments.machine import machine_info
 
     summary = {}
     for kind in ("simplex", "naive"):

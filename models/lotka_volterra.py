@@ -25,6 +25,8 @@ observations. No closed form; the data are simulated with
 
 from __future__ import annotations
 
+import math
+
 import jax.numpy as jnp
 import numpy as np
 import numpyro
@@ -46,7 +48,7 @@ def simulate(z, u_n, n_steps: int = N_STEPS, dt: float = DT, r0: float = R0, f0:
     """The observed trajectory ``(r₁, f₁, …, r_n, f_n)`` (shape ``(2n,)``), with ``lax.scan``."""
     z = jnp.asarray(z)
     noise = jnp.reshape(u_n, (n_steps, 2))
-    sq = np.sqrt(dt)
+    sq = math.sqrt(dt)  # a Python float: keeps the noise's dtype (float32 stays float32)
 
     def step(carry, u):
         r, f = carry

@@ -270,6 +270,18 @@ def _inline(prog, jaxpr, args, keep_call, outer_source=None):
     return [read(a) for a in jaxpr.outvars]
 
 
+def inputs_from_outside(eqns, leaf):
+    """Variables ``eqns`` read that none of them defines, other than ``leaf`` and constants
+    (the known context of a block solved for ``leaf``), in first-use order."""
+    inside = {o for e in eqns for o in e.outs}
+    out = []
+    for e in eqns:
+        for v in e.ins:
+            if v is not leaf and v not in inside and not v.is_const and v not in out:
+                out.append(v)
+    return out
+
+
 def _canonical_form(eqn, ins):
     """A closed jaxpr computing ``eqn`` from ``ins`` in invertible primitives, or ``None``.
 

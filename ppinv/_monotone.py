@@ -30,6 +30,8 @@ from jax import lax
 from numpyro.distributions import constraints
 from numpyro.distributions.transforms import biject_to
 
+from ._ir import inputs_from_outside
+
 __all__ = ["derivative_sign", "MonotoneBlock", "is_elementwise_analytic"]
 
 _INF = math.inf
@@ -269,12 +271,7 @@ class MonotoneBlock:
         self.leaf = leaf
         self.sign = sign
         self.support = leaf_support if leaf_support is not None else constraints.real
-        self.known_inputs = []
-        inside = {o for e in self.eqns for o in e.outs}
-        for e in self.eqns:
-            for v in e.ins:
-                if v is not leaf and v not in inside and not v.is_const and v not in self.known_inputs:
-                    self.known_inputs.append(v)
+        self.known_inputs = inputs_from_outside(self.eqns, leaf)
         self.theta = ()
         kind = "increasing" if sign > 0 else "decreasing"
         self.description = f"solve a strictly {kind} function of {leaf!r} numerically (Newton on a bracket)"

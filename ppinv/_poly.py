@@ -15,6 +15,7 @@ import numpy as np
 from jax import lax
 from numpyro.distributions import constraints
 
+from ._ir import inputs_from_outside
 from .theta import ThetaSpec, int_dtype
 
 __all__ = ["poly_degree", "PolynomialBlock", "MAX_DEGREE"]
@@ -69,12 +70,7 @@ class PolynomialBlock:
         self.eqns = sorted(eqns, key=lambda e: e.id)
         self.leaf = leaf
         self.degree = degree
-        self.known_inputs = []
-        inside = {o for e in self.eqns for o in e.outs}
-        for e in self.eqns:
-            for v in e.ins:
-                if v is not leaf and v not in inside and not v.is_const and v not in self.known_inputs:
-                    self.known_inputs.append(v)
+        self.known_inputs = inputs_from_outside(self.eqns, leaf)
         self.theta = (ThetaSpec(leaf.shape, np.dtype(int_dtype()), constraints.integer_interval(0, 1), "root", origin),)
         self.description = f"solve a degree-{degree} polynomial in {leaf!r}; θ picks the root"
 

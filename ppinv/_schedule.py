@@ -627,22 +627,28 @@ class _Scheduler:
                 return cone, leaf, degree
         return None
 
-    def _monotone_cone(self, anchor):
-        """The smallest elementwise cone to a single variable that is provably strictly monotone."""
+    def _elementwise_cones(self, anchor):
+        """Single-leaf cones of elementwise analytic relations below ``anchor`` (see
+        ``_single_leaf_cones``), the leaf of the anchor's shape; nothing if the anchor is not one."""
         if len(anchor.outs) != 1 or not anchor.outs[0].is_float or not is_elementwise_analytic(anchor):
-            return None
+            return
         shape = anchor.outs[0].shape
 
-        def expandable(d):
-            return is_elementwise_analytic(d) and d.outs[0].shape == shape and all(
-                v.shape in (shape, ()) for v in d.ins
+        def elementwise(e):
+            return is_elementwise_analytic(e) and e.outs[0].shape == shape and all(
+                v.shape in (shape, ()) for v in e.ins
             )
 
-        if not all(v.shape in (shape, ()) for v in anchor.ins):
-            return None
-        for cone, leaf in self._single_leaf_cones(anchor, expandable):
+        if not elementwise(anchor):
+            return
+        for cone, leaf in self._single_leaf_cones(anchor, elementwise):
             if leaf.shape != shape or not leaf.is_float:
-                return None
+                return
+            yield cone, leaf
+
+    def _monotone_cone(self, anchor):
+        """The smallest elementwise cone to a single variable that is provably strictly monotone."""
+        for cone, leaf in self._elementwise_cones(anchor):
             sign = derivative_sign(sorted(cone, key=self.order.__getitem__), leaf, self.supports.get(leaf),
                                    self.supports.get)
             if sign:
@@ -805,16 +811,7 @@ class _Scheduler:
 
     def _univariate_leaf(self, anchor):
         """The single variable an elementwise-analytic relation traces back to, if any."""
-        if len(anchor.outs) != 1 or not is_elementwise_analytic(anchor):
-            return None
-        shape = anchor.outs[0].shape
-
-        def expandable(d):
-            return is_elementwise_analytic(d) and d.outs[0].shape == shape
-
-        for _, leaf in self._single_leaf_cones(anchor, expandable):
-            return leaf
-        return None
+        return next((leaf for _, leaf in self._elementwise_cones(anchor)), None)
 
 
 def build_schedule(program, known_inputs, unknown_inputs, observed, supports, table, names, extra_outputs=(),

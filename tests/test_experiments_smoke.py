@@ -61,3 +61,12 @@ def test_sum_parametrisation_quick(tmp_path):
     assert set(result["summary"]) == {"simplex", "naive"}
     assert all(s["violation"] <= 1e-9 and s["ess_per_s"] > 0 for s in result["summary"].values())
     assert result["summary"]["simplex"]["divergences"] == 0  # solved values never leave their support
+
+
+def test_lv_gradient_cost(tmp_path):
+    """experiments/lv_gradient_cost.py: the three potential+gradient timings, written."""
+    lv = _load("ppinv_experiments_lv_gradient_cost", ROOT / "experiments" / "lv_gradient_cost.py")
+    summary = lv.main(["--repeats", "1", "--out", str(tmp_path)])
+    assert (tmp_path / "lv_gradient_cost.json").stat().st_size > 0
+    assert set(summary) == {"hand-written", "ppinv", "ppinv, steps in sequence"}
+    assert all(v > 0 for v in summary.values())

@@ -6,10 +6,10 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 import pytest
-from jax import lax
 from numpyro.infer import MCMC
 
 import ppinv
+from models import lotka_volterra
 from ppinv.testing import check_inverse
 
 
@@ -51,15 +51,7 @@ def test_domain_boundaries(f, y, inside):
 
 
 def lotka_like(uz, un):
-    z = jnp.exp(-2 + uz)
-
-    def body(carry, u):
-        r, f = carry
-        r1 = r + (z[0] * r - z[1] * r * f) + u[0]
-        f1 = f + (z[3] * r1 * f - z[2] * f) + u[1]
-        return (r1, f1), jnp.stack([r1, f1])
-
-    return lax.scan(body, (100.0, 100.0), un.reshape(-1, 2))[1].reshape(-1)
+    return lotka_volterra.simulate(jnp.exp(-2 + uz), un, n_steps=un.size // 2)
 
 
 @pytest.mark.parametrize("dtype,rtol", [(jnp.float64, 1e-12), (jnp.float32, 1e-5)])

@@ -205,13 +205,7 @@ class _ScanSolver(Solver):
             reverse = not self.orig_reverse
         per_step = (tuple(xs_known), tuple(ys_known), tuple(fwd_stacked), tuple(theta))
         final, (xs_u, ys_u, lds, oks) = lax.scan(step, carry0, per_step, length=self.length, reverse=reverse)
-        new_ins, new_outs = list(ins), list(outs)
-        unknown_x = [i for i, k in enumerate(self.kx) if not k]
-        for i, val in zip(unknown_x, xs_u):
-            new_ins[self.nc + nk + i] = val
-        unknown_y = [j for j, k in enumerate(self.ky) if not k]
-        for j, val in zip(unknown_y, ys_u):
-            new_outs[nk + j] = val
+        new_ins, new_outs = self._with_solved(ins, outs, xs_u, ys_u)
         if self.mode == "forward":
             for j in range(nk):
                 new_outs[j] = final[j]
@@ -221,6 +215,17 @@ class _ScanSolver(Solver):
             for j, val in zip(kfwd, fwd_final):
                 new_outs[j] = val
         return Solution(new_ins, new_outs, jnp.sum(lds), jnp.all(oks))
+
+    def _with_solved(self, ins, outs, xs_u, ys_u):
+        """The scan's places with the solved per-step inputs and outputs filled in."""
+        new_ins, new_outs = list(ins), list(outs)
+        unknown_x = [i for i, k in enumerate(self.kx) if not k]
+        for i, val in zip(unknown_x, xs_u):
+            new_ins[self.nc + self.nk + i] = val
+        unknown_y = [j for j, k in enumerate(self.ky) if not k]
+        for j, val in zip(unknown_y, ys_u):
+            new_outs[self.nk + j] = val
+        return new_ins, new_outs
 
     def _carry_out_ignores_carry_in(self, body, b_xs, b_ys):
         """Whether the inverted step's carry out does not depend on its carry in (traced once)."""
@@ -273,13 +278,7 @@ class _ScanSolver(Solver):
                 finals.append(co[-1])
         # pass 2: the steps with their true carries in
         _, (xs_u, ys_u, lds, oks) = jax.vmap(step)(tuple(carries_in), per_step)
-        new_ins, new_outs = list(ins), list(outs)
-        unknown_x = [i for i, k in enumerate(self.kx) if not k]
-        for i, val in zip(unknown_x, xs_u):
-            new_ins[self.nc + nk + i] = val
-        unknown_y = [j for j, k in enumerate(self.ky) if not k]
-        for j, val in zip(unknown_y, ys_u):
-            new_outs[nk + j] = val
+        new_ins, new_outs = self._with_solved(ins, outs, xs_u, ys_u)
         for j in range(nk):
             new_outs[j] = finals[j]
         return Solution(new_ins, new_outs, jnp.sum(lds), jnp.all(oks))
