@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.tree_util import keystr, tree_flatten, tree_flatten_with_path, tree_unflatten
+from numpyro.distributions import constraints
 
 from ._compat import call_name
 from ._ir import import_jaxpr
@@ -15,7 +16,7 @@ from ._schedule import build_schedule, run_schedule, schedule_pgf
 from .errors import InputError, PPInvError
 from .rules import current_table
 
-__all__ = ["inverse", "Inverse", "DomainError"]
+__all__ = ["inverse", "Inverse", "DomainError", "support_refusal"]
 
 
 class DomainError(PPInvError, ValueError):
@@ -101,6 +102,44 @@ def _normalize_support(support, arg_names):
     raise InputError("support must be a sequence (one constraint per argument) or a dict by argument name.")
 
 
+def support_refusal(what, support, *, simplex_hint=""):
+    """Why ``support`` cannot be an input's support, or ``None`` if it can.
+
+    The scheduler reads supports entry by entry (image rules, monotone intervals,
+    the choice of what to free), so a constraint on whole vectors or matrices
+    (a simplex, an ordered vector, a positive-definite matrix...) would be read as
+    something it is not. ``independent(c, k)`` of an entrywise ``c`` is entrywise.
+    Shared by :func:`inverse` and :func:`ppinv.condition`, so both refuse with one message.
+    """
+    if support is None:
+        return None
+    base = support
+    while isinstance(base, constraints.independent):
+        base = base.base_constraint
+    try:
+        event_dim = int(base.event_dim)
+    except Exception:  # constraints.dependent: no static shape at all
+        event_dim = None
+    if event_dim == 0:
+        return None
+    whole = {1: "whole vectors", 2: "whole matrices"}.get(event_dim, "whole arrays")
+    return (
+        f"{what} has support {support}, a constraint on {whole}"
+        + (f" (event_dim {event_dim})" if event_dim is not None else " (of no static event shape)")
+        + " rather than on each entry; ppinv carries only entrywise supports (real, positive, intervals, "
+        "half-lines, ...) through the relations it inverts, so it cannot invert through this one."
+        + simplex_hint
+        + " Sample an unconstrained parametrisation instead and transform it in the program (e.g. a vector "
+        "of reals mapped by a bijection)."
+    )
+
+
+_SIMPLEX_HINT = (
+    " (For a simplex: pass its first n-1 entries and form the last as 1 - their sum inside f; "
+    "ppinv.condition does this itself for simplex latent sites.)"
+)
+
+
 def _free_vars(free, arg_names, leaf_names, invars):
     """The input variables named by ``free`` (argument names or indices)."""
     if free is None:
@@ -145,6 +184,10 @@ class Inverse:
                 name = arg_names[i] + (keystr(path) if path else "")
                 self._leaf_names.append(name)
                 leaf_supports.append(supports[i])
+                hint = _SIMPLEX_HINT if isinstance(supports[i], type(constraints.simplex)) else ""
+                reason = support_refusal(f"argument '{name}'", supports[i], simplex_hint=hint)
+                if reason is not None:
+                    raise InputError(reason)
                 dtype = jnp.result_type(leaf)
                 if not jnp.issubdtype(dtype, jnp.floating):
                     raise InputError(
@@ -163,6 +206,7 @@ class Inverse:
 
         closed = jax.make_jaxpr(flat_f)(*self._avals)
         self._out_tree = out_tree_box[0]
+        self._out_names = _leaf_paths(self._out_tree)
         keep = _keep_call(table)
         self.program = import_jaxpr(closed, keep_call=keep)
         names = dict(zip(self.program.invars, self._leaf_names))
@@ -171,7 +215,8 @@ class Inverse:
         sup_map = {v: s for v, s in zip(self.program.invars, leaf_supports) if s is not None}
         free_vars = _free_vars(free, arg_names, self._leaf_names, self.program.invars)
         self.schedule = build_schedule(
-            self.program, [], self.program.invars, self.program.outvars, sup_map, table, names, free=free_vars
+            self.program, [], self.program.invars, self.program.outvars, sup_map, table, names, free=free_vars,
+            outer_theta=False,
         )
         self._out_avals = [jax.ShapeDtypeStruct(v.shape, v.dtype) for v in self.program.outvars]
         self.trace_count = 0
@@ -205,7 +250,9 @@ class Inverse:
     def _run_impl(self, y_leaves, theta):
         self.trace_count += 1
         xs, log_det, ok = run_schedule(self.schedule, [], y_leaves, theta)
-        return xs, log_det, ok
+        # a NaN or infinite y has no preimage, whatever the schedule computes from it
+        finite = [jnp.all(jnp.isfinite(y)) for y in y_leaves]
+        return xs, log_det, jnp.logical_and(ok, jnp.all(jnp.stack(finite))) if finite else ok
 
     def _pgf_impl(self, x_leaves):
         return schedule_pgf(self.schedule, self.program, [], x_leaves)
@@ -223,6 +270,13 @@ class Inverse:
                 raise InputError(
                     f"y leaf {i} has shape {leaf.shape} but f's output {i} has shape {aval.shape}. "
                     "(To evaluate many y at once, wrap the call in jax.vmap.)"
+                )
+            if _concrete(leaf) and not bool(jnp.all(jnp.isfinite(leaf))):
+                raise InputError(
+                    f"y{self._out_names[i]} (output {i} of {getattr(self.fun, '__name__', 'f')}) is "
+                    f"{np.array2string(np.asarray(leaf), threshold=8)}, which "
+                    "contains NaN or inf; an observation must be finite (a non-finite value has no preimage). "
+                    "Under jit such a y is outside the domain: in_domain is False and log_abs_det_jacobian -inf."
                 )
             out.append(leaf.astype(aval.dtype))
         return out
@@ -267,7 +321,9 @@ class Inverse:
 
         Outside the domain (no preimage for this ``y`` and θ) an eager call
         raises :class:`DomainError` naming the relation that failed; under
-        ``jit``/``vmap`` the returned values are NaN there.
+        ``jit``/``vmap`` the returned values are NaN there. A NaN or infinite
+        ``y`` has no preimage: an eager call raises :class:`InputError` naming
+        the output; under ``jit`` it is outside the domain.
         """
         xs, _, ok = self._raw(y, theta)
         if _concrete(ok) and not bool(ok):
@@ -325,6 +381,12 @@ class Inverse:
 
 def _concrete(x):
     return not isinstance(x, jax.core.Tracer)
+
+
+def _leaf_paths(tree):
+    """``keystr`` of each leaf of a tree structure (``""`` for a single array)."""
+    dummy = tree_unflatten(tree, list(range(tree.num_leaves)))
+    return [keystr(path) for path, _ in tree_flatten_with_path(dummy)[0]]
 
 
 def _keep_call(table):
