@@ -218,18 +218,59 @@ def _const(value) -> V:
     return V(np.shape(arr), arr.dtype, value=arr)
 
 
-def import_jaxpr(closed, keep_call=None) -> Program:
+def import_jaxpr(closed, keep_call=None, inputs=None) -> Program:
     """Import a (closed) jaxpr as a :class:`Program`, inlining call-like primitives.
 
     ``keep_call(eqn) -> bool`` says which call equations stay single relations
     (those with a function-level rule); every other call is inlined.
+    ``inputs`` gives, per jaxpr input, the variable to bind it to (default: a
+    fresh one each); several positions may share one variable and constants
+    are inlined (see :func:`body_inputs`). The program's inputs are the
+    distinct non-constant ones, in first-use order.
     """
     jaxpr, consts = jaxpr_parts(closed)
-    invars = [V(v.aval.shape, v.aval.dtype) for v in jaxpr.invars]
+    if inputs is None:
+        inputs = [V(v.aval.shape, v.aval.dtype) for v in jaxpr.invars]
+    invars = []
+    for v in inputs:
+        if not v.is_const and v not in invars:
+            invars.append(v)
     prog = Program(invars=invars, outvars=[])
     const_vs = [_const(c) for c in consts]
-    prog.outvars = _inline(prog, jaxpr, const_vs + invars, keep_call)
+    prog.outvars = _inline(prog, jaxpr, const_vs + list(inputs), keep_call)
     return eliminate_common_subexpressions(fold_constants(prog))
+
+
+def body_inputs(jaxpr_invars, operands, mergeable, inline_consts=True):
+    """Inputs of the body of a higher-order relation (``cond``, ``scan``) applied to ``operands``.
+
+    A closed-over value also passed as an operand (``lax.cond(p, lambda v: v * a, ..., a)``)
+    reaches the body as two inputs of one variable. Imported as two unknowns, the body would be
+    a relation in more unknowns than it has, and its inverse could give the two different
+    values. So positions ``i`` with ``mergeable[i]`` that hold the same outer variable share one
+    body input, and constant operands become constants of the body (with ``inline_consts``;
+    otherwise inputs of their own, as the loop rule passes them per step). Returns one variable per
+    body input (pass it to :func:`import_jaxpr` as ``inputs``) and, per position, the index of
+    its variable among the distinct non-constant ones (``None`` for a constant).
+    """
+    inputs, slots, first = [], [], {}
+    distinct = []
+    for jv, outer, merge in zip(jaxpr_invars, operands, mergeable, strict=True):
+        aval = jv.aval
+        if outer.is_const and inline_consts:
+            inputs.append(_const(np.asarray(outer.value, dtype=aval.dtype).reshape(aval.shape)))
+            slots.append(None)
+            continue
+        if merge and outer in first:
+            v = first[outer]
+        else:
+            v = V(aval.shape, aval.dtype, label=outer.label)
+            distinct.append(v)
+            if merge:
+                first[outer] = v
+        inputs.append(v)
+        slots.append(distinct.index(v))
+    return inputs, slots
 
 
 def _inline(prog, jaxpr, args, keep_call, outer_source=None):

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from .._compat import COND_P, SCAN_P, WHILE_P, Literal, call_name, scan_counts
+from .._compat import COND_P, SCAN_P, WHILE_P, Literal, call_name, jaxpr_parts, scan_counts
 from ..errors import InversionError, NoRuleError
 from ..theta import ThetaSpec
 from . import DEFAULT_RULES
@@ -38,15 +38,38 @@ def _keep_call(table):
     return keep
 
 
-def _body_program(closed, table):
-    from .._ir import import_jaxpr
+def _body_program(closed, table, operands, mergeable, inline_consts=True):
+    """The body of a higher-order relation applied to ``operands``, as a program in their
+    distinct variables (``_ir.body_inputs``), and each operand's slot among them."""
+    from .._ir import body_inputs, import_jaxpr
 
-    key = (id(closed), id(table))
+    layout = []
+    for i, (o, merge) in enumerate(zip(operands, mergeable)):
+        if o.is_const and inline_consts:
+            layout.append(("const", id(o)))
+        elif merge:
+            layout.append(next(j for j in range(i + 1) if mergeable[j] and operands[j] is o))
+        else:
+            layout.append(i)
+    refs = tuple(o for o in operands if o.is_const)
+    key = (id(closed), id(table), tuple(layout), inline_consts)
     hit = _body_cache.get(key)
-    if hit is None or hit[0] is not closed:
-        hit = (closed, import_jaxpr(closed, keep_call=_keep_call(table)))
+    if hit is None or hit[0] is not closed or any(a is not b for a, b in zip(hit[1], refs)):
+        jaxpr, _ = jaxpr_parts(closed)
+        inputs, slots = body_inputs(jaxpr.invars, operands, mergeable, inline_consts)
+        hit = (closed, refs, import_jaxpr(closed, keep_call=_keep_call(table), inputs=inputs), slots)
         _body_cache[key] = hit
-    return hit[1]
+    return hit[2], hit[3]
+
+
+def _scan_body(eqn, table):
+    """A loop body in its distinct inputs: ``xs`` positions scanning one array share one input
+    (their slices are equal at every step). Returns the body and each ``xs`` position's index
+    among the distinct ``xs``."""
+    nc, nk = scan_counts(eqn.params)
+    mergeable = [i >= nc + nk for i in range(len(eqn.ins))]
+    body, slots = _body_program(eqn.params["jaxpr"], table, eqn.ins, mergeable, inline_consts=False)
+    return body, [s - nc - nk for s in slots[nc + nk :]]
 
 
 def _ancestors(program, outs):
@@ -77,14 +100,13 @@ class _ScanSolver(Solver):
         self.orig_reverse = bool(params["reverse"])
         nc, nk = scan_counts(params)
         self.nc, self.nk = nc, nk
-        nx = len(eqn.ins) - nc - nk
-        self.nx = nx
-        body = _body_program(params["jaxpr"], pat.table)
+        body, self.x_slots = _scan_body(eqn, pat.table)
         self.body = body
+        self.x_first = _first_positions(self.x_slots)  # one xs position per distinct array
         b_consts, b_carry, b_xs = body.invars[:nc], body.invars[nc : nc + nk], body.invars[nc + nk :]
         b_cout, b_ys = body.outvars[:nk], body.outvars[nk:]
         kin, kout = pat.known_in, pat.known_out
-        self.kx = kx = kin[nc + nk :]
+        self.kx = kx = tuple(kin[nc + nk + i] for i in self.x_first)
         self.ky = ky = kout[nk:]
         self.kfinal = kout[:nk]
         self.mode = mode
@@ -149,8 +171,9 @@ class _ScanSolver(Solver):
 
     # -- helpers -------------------------------------------------------------------------------
     def _split_ins(self, ins):
+        """Consts, initial carry and the distinct scanned arrays."""
         nc, nk = self.nc, self.nk
-        return ins[:nc], ins[nc : nc + nk], ins[nc + nk :]
+        return ins[:nc], ins[nc : nc + nk], [ins[nc + nk + i] for i in self.x_first]
 
     def solve(self, ins, outs, theta):
         from .._schedule import run_schedule_extra
@@ -219,9 +242,11 @@ class _ScanSolver(Solver):
     def _with_solved(self, ins, outs, xs_u, ys_u):
         """The scan's places with the solved per-step inputs and outputs filled in."""
         new_ins, new_outs = list(ins), list(outs)
-        unknown_x = [i for i, k in enumerate(self.kx) if not k]
-        for i, val in zip(unknown_x, xs_u):
-            new_ins[self.nc + self.nk + i] = val
+        unknown_x = [j for j, k in enumerate(self.kx) if not k]
+        for j, val in zip(unknown_x, xs_u):
+            for i, slot in enumerate(self.x_slots):  # every position scanning that array
+                if slot == j:
+                    new_ins[self.nc + self.nk + i] = val
         unknown_y = [j for j, k in enumerate(self.ky) if not k]
         for j, val in zip(unknown_y, ys_u):
             new_outs[self.nk + j] = val
@@ -323,11 +348,39 @@ def _known_forward(body, nc, nk, known_init, kx):
     return tuple(sorted(fwd))
 
 
+def _first_positions(slots):
+    return [slots.index(j) for j in range(max(slots, default=-1) + 1)]
+
+
+def _shared_unknown(pat, nc, nk):
+    """An unknown variable the loop takes at two places that are not both scanned arrays
+    (``(a, a)`` as the initial carry), or ``None``. Solved step by step, the two places would
+    be solved separately and could disagree."""
+    places = {}
+    for i, (v, k) in enumerate(zip(pat.eqn.ins, pat.known_in)):
+        if not k and not v.is_const:
+            places.setdefault(v, []).append(i)
+    for v, where in places.items():
+        if len(where) > 1 and any(i < nc + nk for i in where):
+            return v
+    return None
+
+
 def _scan_rule(pat):
     eqn = pat.eqn
     nc, nk = scan_counts(eqn.params)
     if not all(pat.known_in[:nc]):
         return None
+    shared = _shared_unknown(pat, nc, nk)
+    if shared is not None:
+        if not pat.allow_theta:
+            return None  # it may become known later; refuse only when the scheduler is stuck
+        raise InversionError(
+            f"the loop at {eqn.source} takes the unknown {shared!r} at several places (as more than "
+            "one component of its initial carry, or as a carry and a scanned array); inverted step by "
+            "step those places would be solved separately and could disagree. Pass the value once "
+            "(close over it, or carry it once), or declare the inverse with @ppinv.custom_inverse."
+        )
     init_known = pat.known_in[nc : nc + nk]
     final_known = pat.known_out[:nk]
     ys_known = pat.known_out[nk:]
@@ -336,8 +389,9 @@ def _scan_rule(pat):
         if not (x_unknown and any(ys_known)):
             return None
         return _ScanSolver(pat, "forward")
-    body = _body_program(eqn.params["jaxpr"], pat.table)
-    kfwd = set(_known_forward(body, nc, nk, init_known, pat.known_in[nc + nk :]))
+    body, x_slots = _scan_body(eqn, pat.table)
+    kx = [pat.known_in[nc + nk + i] for i in _first_positions(x_slots)]
+    kfwd = set(_known_forward(body, nc, nk, init_known, kx))
     if all(final_known[j] or j in kfwd for j in range(nk)) and not all(init_known):
         if any(final_known[j] and j in kfwd for j in range(nk)):
             return None
@@ -349,50 +403,107 @@ DEFAULT_RULES.register(SCAN_P, _scan_rule)
 
 
 # --- cond / switch ---------------------------------------------------------------------------
+def _held_value(spec):
+    """The value a discrete θ leaf of one branch is held at while another branch runs."""
+    return np.asarray(spec.support.feasible_like(jnp.zeros(spec.shape, spec.dtype)), spec.dtype)
+
+
+def _theta_signature(specs):
+    return [(tuple(s.shape), np.dtype(s.dtype).name, repr(s.support)) for _, s in specs]
+
+
 class _CondSolver(Solver):
+    """Every branch inverted with the index known; the index picks which runs.
+
+    Each branch is scheduled as a relation in the cond's *distinct* operand variables: a value
+    closed over by a branch and also passed as an operand is one unknown, not two. The branches
+    share their continuous θ (which must agree in shape and support, so that one θ space maps
+    into every branch); their discrete θ are shared when they agree, otherwise each branch keeps
+    its own, held at a fixed value while another branch runs, so that every ``x`` is reached by
+    exactly one θ.
+    """
+
     def __init__(self, pat):
+        eqn = pat.eqn
+        ops = eqn.ins[1:]
+        self.branches = []
+        for closed in eqn.params["branches"]:
+            body, slots = _body_program(closed, pat.table, ops, [True] * len(ops))
+            self.branches.append(body)
+        self.slots = slots
+        n_vars = len(self.branches[0].invars)
+        self.first = [slots.index(j) for j in range(n_vars)]  # first operand holding each variable
+        self.kops, self.kout = pat.known_in[1:], pat.known_out
+        self.kvar = [self.kops[i] for i in self.first]
+        self.unknown_vars = [j for j in range(n_vars) if not self.kvar[j]]
+        self.subs = [self._schedule_branch(k, body, pat) for k, body in enumerate(self.branches)]
+        self._lay_out_theta(eqn)
+        self.description = f"invert each of {len(self.branches)} branches; switch on the index"
+
+    def _schedule_branch(self, k, body, pat):
         from .._schedule import build_schedule
 
-        eqn = pat.eqn
-        self.branches = [_body_program(b, pat.table) for b in eqn.params["branches"]]
-        kops = pat.known_in[1:]
-        kout = pat.known_out
-        self.kops, self.kout = kops, kout
-        self.subs = []
-        for k, body in enumerate(self.branches):
-            known = [v for v, kk in zip(body.invars, kops) if kk]
-            unknown = [v for v, kk in zip(body.invars, kops) if not kk]
-            observed = [v for v, kk in zip(body.outvars, kout) if kk]
-            extra = list(body.outvars)
-            try:
-                sub = build_schedule(body, known, unknown, observed, {}, pat.table, {}, extra)
-            except InversionError as err:
-                raise type(err)(f"branch {k} of the cond at {eqn.source}: {err}") from None
-            self.subs.append(sub)
-        sig = [[(s.shape, np.dtype(s.dtype).name, repr(s.support)) for s in sub.theta.values()] for sub in self.subs]
-        if any(s != sig[0] for s in sig[1:]):
+        known = [v for v, kk in zip(body.invars, self.kvar) if kk]
+        unknown = [v for v, kk in zip(body.invars, self.kvar) if not kk]
+        observed = [v for v, kk in zip(body.outvars, self.kout) if kk]
+        try:
+            return build_schedule(body, known, unknown, observed, {}, pat.table, {}, list(body.outvars))
+        except InversionError as err:
+            raise type(err)(f"branch {k} of the cond at {pat.eqn.source}: {err}") from None
+
+    def _lay_out_theta(self, eqn):
+        per_branch = [list(sub.theta.items()) for sub in self.subs]
+        cont = [[(n, s) for n, s in items if not s.discrete] for items in per_branch]
+        disc = [[(n, s) for n, s in items if s.discrete] for items in per_branch]
+        if any(_theta_signature(c) != _theta_signature(cont[0]) for c in cont[1:]):
             raise InversionError(
-                f"the branches of the cond at {eqn.source} need different parameters θ ({sig}); ppinv "
-                "requires every branch to be invertible with the same θ shapes. Rewrite the branches to "
-                "have the same structure, or declare the inverse with @ppinv.custom_inverse."
+                f"the branches of the cond at {eqn.source} need different continuous parameters θ "
+                f"({[_theta_signature(c) for c in cont]}); ppinv requires every branch to be invertible "
+                "with the same continuous θ shapes and supports. Rewrite the branches to have the same "
+                "structure, or declare the inverse with @ppinv.custom_inverse."
             )
-        self.theta_names = [list(sub.theta) for sub in self.subs]
-        self.theta = tuple(self.subs[0].theta.values())
-        self.theta_hints = tuple(f"cond_{n}" for n in self.theta_names[0])
-        self.description = f"invert each of {len(self.branches)} branches; switch on the index"
+        specs, hints = [], []
+        self.leaf_index = [{} for _ in self.subs]  # per branch: its θ name -> position in self.theta
+        self.held = [[] for _ in self.subs]  # per branch: (position, value) of other branches' leaves
+
+        def share(groups):
+            for i, (name, spec) in enumerate(groups[0]):
+                for k, group in enumerate(groups):
+                    self.leaf_index[k][group[i][0]] = len(specs)
+                specs.append(spec)
+                hints.append(f"cond_{name}")
+
+        share(cont)
+        if all(_theta_signature(d) == _theta_signature(disc[0]) for d in disc[1:]):
+            share(disc)
+        else:
+            for k, group in enumerate(disc):
+                for name, spec in group:
+                    for j in range(len(self.subs)):
+                        if j != k:
+                            self.held[j].append((len(specs), _held_value(spec)))
+                    self.leaf_index[k][name] = len(specs)
+                    specs.append(spec)
+                    hints.append(f"cond_branch{k}_{name}")
+        self.theta = tuple(specs)
+        self.theta_hints = tuple(hints)
+
+    def _variable_values(self, ops):
+        return [ops[i] for i in self.first]
 
     def solve(self, ins, outs, theta):
         from .._schedule import run_schedule_extra
 
         index, ops = ins[0], ins[1:]
-        known = [o for o, k in zip(ops, self.kops) if k]
+        known = [x for x, k in zip(self._variable_values(ops), self.kvar) if k]
         observed = [o for o, k in zip(outs, self.kout) if k]
 
         def branch(k):
             def run(known, observed, theta):
-                solved, ld, ok, extra = run_schedule_extra(
-                    self.subs[k], list(known), list(observed), dict(zip(self.theta_names[k], theta))
-                )
+                own = {name: theta[i] for name, i in self.leaf_index[k].items()}
+                solved, ld, ok, extra = run_schedule_extra(self.subs[k], list(known), list(observed), own)
+                for i, value in self.held[k]:
+                    ok = jnp.logical_and(ok, jnp.all(theta[i] == value))
                 return tuple(solved), tuple(extra), ld, ok
 
             return run
@@ -401,11 +512,11 @@ class _CondSolver(Solver):
         idx = jnp.clip(index, 0, n - 1)
         solved, extra, ld, ok = lax.switch(idx, [branch(k) for k in range(n)], known, observed, tuple(theta))
         ok = jnp.logical_and(ok, (index >= 0) & (index < n))
+        by_var = dict(zip(self.unknown_vars, solved))
         new_ins, new_outs = list(ins), list(outs)
-        it = iter(solved)
-        for i, k in enumerate(self.kops):
+        for i, (k, slot) in enumerate(zip(self.kops, self.slots)):
             if not k:
-                new_ins[1 + i] = next(it)
+                new_ins[1 + i] = by_var[slot]
         for j, k in enumerate(self.kout):
             if not k:
                 new_outs[j] = extra[j]
@@ -419,15 +530,20 @@ class _CondSolver(Solver):
         index, ops = ins[0], ins[1:]
 
         def branch(k):
-            def run(ops):
-                _, env = self.branches[k].evaluate(*ops, record=True)
-                th = theta_from_env(self.subs[k], env)
-                return tuple(th[n] for n in self.theta_names[k])
+            def run(values):
+                _, env = self.branches[k].evaluate(*values, record=True)
+                own = theta_from_env(self.subs[k], env)
+                out = [None] * len(self.theta)
+                for name, i in self.leaf_index[k].items():
+                    out[i] = own[name]
+                for i, value in self.held[k]:
+                    out[i] = value
+                return tuple(jnp.asarray(v, s.dtype) for v, s in zip(out, self.theta))
 
             return run
 
         n = len(self.branches)
-        return lax.switch(jnp.clip(index, 0, n - 1), [branch(k) for k in range(n)], tuple(ops))
+        return lax.switch(jnp.clip(index, 0, n - 1), [branch(k) for k in range(n)], tuple(self._variable_values(ops)))
 
 
 def _cond_rule(pat):
