@@ -37,6 +37,7 @@ __all__ = [
     "Choice",
     "all_true",
     "safe_where",
+    "known_value",
 ]
 
 
@@ -60,6 +61,9 @@ class Pattern:
         a θ-consuming solve cannot over-determine it.
     table:
         The rule table in effect (rules for control flow schedule their bodies with it).
+    structure:
+        A :class:`~ppinv._block.KnownStructure`: whether a known input moves
+        with θ, and a generic value of it (``None``: nothing is known).
     """
 
     eqn: Any
@@ -70,6 +74,7 @@ class Pattern:
     allow_theta: bool = False
     exclusive: tuple = ()
     table: Any = None
+    structure: Any = None
 
     @property
     def params(self):
@@ -84,9 +89,13 @@ class Pattern:
         return all(self.known_out)
 
     def const(self, i):
-        """Concrete value of input ``i`` when it is a constant, else ``None``."""
+        """Concrete value of input ``i`` when it is a constant, else ``None``.
+
+        A constant closed over from an enclosing ``jit``/``vmap`` is a tracer: it
+        is known only at run time, so it is ``None`` here too.
+        """
         v = self.eqn.ins[i]
-        return v.value if v.is_const else None
+        return v.value if v.is_const and is_concrete(v.value) else None
 
     def same(self, i, j) -> bool:
         return self.eqn.ins[i] is self.eqn.ins[j]
@@ -150,6 +159,18 @@ def all_true(*flags):
 def xp_of(*values):
     """``numpy`` when every value is concrete (constants), else ``jax.numpy``."""
     return np if all(is_concrete(v) for v in values) else jnp
+
+
+def known_value(x):
+    """A known operand as a rule should test it: a NumPy array when its value is here now.
+
+    Known operands arrive as Python floats, NumPy arrays, concrete ``jax.Array``
+    constants or model arguments, or tracers. A concrete one is converted, so that
+    its checks (``!= 0``) and ``log|det|`` are decided once, at trace time
+    (``jnp`` operations on a concrete array inside a trace would be traced);
+    a tracer stays as it is, and its checks become run-time domain flags.
+    """
+    return np.asarray(x) if is_concrete(x) else x
 
 
 def safe_where(ok, x, safe):

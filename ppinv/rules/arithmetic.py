@@ -17,7 +17,8 @@ from jax import lax
 from numpyro.distributions import constraints
 
 from . import DEFAULT_RULES
-from ._base import BinaryRule, UnaryRule, xp_of
+from .._block import concrete_const, const_has_zero
+from ._base import BinaryRule, UnaryRule, known_value, xp_of
 from .elementwise import SQUARE_RULE, _root_rule
 
 
@@ -45,7 +46,7 @@ def _both_positive(eqn, sup):
 
 
 def _positive_const(v):
-    return v.is_const and bool(np.all(np.asarray(v.value) > 0))
+    return concrete_const(v) and bool(np.all(np.asarray(v.value) > 0))
 
 
 # --- add / sub ----------------------------------------------------------------
@@ -68,14 +69,19 @@ DEFAULT_RULES.register(
 
 
 # --- mul / div ------------------------------------------------------------------
+# The known operand may be a Python float, a NumPy or jax array, a model argument or a
+# tracer: ``known_value`` makes it NumPy when its value is here, so that the zero check
+# and log|det| are decided now; a tracer keeps them as run-time domain flags.
 def _mul_solve(z, known):
-    xp = xp_of(known)  # a constant factor: its domain check and log|det| are decided now
+    known = known_value(known)
+    xp = xp_of(known)
     ok = known != 0
     k = xp.where(ok, known, 1)
     return z / k, -xp.log(xp.abs(k)), ok
 
 
 def _div_left(z, b):  # z = a / b  ->  a = z * b
+    b = known_value(b)
     xp = xp_of(b)
     ok = b != 0
     return z * b, xp.log(xp.abs(xp.where(ok, b, 1))), ok
@@ -94,8 +100,7 @@ _MUL = BinaryRule(solve_left=_mul_solve, solve_right=_mul_solve, same=SQUARE_RUL
 def _mul_rule(pat):
     """A product with a constant factor that is zero somewhere does not determine the other factor."""
     for i in (0, 1):
-        c = pat.const(i)
-        if c is not None and not pat.known_in[1 - i] and np.any(np.asarray(c) == 0):
+        if not pat.known_in[1 - i] and const_has_zero(pat.eqn.ins[i]):
             return None
     return _MUL(pat)
 
@@ -107,8 +112,7 @@ _DIV = BinaryRule(solve_left=_div_left, solve_right=_div_right, image=_both_posi
 
 def _div_rule(pat):
     """Division by a constant that is zero somewhere has no inverse for the numerator."""
-    c = pat.const(1)
-    if c is not None and not pat.known_in[0] and np.any(np.asarray(c) == 0):
+    if not pat.known_in[0] and const_has_zero(pat.eqn.ins[1]):
         return None
     return _DIV(pat)
 

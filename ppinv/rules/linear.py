@@ -7,8 +7,11 @@
   Dirichlet in θ and mixes fast.
 * ``z = Π x`` over some axes: as for sums, on the multiplicative group.
 * ``y = A x`` (``dot_general`` with one operand known, ``A`` m×n of rank m):
-  ``x = A⁺ y + N θ`` with ``N`` an orthonormal basis of the null space; the
-  decomposition is computed once when ``A`` is a constant.
+  for a constant ``A``, ``x = A⁺ y + N θ`` with ``N`` an orthonormal basis of
+  the null space (decomposed once); for an ``A`` known only at run time (a
+  model argument, or computed from other unknowns), θ is n − m coordinates of
+  ``x`` and the others are solved from an m×m block of ``A``, so that
+  derivatives are exact too (see ``MatrixSolve`` in ``_block.py``).
 
 These rules consume θ only when the scheduler is stuck and the unknown operand
 has no other pending use (``pattern.exclusive``); otherwise the operand is
@@ -23,8 +26,8 @@ import numpy as np
 from jax import lax
 from numpyro.distributions import constraints
 
+from .._block import KnownStructure, MatrixSolve
 from .._compat import is_concrete
-from ..errors import InversionError
 from ..theta import ThetaSpec
 from . import DEFAULT_RULES
 from ._base import Solution, Solver, all_true
@@ -182,12 +185,11 @@ DEFAULT_RULES.register(lax.reduce_prod_p, _reduce_prod_rule)
 
 
 # --- dot_general with a known operand -----------------------------------------------
-class _DotSolver(Solver):
-    """``y = K·u`` solved for ``u``: ``u = K⁺y + Nθ`` per batch and free column."""
+class _DotLayout:
+    """``y = K·u`` in canonical layouts: ``K`` (batch, m, n), ``u`` (batch, n, k), ``y`` (batch, m, k)."""
 
-    def __init__(self, pat, unknown):
-        eqn = pat.eqn
-        (lc, rc), (lb, rb) = pat.params["dimension_numbers"]
+    def __init__(self, eqn, unknown):
+        (lc, rc), (lb, rb) = eqn.params["dimension_numbers"]
         self.unknown = unknown
         known_v, unknown_v = eqn.ins[1 - unknown], eqn.ins[unknown]
         kc, uc = (lc, rc) if unknown == 1 else (rc, lc)
@@ -195,7 +197,6 @@ class _DotSolver(Solver):
         kc, uc, kb, ub = map(tuple, (kc, uc, kb, ub))
         kfree = tuple(d for d in range(len(known_v.shape)) if d not in kc + kb)
         ufree = tuple(d for d in range(len(unknown_v.shape)) if d not in uc + ub)
-        # canonical layouts: K -> (batch, m, n), u -> (batch, n, k), y -> (batch, m, k)
         self.k_perm = kb + kfree + kc
         self.u_perm = ub + uc + ufree
         self.batch = tuple(known_v.shape[d] for d in kb)
@@ -210,91 +211,99 @@ class _DotSolver(Solver):
         else:  # y = u K: (batch, ufree, kfree) -> (batch, kfree, ufree)
             self.y_perm = tuple(range(nb)) + tuple(range(nb + nuf, nb + nuf + nkf)) + tuple(range(nb, nb + nuf))
         self.null = self.n - self.m
-        self.theta = ()
         # a matrix-vector product has no free columns: θ is (batch..., null), not (batch..., 1, null)
         self.vector = not ufree
-        if self.null > 0:
-            shape = self.batch + (() if self.vector else (self.kcols,)) + (self.null,)
-            self.theta = (ThetaSpec(shape, unknown_v.dtype, constraints.real, "null_space", eqn.describe()),)
-        known_const = pat.const(1 - unknown)
-        self.decomp = self._decompose(np.asarray(known_const), concrete=True) if known_const is not None else None
-        self.description = (
-            f"solve a linear map ({self.m}×{self.n})" + (f" with a {self.null}-dim null space" if self.null else "")
-        )
 
-    def _canonical_k(self, k, xp):
-        k = xp.transpose(k, self.k_perm)
-        return k.reshape(self.batch + (self.m, self.n))
+    def k(self, k):
+        # a value known now stays a NumPy array, so its factorisation happens once, at trace time
+        xp = np if is_concrete(k) else jnp
+        return xp.reshape(xp.transpose(xp.asarray(k), self.k_perm), self.batch + (self.m, self.n))
 
-    def _decompose(self, k, concrete):
-        xp = np if concrete else jnp
-        k = self._canonical_k(k, xp)
-        # traced matrices: a differentiable reduced SVD; the null-space basis is held fixed
-        # under differentiation (JAX has no JVP for the full SVD), see _block.py
-        u, s, vt = xp.linalg.svd(k, full_matrices=concrete)
-        if concrete:
-            tol = s.max(initial=0.0) * max(self.m, self.n) * np.finfo(k.dtype).eps
-            if s.size and s.min() <= tol:
-                raise InversionError(
-                    f"rank-deficient linear map: the known {self.m}×{self.n} matrix has rank "
-                    f"{int(np.sum(s > tol))} < {self.m}, so its image does not cover the observations. "
-                    "Remove redundant observed rows or observe fewer combinations."
-                )
-        pinv = xp.swapaxes(vt[..., : self.m, :], -1, -2) / s[..., None, :]  # (batch, n, m) times diag
-        pinv = xp.matmul(pinv, xp.swapaxes(u, -1, -2))
-        if concrete:
-            null = xp.swapaxes(vt[..., self.m :, :], -1, -2)  # (batch, n, null)
-        else:
-            vt_full = jnp.linalg.svd(jax.lax.stop_gradient(k), full_matrices=True)[2]
-            null = jnp.swapaxes(vt_full[..., self.m :, :], -1, -2)
-        log_det = -xp.sum(xp.log(s), axis=-1)
-        tol = xp.max(s, axis=-1, keepdims=True) * max(self.m, self.n) * jnp.finfo(jnp.result_type(s)).eps
-        ok = xp.all(s > tol)
-        return pinv, null, log_det, ok
+    def y(self, y):
+        return jnp.transpose(y, self.y_perm).reshape(self.batch + (self.m, self.kcols))
 
-    def _y_canonical(self, y):
-        y = jnp.transpose(y, self.y_perm)
-        return y.reshape(self.batch + (self.m, self.kcols))
+    def u(self, u):
+        return jnp.transpose(u, self.u_perm).reshape(self.batch + (self.n, self.kcols))
 
-    def solve(self, ins, outs, theta):
-        k = ins[1 - self.unknown]
-        pinv, null, log_det, ok = self.decomp if self.decomp is not None else self._decompose(k, is_concrete(k))
-        y = self._y_canonical(outs[0])
-        u = jnp.matmul(pinv.astype(y.dtype), y)  # (batch, n, k)
-        if self.null:
-            (t,) = theta  # (batch, k, null), or (batch, null) for a vector
-            t = t[..., None, :] if self.vector else t
-            u = u + jnp.matmul(null.astype(y.dtype), jnp.swapaxes(t, -1, -2))
-        u = self._restore_u(u)
-        new_ins = list(ins)
-        new_ins[self.unknown] = u
-        total = jnp.sum(log_det) * self.kcols
-        return Solution(new_ins, list(outs), jnp.asarray(total, y.dtype), jnp.asarray(ok))
-
-    def _restore_u(self, u):
+    def restore_u(self, u):
         shaped = u.reshape(tuple(self.u_shape[d] for d in self.u_perm))
         return jnp.transpose(shaped, tuple(int(i) for i in np.argsort(self.u_perm)))
 
+
+class _DotSolver(Solver):
+    """``y = K·u`` solved for ``u`` per batch and free column (see ``MatrixSolve`` in ``_block.py``):
+    an SVD when ``K`` is a constant, a pivot solve with exact derivatives when it is known at run time."""
+
+    def __init__(self, pat, layout):
+        eqn = pat.eqn
+        self.layout = lay = layout
+        self.unknown = lay.unknown
+        known_v, unknown_v = eqn.ins[1 - lay.unknown], eqn.ins[lay.unknown]
+        self.theta = ()
+        if lay.null > 0:
+            shape = lay.batch + (() if lay.vector else (lay.kcols,)) + (lay.null,)
+            self.theta = (ThetaSpec(shape, unknown_v.dtype, constraints.real, "null_space", eqn.describe()),)
+        structure = pat.structure if pat.structure is not None else KnownStructure()
+        constant = pat.const(1 - lay.unknown)
+        common = dict(rank_message=self._rank_message)
+        if constant is not None:
+            self.matrix = MatrixSolve(lay.batch, lay.m, lay.n, constant=lay.k(np.asarray(constant)), **common)
+        else:
+            generic = structure.generic(known_v)
+            self.matrix = MatrixSolve(
+                lay.batch, lay.m, lay.n,
+                generic=None if generic is None else lay.k(np.asarray(generic)),
+                adaptive=not structure.moves_with_theta(known_v),
+                **common,
+            )
+        self.description = (
+            f"solve a linear map ({lay.m}×{lay.n})" + (f" with a {lay.null}-dim null space" if lay.null else "")
+            + f"; {self.matrix.kind}"
+        )
+
+    def _rank_message(self, rank):
+        m, n = self.layout.m, self.layout.n
+        return (
+            f"rank-deficient linear map: the known {m}×{n} matrix has rank {rank} < {m}, so its image "
+            "does not cover the observations. Remove redundant observed rows or observe fewer combinations."
+        )
+
+    def _k(self, ins):
+        return None if self.matrix.svd is not None else self.layout.k(ins[1 - self.unknown])
+
+    def solve(self, ins, outs, theta):
+        lay = self.layout
+        y = lay.y(outs[0])
+        free = None
+        if lay.null:
+            (t,) = theta  # (batch, k, null), or (batch, null) for a vector
+            t = t[..., None, :] if lay.vector else t
+            free = jnp.swapaxes(t, -1, -2).astype(y.dtype)
+        u, log_det, ok = self.matrix.solve(self._k(ins), y, free)  # u: (batch, n, k)
+        new_ins = list(ins)
+        new_ins[self.unknown] = lay.restore_u(u)
+        total = jnp.sum(jnp.asarray(log_det, y.dtype)) * lay.kcols
+        return Solution(new_ins, list(outs), total, ok)
+
     def pgf(self, ins, outs):
-        if not self.null:
+        lay = self.layout
+        if not lay.null:
             return ()
-        k = ins[1 - self.unknown]
-        null = self.decomp[1] if self.decomp is not None else self._decompose(k, is_concrete(k))[1]
-        u = jnp.transpose(ins[self.unknown], self.u_perm).reshape(self.batch + (self.n, self.kcols))
-        t = jnp.swapaxes(jnp.matmul(jnp.swapaxes(null.astype(u.dtype), -1, -2), u), -1, -2)  # (batch, k, null)
-        return (t[..., 0, :] if self.vector else t,)
+        u = lay.u(ins[self.unknown])
+        t = jnp.swapaxes(self.matrix.free_coords(self._k(ins), u), -1, -2)  # (batch, k, null)
+        return (t[..., 0, :] if lay.vector else t,)
 
 
 def _dot_general_rule(pat):
     if not pat.known_out[0] or pat.known_in[0] == pat.known_in[1] or pat.same(0, 1):
         return None
     unknown = 0 if not pat.known_in[0] else 1
-    solver = _DotSolver(pat, unknown)
-    if solver.m > solver.n:
+    layout = _DotLayout(pat.eqn, unknown)
+    if layout.m > layout.n:
         return None  # more equations than unknowns: over-determined on its own
-    if solver.null and not (pat.allow_theta and pat.exclusive[unknown]):
+    if layout.null and not (pat.allow_theta and pat.exclusive[unknown]):
         return None
-    return solver
+    return _DotSolver(pat, layout)
 
 
 DEFAULT_RULES.register(lax.dot_general_p, _dot_general_rule)
