@@ -1,29 +1,96 @@
-"""Piecewise functions: ``jnp.where(pred(x), f1(x), f0(x))`` solved for ``x``.
+"""Piecewise functions, and the flat pieces no inverse may drop.
 
-The predicate and every case are computed from the same unknown ``x``, so no
-single relation can be solved. Instead each case ``z = f_k(x)`` is inverted on
-its own (a small schedule of its own), a discrete θ per element says which case
-produced ``z``, and the predicate is re-evaluated on the recovered ``x``: where
-it disagrees with θ, ``(z, θ)`` is outside the domain. A case that cannot be
-inverted (a constant, as in ``relu``) is never chosen.
+**Piecewise functions.** In ``jnp.where(pred(x), f1(x), f0(x))`` the predicate
+and every case are computed from the same unknown ``x``, so no single relation
+can be solved. Each case ``z = f_k(x)`` is inverted on its own (a small
+schedule on scalars, vmapped over elements); a discrete θ per element says
+which case produced ``z`` (and, for a case with discrete choices of its own —
+the sign behind an ``abs`` — which of them), and the predicate is re-evaluated
+on the recovered ``x``: where it disagrees, ``(z, θ)`` is outside the domain.
+A case that cannot be inverted makes the whole program fail, naming the case:
+a piece is inverted or the program refused, never dropped.
+
+**Flat pieces.** A case whose value does not depend on ``x`` (the ``0`` of
+``relu``, the ``c`` of ``max(x, c)``) has a preimage of full dimension on
+which the output is constant. Solving ``x`` from the output reaches only the
+other pieces. That is exact when the output is fixed by the observations alone
+(the flat piece then matters only for observations on a null set), but not
+when the output is computed from θ: the flat piece then carries posterior mass.
+Rules and blocks declare such pieces (``flat_pieces``); the scheduler avoids
+solving through them with θ-dependent values (it computes ``x`` forward
+instead, freeing another variable), and a program where that is impossible is
+refused with an error naming the piece (:func:`refuse_theta_dependent_flat_pieces`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 from numpyro.distributions import constraints
 
+from ._compat import CALL_PRIMITIVES
 from ._ir import V, Eqn, Program
 from .errors import InversionError
 from .theta import ThetaSpec, int_dtype
 
-__all__ = ["PiecewiseBlock", "piecewise_cone"]
+__all__ = [
+    "PiecewiseBlock",
+    "piecewise_cone",
+    "is_elementwise",
+    "FlatPiece",
+    "FlatPieceError",
+    "theta_dependent",
+    "refuse_theta_dependent_flat_pieces",
+]
+
+# Primitives that act element by element (scalar operands broadcast). Shape-preserving is not
+# enough: ``cumsum`` and ``rev`` keep the shape but mix elements, which a per-element solve
+# cannot invert.
+_ELEMENTWISE_NAMES = (
+    "abs acos acosh add and asin asinh atan atan2 atanh cbrt ceil clamp convert_element_type copy cos cosh "
+    "digamma div eq erf erf_inv erfc exp exp2 expm1 floor ge gt integer_pow is_finite le lgamma log log1p "
+    "log2 logistic lt max min mul ne neg nextafter not or pow reduce_precision rem round rsqrt select_n "
+    "sign sin sinh sqrt square sub tan tanh xor"
+).split()
+_ELEMENTWISE = frozenset(p for p in (getattr(lax, n + "_p", None) for n in _ELEMENTWISE_NAMES) if p is not None)
 
 
-def _elementwise(e, shape):
-    return all(o.shape == shape for o in e.outs) and all(v.shape in (shape, ()) for v in e.ins)
+def _is_elementwise_prim(e) -> bool:
+    if e.prim in _ELEMENTWISE:
+        return True
+    body_param = CALL_PRIMITIVES.get(e.prim)
+    if body_param is None:
+        return False
+    from ._ir import _body_of
+
+    body, _ = _body_of(e.params[body_param])  # a kept call (``logaddexp``): elementwise if its body is
+    return all(_jaxpr_eqn_elementwise(q) for q in body.eqns)
+
+
+def _jaxpr_eqn_elementwise(q) -> bool:
+    if q.primitive in _ELEMENTWISE:
+        return True
+    body_param = CALL_PRIMITIVES.get(q.primitive)
+    if body_param is None:
+        return False
+    from ._ir import _body_of
+
+    body, _ = _body_of(q.params[body_param])
+    return all(_jaxpr_eqn_elementwise(r) for r in body.eqns)
+
+
+def is_elementwise(e, shape) -> bool:
+    """Whether relation ``e`` acts element by element on arrays of ``shape``."""
+    return (
+        len(e.outs) == 1
+        and all(o.shape == shape for o in e.outs)
+        and all(v.shape in (shape, ()) for v in e.ins)
+        and _is_elementwise_prim(e)
+    )
 
 
 def piecewise_cone(anchor, definer, is_known, pending):
@@ -37,7 +104,7 @@ def piecewise_cone(anchor, definer, is_known, pending):
     while frontier:
         u = frontier.pop()
         d = definer.get(u)
-        if d is not None and d in pending and d not in cone and len(d.outs) == 1 and _elementwise(d, shape):
+        if d is not None and d in pending and d not in cone and is_elementwise(d, shape):
             cone.append(d)
             frontier.extend(v for v in d.ins if not is_known(v))
         elif d is None or d not in cone:
@@ -50,6 +117,104 @@ def piecewise_cone(anchor, definer, is_known, pending):
     return cone, leaf
 
 
+# --- flat pieces -------------------------------------------------------------------------
+class FlatPieceError(InversionError):
+    """A flat piece of a relation would be dropped: the program is refused instead."""
+
+
+@dataclass(frozen=True, eq=False)
+class FlatPiece:
+    """A piece of a relation on which its output does not depend on ``operand``.
+
+    ``relation`` is solved for ``operand``; on the piece the output equals
+    ``value`` (a constant or another variable) whatever ``operand`` is, within
+    the region ``region`` (words, for messages). ``consumed`` are the known
+    places the solve reads: when any of them is computed from continuous θ,
+    the piece has posterior mass the solve cannot reach.
+    """
+
+    relation: Eqn
+    operand: V
+    value: V
+    consumed: tuple
+    region: str
+
+    def refusal(self, reason="") -> str:
+        value = repr(np.asarray(self.value.value)) if self.value.is_const else repr(self.value)
+        return (
+            f"the relation\n    {self.relation.describe()}\nhas a flat piece: where {self.region}, its output equals "
+            f"{value} whatever {self.operand!r} is. It is solved for {self.operand!r} from values computed from θ, "
+            "so that piece holds posterior mass that solving would drop, and ppinv found no schedule that "
+            f"computes {self.operand!r} before this relation instead{reason}. Make {self.operand!r} (or what it "
+            "is computed from) a free parameter with free=... so the relation is evaluated forwards, rewrite "
+            "the program so that it can be, or declare the inverse of the enclosing function with "
+            "@ppinv.custom_inverse."
+        )
+
+
+def theta_dependent(steps, theta, seeds=()):
+    """The variables a schedule's ``steps`` compute from *continuous* θ (directly or not).
+
+    ``seeds`` are variables to count as θ-dependent from the start (the known
+    inputs and observations of a schedule nested in another one, whose values
+    may come from the enclosing schedule's θ). Discrete θ does not count: for
+    each of its values the computed variables are functions of the observations.
+    """
+    from ._schedule import BlockStep, ForwardStep, FreeStep, PolyStep, SolveStep
+
+    dep = {v for v in seeds if not v.is_const}
+
+    def continuous(names):
+        return any(not theta[n].discrete for n in names)
+
+    def flow(consumed, produced, names):
+        if continuous(names) or any(v in dep for v in consumed):
+            dep.update(v for v in produced if not v.is_const)
+
+    for s in steps:
+        if isinstance(s, FreeStep):
+            flow((), (s.var,), (s.name,))
+        elif isinstance(s, ForwardStep):
+            checked = s.check or (False,) * len(s.eqn.outs)
+            flow(s.eqn.ins, [o for o, k in zip(s.eqn.outs, checked) if not k], ())
+        elif isinstance(s, SolveStep):
+            e = s.eqn
+            places = list(zip(e.ins, s.known_in)) + list(zip(e.outs, s.known_out))
+            flow([v for v, k in places if k], [v for v, k in places if not k], s.theta_names)
+        elif isinstance(s, PolyStep):
+            b = s.block
+            flow([b.anchor.outs[0], *b.known_inputs], (b.leaf,), s.theta_names)
+        elif isinstance(s, BlockStep):
+            b = s.block
+            flow([o for e in b.anchors for o in e.outs] + list(b.known_inputs), b.leaves, s.theta_names)
+    return dep
+
+
+def _step_flat_pieces(step):
+    from ._schedule import PolyStep, SolveStep
+
+    if isinstance(step, SolveStep):
+        return getattr(step.solver, "flat_pieces", ())
+    if isinstance(step, PolyStep):
+        return getattr(step.block, "flat_pieces", ())
+    return ()
+
+
+def theta_dependent_flat_pieces(steps, theta, seeds=()):
+    """The flat pieces of ``steps`` solved through with θ-dependent values, in step order."""
+    dep = theta_dependent(steps, theta, seeds)
+    return [p for s in steps for p in _step_flat_pieces(s) if any(v in dep for v in p.consumed)]
+
+
+def refuse_theta_dependent_flat_pieces(schedule, seeds=()):
+    """``schedule`` itself when it drops no flat piece with posterior mass; else an error naming the piece."""
+    found = theta_dependent_flat_pieces(schedule.steps, schedule.theta, seeds)
+    if found:
+        raise FlatPieceError(found[0].refusal())
+    return schedule
+
+
+# --- piecewise functions ------------------------------------------------------------------
 def _sub_program(eqns, leaf, out, known, assume=None):
     """The relations computing ``out`` from ``leaf``, as a program on *scalars*.
 
@@ -91,6 +256,62 @@ def _sub_program(eqns, leaf, out, known, assume=None):
     return Program(inputs, [scalar[out]], new_eqns), feeds
 
 
+class _Piece:
+    """One invertible case of a piecewise function: its scalar schedule, and the codes of the
+    block's θ that select it (one per combination of the case's own discrete choices)."""
+
+    def __init__(self, case, prog, feed_index, sub, offset):
+        self.case = case
+        self.prog = prog
+        self.feed_index = feed_index  # positions of this case's feeds in the block's feed list
+        self.sub = sub
+        self.offset = offset
+        self.leaves = list(sub.theta.items()) if sub is not None else []
+        self.radix = [int(s.support.upper_bound) - int(s.support.lower_bound) + 1 for _, s in self.leaves]
+        self.width = int(np.prod(self.radix, dtype=np.int64)) if self.radix else 1
+
+    def selects(self, code):
+        return (code >= self.offset) & (code < self.offset + self.width)
+
+    def _decode(self, code):
+        """The case's own θ (name -> scalar) from a code in ``[offset, offset + width)``."""
+        rest = jnp.clip(code - self.offset, 0, self.width - 1)
+        theta = {}
+        for (name, spec), m in zip(self.leaves, self.radix):
+            theta[name] = (int(spec.support.lower_bound) + rest % m).astype(spec.dtype)
+            rest = rest // m
+        return theta
+
+    def _encode(self, theta):
+        code, scale = jnp.zeros((), int_dtype()), 1
+        for (name, spec), m in zip(self.leaves, self.radix):
+            code = code + scale * (jnp.asarray(theta[name]).astype(int_dtype()) - int(spec.support.lower_bound))
+            scale *= m
+        return self.offset + code
+
+    def invert(self, z, code, feeds):
+        """``(x, log|det|, ok)`` for one element."""
+        if self.sub is None:  # the identity case
+            return z, jnp.zeros_like(z), jnp.asarray(True)
+        from ._schedule import run_schedule
+
+        xs, ld, ok = run_schedule(self.sub, [feeds[i] for i in self.feed_index], [z], self._decode(code))
+        return xs[0], ld, ok
+
+    def code_of(self, x, feeds):
+        """The code that reproduces ``x`` through this case (for one element)."""
+        if not self.leaves:
+            return jnp.asarray(self.offset, int_dtype())
+        from ._schedule import theta_from_env
+
+        _, env = self.prog.evaluate(x, *[feeds[i] for i in self.feed_index], record=True)
+        return self._encode(theta_from_env(self.sub, env))
+
+
+def _case_label(k, c):
+    return f"case {k} ({c!r})"
+
+
 class PiecewiseBlock:
     def __init__(self, anchor, eqns, leaf, known, table, origin):
         from ._schedule import build_schedule
@@ -100,81 +321,120 @@ class PiecewiseBlock:
         self.leaf = leaf
         self.known_inputs = list(known)
         pred, cases = anchor.ins[0], anchor.ins[1:]
-        self.pred_prog = _sub_program(self.eqns, leaf, pred, known) if not pred.is_const else None
-        self.cases = []
-        for c in cases:
+        self.feeds = []
+        self.pred_prog, self.pred_feeds = self._scalar(pred, known)
+        self.pieces, self.flat_pieces = [], []
+        offset = 0
+        for k, c in enumerate(cases):
             if c is leaf:
-                self.cases.append("identity")
+                self.pieces.append(_Piece(k, None, [], None, offset))
+                offset += 1
                 continue
-            if c.is_const or c in known:
-                self.cases.append(None)  # a constant piece: not invertible
+            if c.is_const or c in known:  # a flat piece: never the one that produced z (see the module notes)
+                self.flat_pieces.append(
+                    FlatPiece(anchor, leaf, c, (anchor.outs[0], c), f"the predicate of the where selects case {k}")
+                )
                 continue
-            k = len(self.cases)
-            prog, feeds = _sub_program(self.eqns, leaf, c, known, assume={pred: k} if not pred.is_const else None)
+            prog, feed_index = self._scalar(c, known, assume={pred: k})
             try:
                 sub = build_schedule(prog, prog.invars[1:], prog.invars[:1], prog.outvars, {}, table, {})
-            except InversionError:
-                self.cases.append(None)
-                continue
-            if sub.theta:
-                self.cases.append(None)  # a piece needing its own θ: not supported here
-                continue
-            self.cases.append((feeds, sub))
-        if all(c is None for c in self.cases):
-            raise InversionError(f"no piece of the piecewise function at {anchor.source} can be inverted")
+            except InversionError as err:
+                raise type(err)(
+                    f"{_case_label(k, c)} of the piecewise function at {anchor.source} cannot be inverted for "
+                    f"{leaf!r}, so the program cannot be inverted on that piece: {err}"
+                ) from None
+            self._check_own_theta(sub, k, c)
+            piece = _Piece(k, prog, feed_index, sub, offset)
+            self.pieces.append(piece)
+            offset += piece.width
+        if not self.pieces:
+            raise InversionError(
+                f"every case of the piecewise function at {anchor.source} is constant in {leaf!r}, so its "
+                "output does not determine it."
+            )
+        self.n_codes = offset
+        self.theta = ()
+        if offset > 1:
+            support = constraints.integer_interval(0, offset - 1)
+            self.theta = (ThetaSpec(leaf.shape, np.dtype(int_dtype()), support, "piece", origin),)
         n = len(cases)
-        self.theta = (ThetaSpec(leaf.shape, np.dtype(int_dtype()), constraints.integer_interval(0, n - 1), "piece", origin),)
         self.description = f"piecewise: invert each of {n} pieces, θ picks the piece, predicate re-checked"
 
-    def _predicate(self, known_env, x):
-        if self.pred_prog is None:
-            return jnp.asarray(self.anchor.ins[0].value)
-        prog, feeds = self.pred_prog
-        return _per_element(lambda xi, *f: prog.evaluate(xi, *f)[0], x, _feed_values(feeds, known_env))
+    def _scalar(self, out, known, assume=None):
+        """The scalar program of ``out`` and the positions of its feeds in ``self.feeds``."""
+        prog, feeds = _sub_program(self.eqns, self.leaf, out, known, assume)
+        index = []
+        for v in feeds:
+            if v not in self.feeds:
+                self.feeds.append(v)
+            index.append(self.feeds.index(v))
+        return prog, index
+
+    def _check_own_theta(self, sub, k, c):
+        where = f"{_case_label(k, c)} of the piecewise function at {self.anchor.source}"
+        for name, spec in sub.theta.items():
+            if not spec.discrete:
+                raise InversionError(
+                    f"{where} is not one-to-one in {self.leaf!r}: inverting it needs the continuous parameter "
+                    f"{name!r}, so its preimages form a continuum this piecewise solve cannot represent."
+                )
+            if not isinstance(spec.support, constraints.integer_interval) or spec.shape != ():
+                raise InversionError(
+                    f"{where} needs the unbounded discrete choice {name!r} ({spec.describe()}); a piece of a "
+                    "piecewise function may only have finitely many preimages per element. Restrict the "
+                    "piece (e.g. through the support of its input) or declare the inverse with "
+                    "@ppinv.custom_inverse."
+                )
+
+    def _predicate(self, x, feeds):
+        prog = self.pred_prog
+        return prog.evaluate(x, *[feeds[i] for i in self.pred_feeds])[0]
+
+    def _per_element(self, fn, known_env, *arrays):
+        feeds = [v.value if v.is_const else known_env[v] for v in self.feeds]
+        return _per_element(fn, list(arrays), feeds)
 
     def solve(self, known_env, z, theta):
-        from ._schedule import run_schedule
+        code = theta[0] if self.theta else jnp.zeros(jnp.shape(z), int_dtype())
 
-        (choice,) = theta
-        x = jnp.zeros_like(z)
-        ld = jnp.zeros_like(z)
-        valid = jnp.zeros(z.shape, bool)
-        for k, case in enumerate(self.cases):
-            if case is None:
-                continue
-            if case == "identity":
-                xk, ldk, okk = z, jnp.zeros_like(z), True
-            else:
-                feeds, sub = case
+        def one(zi, ci, *feeds):
+            x, ld, ok, case = jnp.zeros_like(zi), jnp.zeros_like(zi), jnp.asarray(False), jnp.asarray(-1)
+            for piece in self.pieces:
+                xk, ldk, okk = piece.invert(zi, ci, feeds)
+                pick = piece.selects(ci)
+                x = jnp.where(pick, xk, x)
+                ld = jnp.where(pick, ldk, ld)
+                ok = jnp.where(pick, okk, ok)
+                case = jnp.where(pick, piece.case, case)
+            # the recovered x must lie on the piece that was inverted
+            ok = ok & (self._predicate(x, feeds).astype(case.dtype) == case)
+            return x, jnp.where(ok, ld, 0.0), ok
 
-                def run(zi, *f, sub=sub):
-                    xs, ld_i, ok_i = run_schedule(sub, list(f), [zi], {})
-                    return xs[0], ld_i, ok_i
-
-                xk, ldk, okk = _per_element(run, z, _feed_values(feeds, known_env))
-            pick = choice == k
-            x = jnp.where(pick, xk, x)
-            ld = jnp.where(pick, ldk, ld)
-            valid = valid | (pick & okk)
-        pred = self._predicate(known_env, x).astype(choice.dtype)
-        ok = jnp.all(valid & (pred == choice))
-        return x, jnp.sum(jnp.where(valid, ld, 0.0)), ok
+        x, ld, ok = self._per_element(one, known_env, z, code)
+        return x, jnp.sum(ld), jnp.all(ok)
 
     def pgf(self, known_env, x):
-        return (self._predicate(known_env, x).astype(int_dtype()),)
+        if not self.theta:
+            return ()
+
+        def one(xi, *feeds):
+            case = self._predicate(xi, feeds).astype(int_dtype())
+            code = jnp.zeros((), int_dtype())
+            for piece in self.pieces:
+                code = jnp.where(case == piece.case, piece.code_of(xi, feeds), code)
+            return code
+
+        return (self._per_element(one, known_env, x),)
 
 
-def _feed_values(feeds, known_env):
-    return [v.value if v.is_const else known_env[v] for v in feeds]
-
-
-def _per_element(fn, x, feeds):
-    """Apply a scalar function to every element of ``x`` (with matching elements of ``feeds``)."""
-    import jax
-
-    if jnp.ndim(x) == 0:
-        return fn(x, *feeds)
-    flat = [jnp.reshape(f, -1) if jnp.ndim(f) else f for f in feeds]
-    axes = [0 if jnp.ndim(f) else None for f in feeds]
-    out = jax.vmap(fn, in_axes=[0] + axes)(jnp.reshape(x, -1), *flat)
-    return jax.tree_util.tree_map(lambda o: jnp.reshape(o, jnp.shape(x)), out)
+def _per_element(fn, arrays, feeds):
+    """Apply a scalar function to every element of ``arrays`` (all of one shape), with matching
+    elements of ``feeds`` (arrays of that shape, or scalars)."""
+    shape = jnp.shape(arrays[0])
+    if not shape:
+        return fn(*arrays, *feeds)
+    flat_arrays = [jnp.reshape(a, -1) for a in arrays]
+    flat_feeds = [jnp.reshape(f, -1) if jnp.ndim(f) else f for f in feeds]
+    axes = [0] * len(arrays) + [0 if jnp.ndim(f) else None for f in feeds]
+    out = jax.vmap(fn, in_axes=axes)(*flat_arrays, *flat_feeds)
+    return jax.tree_util.tree_map(lambda o: jnp.reshape(o, shape), out)

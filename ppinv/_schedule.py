@@ -38,7 +38,7 @@ from numpyro.distributions import constraints
 
 from ._block import JOINTLY_SOLVED, LinearBlock, is_linear
 from ._compat import is_concrete
-from ._piecewise import PiecewiseBlock, piecewise_cone
+from ._piecewise import FlatPieceError, PiecewiseBlock, piecewise_cone, refuse_theta_dependent_flat_pieces, theta_dependent
 from ._monotone import MonotoneBlock, derivative_sign, is_elementwise_analytic
 from ._polar import PolarBlock
 from ._poly import MAX_DEGREE, PolynomialBlock, poly_degree
@@ -146,8 +146,14 @@ def _is_discrete(v) -> bool:
 
 class _Scheduler:
     def __init__(self, program, known_inputs, unknown_inputs, observed, supports, table, names, extra_outputs=(),
-                 free=()):
+                 free=(), flat_ok=False, outer_theta=True):
         self.program = program
+        # flat pieces (``_piecewise.py``): solving through one with θ-dependent values is refused
+        # (and another schedule tried) unless ``flat_ok``; in a nested schedule the known inputs
+        # and observations may themselves come from the enclosing schedule's θ
+        self.flat_ok = flat_ok
+        self.theta_seeds = (list(known_inputs) + list(observed)) if outer_theta else []
+        self.flat_refusals = []
         self.free_first = list(free)
         self.table = table
         self.known_inputs = list(known_inputs)
@@ -408,6 +414,7 @@ class _Scheduler:
             )
 
     def _apply(self, e, solver, pat, queue):
+        self._check_flat_pieces(solver)
         names = []
         hints = getattr(solver, "theta_hints", None) or [f"{e.prim.name}_{spec.kind}" for spec in solver.theta]
         for spec, hint in zip(solver.theta, hints):
@@ -417,6 +424,17 @@ class _Scheduler:
         self._finish(e)
         for v in list(e.ins) + list(e.outs):
             self._mark_known(v, queue)
+
+    def _check_flat_pieces(self, solver):
+        """Refuse a solve that would drop a flat piece holding posterior mass (``_piecewise.py``)."""
+        pieces = getattr(solver, "flat_pieces", ())
+        if not pieces or self.flat_ok:
+            return
+        dep = theta_dependent(self.steps, self.theta, self.theta_seeds)
+        for p in pieces:
+            if any(v in dep for v in p.consumed):
+                self.flat_refusals.append(p)
+                raise FlatPieceError(p.refusal())
 
     def _free(self, v, queue):
         sup = self.supports.get(v)
@@ -588,6 +606,7 @@ class _Scheduler:
                     if self._is_known(v) and not v.is_const and v not in known:
                         known.append(v)
             block = PiecewiseBlock(anchor, eqns, leaf, known, self.table, anchor.describe())
+            self._check_flat_pieces(block)
             names = tuple(self._add_theta(spec, "piece") for spec in block.theta)
             self.steps.append(PolyStep(block, names))
             self._finish(anchor)
@@ -815,15 +834,27 @@ class _Scheduler:
 
 
 def build_schedule(program, known_inputs, unknown_inputs, observed, supports, table, names, extra_outputs=(),
-                   free=()):
+                   free=(), outer_theta=True):
     """Schedule ``program`` given which inputs are known and which outputs are observed.
 
     ``extra_outputs`` are variables to compute as well (not observed): the
     carry of a loop body solved forwards, for instance. ``free`` are unknown
-    inputs to make θ before the scheduler chooses any.
+    inputs to make θ before the scheduler chooses any. ``outer_theta=False``
+    says the known inputs and observations are fixed data (a top-level
+    inverse), not values an enclosing schedule computed from θ.
     """
-    return _Scheduler(program, known_inputs, unknown_inputs, observed, supports, table, names, extra_outputs,
-                      free).run()
+    args = (program, known_inputs, unknown_inputs, observed, supports, table, names, extra_outputs, free)
+    strict = _Scheduler(*args, outer_theta=outer_theta)
+    try:
+        return strict.run()
+    except InversionError:
+        if not strict.flat_refusals:
+            raise
+    # Every schedule found solves through a flat piece with θ-dependent values. Scheduled
+    # without that restriction, the program either fails for another reason (that error is
+    # the one to report) or succeeds only by dropping the piece, which is refused by name.
+    schedule = _Scheduler(*args, flat_ok=True, outer_theta=outer_theta).run()
+    return refuse_theta_dependent_flat_pieces(schedule, strict.theta_seeds)
 
 
 # --- running a schedule ---------------------------------------------------------------

@@ -321,7 +321,8 @@ class _Plan:
         free_vars = [v for v, n in zip(lat_vars, latents) if n in cm.free]
         try:
             self.schedule = build_schedule(
-                program, ctx_vars, unknown_vars, program.outvars, supports, cm.table, names, free=free_vars
+                program, ctx_vars, unknown_vars, program.outvars, supports, cm.table, names, free=free_vars,
+                outer_theta=False,
             )
         except InversionError as err:
             if not isinstance(err, NoRuleError):

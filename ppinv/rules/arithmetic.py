@@ -17,8 +17,10 @@ from jax import lax
 from numpyro.distributions import constraints
 
 from . import DEFAULT_RULES
+from .._piecewise import FlatPiece
+from ..theta import ThetaSpec, int_dtype
 from .._block import concrete_const, const_has_zero
-from ._base import BinaryRule, UnaryRule, known_value, xp_of
+from ._base import BinaryRule, Solution, Solver, UnaryRule, known_value, xp_of
 from .elementwise import SQUARE_RULE, _root_rule
 
 
@@ -121,7 +123,13 @@ _div_rule.image = _both_positive
 DEFAULT_RULES.register(lax.div_p, _div_rule)
 
 
-# --- max / min with a known operand ---------------------------------------------
+# --- max / min ------------------------------------------------------------------------------
+# ``z = max(x, c)`` with ``c`` known is piecewise: ``x`` where ``x > c``, and ``c`` — whatever ``x``
+# is — where ``x <= c``. Solving ``x = z`` reaches only the first piece; the second is *flat* and
+# is declared to the scheduler (``_piecewise.py``), which refuses to solve through it with values
+# computed from θ (the flat piece then holds posterior mass) and computes ``x`` forwards instead.
+# With both operands unknown, θ picks which operand attains ``z`` and the positive gap to the
+# other: every preimage, one continuous dimension per element, like ``reduce_max``.
 def _clip_solver(strict_side):
     def solve(z, known):
         ok = strict_side(z, known)
@@ -130,23 +138,75 @@ def _clip_solver(strict_side):
     return solve
 
 
+class _ArgExtremePairSolver(Solver):
+    """``z = max(a, b)`` (or ``min``) with ``a``, ``b`` unknown: θ picks the operand equal to
+    ``z`` (0: ``a``, 1: ``b``) and the gap ``g > 0`` to the other one, ``z ∓ g``."""
+
+    def __init__(self, pat, sign):
+        z = pat.eqn.outs[0]
+        self.sign = sign  # +1: the other operand lies below z; -1: above
+        name = "max" if sign > 0 else "min"
+        self.theta = (
+            ThetaSpec(z.shape, np.dtype(int_dtype()), constraints.integer_interval(0, 1), f"arg{name}",
+                      pat.eqn.describe()),
+            ThetaSpec(z.shape, z.dtype, constraints.positive, "gap", pat.eqn.describe()),
+        )
+        self.description = f"{name} of two unknowns: θ picks the operand that attains it and the gap to the other"
+
+    def solve(self, ins, outs, theta):
+        z = outs[0]
+        k, gap = theta
+        other = z - self.sign * gap
+        a = jnp.where(k == 0, z, other)
+        b = jnp.where(k == 0, other, z)
+        ok = jnp.all(gap > 0) & jnp.all((k == 0) | (k == 1))
+        # (z, gap) -> (a, b) is (z, z - gap) or (z - gap, z): |det| = 1
+        return Solution([a, b], [z], 0.0, ok)
+
+    def pgf(self, ins, outs):
+        a, b = ins
+        k = (self.sign * b > self.sign * a).astype(int_dtype())
+        return k, self.sign * (outs[0] - jnp.where(k == 0, b, a))
+
+
+def _extreme_pair_rule(sign, one_known):
+    """The rule for ``max`` (``sign=+1``) or ``min`` (``-1``)."""
+    region = "<=" if sign > 0 else ">="
+
+    def rule(pat):
+        if not pat.known_out[0] or all(pat.known_in):
+            return None
+        eqn = pat.eqn
+        if not all(v.is_float for v in eqn.ins):
+            return None  # an integer operand's flat piece has positive (counting) measure: forward only
+        if not pat.same(0, 1) and not any(pat.known_in):
+            z = eqn.outs[0]
+            if pat.allow_theta and all(v.shape == z.shape for v in eqn.ins):
+                return _ArgExtremePairSolver(pat, sign)
+            return None
+        solver = one_known(pat)
+        if solver is not None and not pat.same(0, 1):
+            i = pat.unknown_in[0]
+            x, c = eqn.ins[i], eqn.ins[1 - i]
+            solver.flat_pieces = (FlatPiece(eqn, x, c, (eqn.outs[0], c), f"{x!r} {region} {c!r}"),)
+        return solver
+
+    return rule
+
+
 _identity = UnaryRule(lambda z: z, lambda z, x: _zeros(z))
-DEFAULT_RULES.register(
-    lax.max_p,
-    BinaryRule(
-        solve_left=_clip_solver(lambda z, b: z > b),
-        solve_right=_clip_solver(lambda z, a: z > a),
-        same=_identity,
-    ),
+_MAX_ONE_KNOWN = BinaryRule(
+    solve_left=_clip_solver(lambda z, b: z > b),
+    solve_right=_clip_solver(lambda z, a: z > a),
+    same=_identity,
 )
-DEFAULT_RULES.register(
-    lax.min_p,
-    BinaryRule(
-        solve_left=_clip_solver(lambda z, b: z < b),
-        solve_right=_clip_solver(lambda z, a: z < a),
-        same=_identity,
-    ),
+_MIN_ONE_KNOWN = BinaryRule(
+    solve_left=_clip_solver(lambda z, b: z < b),
+    solve_right=_clip_solver(lambda z, a: z < a),
+    same=_identity,
 )
+DEFAULT_RULES.register(lax.max_p, _extreme_pair_rule(+1, _MAX_ONE_KNOWN))
+DEFAULT_RULES.register(lax.min_p, _extreme_pair_rule(-1, _MIN_ONE_KNOWN))
 
 
 # --- pow --------------------------------------------------------------------------

@@ -260,3 +260,22 @@ def _convert_rule(pat):
 
 _convert_rule.image = _same_support
 DEFAULT_RULES.register(lax.convert_element_type_p, _convert_rule)
+
+
+# --- erfc (for the normal CDF and survival function) -----------------------------------------
+# jax.scipy.special.ndtr (hence numpyro's Normal.cdf) is a where over an erf piece near 0 and
+# erfc pieces in the tails. erfc(x) = 2·Φ(−x√2), so x = −ndtri(z/2)/√2: ndtri keeps full relative
+# precision for small probabilities, where 1 − z (through erfinv) would cancel to 0. For z > 1
+# the complement 2 − z = erfc(−x) is exact (Sterbenz), so that branch is precise too.
+def _erfc_inverse(z):
+    from jax.scipy.special import ndtri
+
+    upper = z > 1.0
+    p = jnp.where(upper, (2.0 - z) / 2.0, z / 2.0)
+    q = ndtri(p) / math.sqrt(2.0)
+    return jnp.where(upper, q, -q)
+
+
+_reg(lax.erfc_p, inverse=_erfc_inverse,
+     log_det=lambda z, x: 0.5 * math.log(_PI) - math.log(2.0) + jnp.square(x),  # −log|erfc'(x)|
+     domain=lambda z: (z > 0) & (z < 2), safe=1.0, image=_image(constraints.interval(0.0, 2.0)))
