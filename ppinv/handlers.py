@@ -3,24 +3,44 @@
 NumPyro's ``condition`` silently ignores ``deterministic`` sites, and a
 ``Delta`` likelihood is −∞ almost everywhere. :func:`condition` instead
 inverts the map from the latent sites to the observed values and returns an
-ordinary NumPyro model over the parameters θ of that inverse:
+ordinary NumPyro model over the parameters θ of that inverse, written as one
+would write it by hand:
 
-* its sample sites are the θ sites (named ``theta_<name>``; continuous ones
-  carry their supports, discrete ones are integer sites) and the latents that
-  no observation depends on;
-* one ``factor`` adds ``log p_X(x) + log|det ∂x/∂(y, θ)|`` (each θ site's
-  reference density is cancelled, so only the exact conditional remains);
-* the original latents come back as ``deterministic`` sites under their own
-  names, and each observed site reports the observed value.
+* its sample sites are the θ sites, the latents that no exact observation
+  depends on, and the model's own ordinary (noisy) observations. A θ that is
+  a whole latent keeps the latent's name (observing ``y = a·b``, ``a`` is
+  sampled and ``b`` solved); the other θ (null-space coordinates, signs,
+  roots, periods, ...) are named ``theta_<name>``;
+* the θ sites carry θ's density themselves: the first holds the exact
+  conditional ``log p_X(x) + log|det ∂x/∂(y, θ)|`` (its
+  :class:`ConditionalDensity`), the others zero. No observed site is added, so
+  ``log_likelihood``, ``az.loo``/``az.waic`` and ``get_model_relations`` see the
+  model's own noisy observations as its likelihood, and nothing else;
+* the solved latents come back as ``deterministic`` sites under their own
+  names. The exact observations are constraints, not likelihood terms: they
+  are data (``cm.data``), not sites of the conditioned model. Only where they
+  leave no θ at all (they determine the latents) is their joint density
+  ``p(y | other latents)`` a likelihood; the first exact site is then an
+  observed site carrying it.
+
+The model's ``numpyro.param`` sites, its model arguments and the data are
+inputs of the inverse, read at every call: after SVI (or
+``handlers.substitute``) moves a param, the constraint solved is the one with
+the new value.
 
 Because the result is a plain NumPyro model, NUTS, HMC, DiscreteHMCGibbs, SVI
 and Predictive all work on it; :mod:`ppinv.infer` adds kernels that start
-from valid points and move between branches.
+from valid points and move between branches. NumPyro's handlers compose with
+it: ``handlers.condition`` on a latent conditions that latent (the inverse is
+rebuilt with it as data), and ``handlers.substitute`` with values of every
+solved latent (``Predictive`` given the samples of ppinv's kernels, which hold
+the model's sites only) sets θ from the PGF.
 """
 
 from __future__ import annotations
 
 import difflib
+import inspect
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -32,20 +52,20 @@ import numpyro.distributions as dist
 from jax.tree_util import tree_flatten, tree_unflatten
 from numpyro import handlers
 from numpyro import primitives as _primitives
+from numpyro.distributions import constraints
 from numpyro.primitives import Messenger
 
 from ._compat import is_concrete
 from ._ir import import_jaxpr
-from ._schedule import build_schedule, run_schedule, schedule_pgf
+from ._schedule import FreeStep, build_schedule, run_schedule, schedule_pgf
 from .errors import ConditionError, InversionError, NoRuleError
-from .inverse import _keep_call
+from .inverse import _keep_call, support_refusal
 from .rules import current_table
 from .theta import intrinsic_size
 
-__all__ = ["condition", "ConditionedModel", "THETA_PREFIX", "FACTOR_NAME"]
+__all__ = ["condition", "ConditionedModel", "ConditionalDensity", "THETA_PREFIX"]
 
 THETA_PREFIX = "theta_"
-FACTOR_NAME = "_ppinv_log_density"
 
 
 def condition(model, data=None, *, free=None, theta_prefix: str = THETA_PREFIX):
@@ -54,7 +74,10 @@ def condition(model, data=None, *, free=None, theta_prefix: str = THETA_PREFIX):
     Parameters
     ----------
     model:
-        A NumPyro model (a callable with ``numpyro.sample``/``deterministic`` sites).
+        A NumPyro model (a callable with ``numpyro.sample``/``deterministic``
+        sites), or a model already conditioned by :func:`condition` (the data
+        are then merged: ``condition(condition(m, a), b)`` is
+        ``condition(m, {**a, **b})``; a name in both is an error).
     data:
         ``site name -> observed value``. Names of ``deterministic`` sites (and of
         ``Delta`` sample sites) are exact observations, solved for by parametric
@@ -69,12 +92,16 @@ def condition(model, data=None, *, free=None, theta_prefix: str = THETA_PREFIX):
         upstream of the observations, or one whose freeing would over-determine
         the rest, is an error.
     theta_prefix:
-        Prefix of the θ site names.
+        Prefix of the names of θ sites that are not latents of the model.
 
     Returns
     -------
     ConditionedModel
-        A NumPyro model taking the original model's arguments.
+        A NumPyro model taking the original model's arguments. A model that
+        takes no arguments is traced and checked here (wrong names, shapes,
+        data outside a site's support, observations that cannot be inverted
+        are errors now); one with arguments is checked by ``cm.plan(*args)`` or
+        its first call.
 
     Examples
     --------
@@ -86,7 +113,56 @@ def condition(model, data=None, *, free=None, theta_prefix: str = THETA_PREFIX):
     ...     numpyro.deterministic("y", a * b)
     >>> conditioned = ppinv.condition(model, {"y": 2.0})
     """
-    return ConditionedModel(model, data or {}, theta_prefix=theta_prefix, free=free)
+    data = {} if data is None else data
+    if isinstance(model, ConditionedModel):
+        return model.merged(data, free=free, theta_prefix=theta_prefix)
+    return ConditionedModel(model, data, theta_prefix=theta_prefix, free=free)
+
+
+class ConditionalDensity(dist.Distribution):
+    """The distribution of a θ site of a conditioned model.
+
+    Draws come from ``reference``, a proper distribution on θ's support (for
+    prior predictive draws and initialisation). The log density is ``share``:
+    this site's part of the exact conditional ``log p_X(g(y, θ)) + log|det|``.
+    That part needs every θ, so the conditioned model sets it once all θ sites
+    have their values; NumPyro reads log densities off the finished trace.
+    """
+
+    pytree_data_fields = ("reference", "share")
+    pytree_aux_fields = ("_support",)
+
+    def __init__(self, reference=None, share=None, *, event_shape=None, support=None):
+        self.reference = reference
+        self.share = share
+        self._support = support if support is not None else reference.support
+        if event_shape is None:
+            event_shape = tuple(reference.batch_shape) + tuple(reference.event_shape)
+        super().__init__(batch_shape=(), event_shape=tuple(event_shape), validate_args=False)
+
+    @property
+    def support(self):
+        return self._support
+
+    @property
+    def has_enumerate_support(self):
+        return self.reference is not None and self.reference.has_enumerate_support
+
+    def enumerate_support(self, expand=True):
+        return self.reference.enumerate_support(expand)
+
+    def sample(self, key, sample_shape=()):
+        if self.reference is None:
+            raise ValueError("an exact observation's density has no draws; it is always observed.")
+        return self.reference.sample(key, sample_shape)
+
+    def log_prob(self, value):
+        if self.share is None:
+            raise ValueError(
+                "the log density of a θ site of a ppinv-conditioned model was read before the model finished "
+                "running; read it from a complete trace (numpyro.infer.util.log_density does)."
+            )
+        return self.share
 
 
 def _unwrap(fn):
@@ -113,6 +189,17 @@ def _static_support(fn):
     return sup
 
 
+def _aval(value):
+    if isinstance(value, jax.ShapeDtypeStruct):
+        return value
+    return jax.ShapeDtypeStruct(jnp.shape(value), jnp.result_type(value))
+
+
+def _known(value) -> bool:
+    """A value that can be checked now (not traced, not a placeholder)."""
+    return not isinstance(value, jax.ShapeDtypeStruct) and is_concrete(value)
+
+
 @dataclass
 class _SiteInfo:
     name: str
@@ -126,7 +213,7 @@ class _SiteInfo:
 
     @property
     def simplex(self) -> bool:
-        return isinstance(self.support, type(dist.constraints.simplex))
+        return isinstance(self.support, type(constraints.simplex))
 
     @property
     def input_shape(self) -> tuple:
@@ -146,34 +233,78 @@ class _SiteInfo:
 
 
 class _Plan:
-    """Everything :class:`ConditionedModel` needs for one signature of model arguments."""
+    """Everything :class:`ConditionedModel` needs for one signature of model arguments.
+
+    The inverted program's known inputs (its context) are, in this order: the
+    array leaves of the model arguments, the values of the model's
+    ``numpyro.param`` sites, and the data of the sample sites conditioned as
+    NumPyro does. All three are read at every call, never baked in.
+    """
 
     def __init__(self, cm, args, kwargs):
         self.cm = cm
         leaves, self.arg_tree = tree_flatten((args, kwargs))
         self.dynamic = [_is_array(leaf) for leaf in leaves]
         self.static_leaves = [None if d else leaf for d, leaf in zip(self.dynamic, leaves)]
-        ctx = [jnp.asarray(leaf) for leaf, d in zip(leaves, self.dynamic) if d]
-        self.ctx_avals = [jax.ShapeDtypeStruct(c.shape, c.dtype) for c in ctx]
+        arg_ctx = [jnp.asarray(leaf) for leaf, d in zip(leaves, self.dynamic) if d]
+        self.arg_avals = [jax.ShapeDtypeStruct(c.shape, c.dtype) for c in arg_ctx]
         self._discover()
-        self._build_inverse(ctx)
+        self._check_data()
+        self._build_inverse(arg_ctx)
 
     # -- argument plumbing ---------------------------------------------------------------
     def rebuild_args(self, ctx):
-        it = iter(ctx)
+        it = iter(ctx[: len(self.arg_avals)])
         leaves = [next(it) if d else s for d, s in zip(self.dynamic, self.static_leaves)]
         return tree_unflatten(self.arg_tree, leaves)
 
-    @staticmethod
-    def ctx_of(args, kwargs):
+    def ctx_of(self, args, kwargs):
+        """The array leaves of the model arguments (the first part of the context)."""
         leaves, _ = tree_flatten((args, kwargs))
         return [jnp.asarray(leaf) for leaf in leaves if _is_array(leaf)]
+
+    @property
+    def sample_data(self):
+        return {n: self.cm.data[n] for n in self.data_names}
+
+    def read_params(self, args, kwargs):
+        """The current value of every ``numpyro.param`` of the model, as the handlers around give it.
+
+        The model is run with placeholder values at its sample sites, and only its
+        param messages go out to the enclosing handlers (SVI's substitute, a user's
+        ``handlers.substitute``...): under ``jit`` everything but the params is dead code.
+        """
+        if not self.params:
+            return {}
+        with handlers.block(hide_fn=lambda msg: msg["type"] not in ("param", "prng_key")):
+            with handlers.trace() as tr, handlers.substitute(substitute_fn=_placeholder):
+                self.cm.model(*args, **kwargs)
+        return {n: tr[n]["value"] for n in self.params}
+
+    def full_ctx_of(self, args, kwargs, data=None, params=None):
+        """The whole context (arguments, params, sample data) for these model arguments."""
+        return self._full_ctx(self.ctx_of(args, kwargs), data, params)
+
+    def _full_ctx(self, ctx, data=None, params=None):
+        """Arguments' leaves + params + sample data: the known inputs of the inverse."""
+        ctx = list(ctx)[: len(self.arg_avals)]
+        data = self.cm.data if data is None else data
+        if params is None:
+            params = self.read_params(*self.rebuild_args(ctx))
+        missing = [n for n in self.params if n not in params]
+        if missing:
+            raise ConditionError(f"params {missing} of the model are missing from the params given.")
+        return (
+            ctx
+            + [jnp.asarray(params[n], self.params[n].dtype) for n in self.params]
+            + [jnp.asarray(data[n]) for n in self.data_names]
+        )
 
     # -- pass 1: which sites exist ------------------------------------------------------------
     def _discover(self):
         cm = self.cm
-        sites = {}
-        sample_data_keys = []
+        sites, params = {}, {}
+        data_keys = []
 
         def probe(*ctx):
             args, kwargs = self.rebuild_args(ctx)
@@ -187,6 +318,8 @@ class _Plan:
                             f"plate '{name}' subsamples ({sub} of {site['args'][0]}); ppinv.condition needs "
                             "the full data. Remove subsample_size."
                         )
+                if site["type"] == "param":
+                    params[name] = _aval(site["value"])
                 if site["type"] not in ("sample", "deterministic"):
                     continue
                 value = site["value"]
@@ -200,23 +333,48 @@ class _Plan:
                     info.discrete = bool(getattr(fn.support, "is_discrete", False)) or not jnp.issubdtype(
                         info.dtype, jnp.floating
                     )
+                    info.support = _static_support(fn)
                     if info.delta and (site["is_observed"] or name in cm.data):
                         info.kind, info.from_data = "exact", name in cm.data
                     elif name in cm.data:
                         info.kind = "observed"
-                        sample_data_keys.append(name)
+                        data_keys.append(name)
                     elif site["is_observed"]:
                         info.kind = "observed"
                     else:
                         info.kind = "latent"
-                        info.support = _static_support(fn)
                 sites[name] = info
-            # observed values of Delta sites that carry obs= in the model
-            return [tr[n]["value"] for n, s in sites.items() if s.kind == "exact" and s.delta and not s.from_data]
+            return 0
 
-        self.delta_obs_jaxpr = jax.make_jaxpr(probe)(*self.ctx_avals)
+        jax.make_jaxpr(probe)(*self.arg_avals)
         self.sites = sites
-        self.sample_data = {k: cm.data[k] for k in sample_data_keys}
+        self.params = params
+        self.data_names = data_keys
+        self.exact = [n for n, s in sites.items() if s.kind == "exact"]
+        self.latents = [n for n, s in sites.items() if s.kind == "latent"]
+        self.ctx_avals = list(self.arg_avals) + list(params.values()) + [_aval(cm.data[n]) for n in data_keys]
+        if self._has_model_deltas:
+            self.delta_obs_jaxpr = jax.make_jaxpr(self._model_delta_values)(*self.ctx_avals)
+
+    def _run_model(self, full_ctx, latents=None):
+        """Trace the model at the given context (arguments, params, sample data) and latent values."""
+        n_args, n_params = len(self.arg_avals), len(self.params)
+        args, kwargs = self.rebuild_args(full_ctx)
+        params = dict(zip(self.params, full_ctx[n_args : n_args + n_params]))
+        data = dict(zip(self.data_names, full_ctx[n_args + n_params :]))
+        with handlers.trace() as tr, handlers.seed(rng_seed=0), handlers.substitute(
+            data={**(latents or {}), **params}
+        ), handlers.condition(data=data):
+            self.cm.model(*args, **kwargs)
+        return tr
+
+    def _model_delta_values(self, *full_ctx):
+        """The ``obs=`` values of the model's Delta sites that no data key names."""
+        tr = self._run_model(list(full_ctx))
+        return [tr[n]["value"] for n in self.exact if self.sites[n].delta and not self.sites[n].from_data]
+
+    def _check_data(self):
+        cm, sites = self.cm, self.sites
         unknown = sorted(set(cm.data) - set(sites))
         if unknown:
             hints = []
@@ -229,31 +387,26 @@ class _Plan:
                 f"Sites of the model: {sorted(sites)}.{''.join(hints)} Use the name given to "
                 "numpyro.deterministic or numpyro.sample in the model."
             )
-        self.exact = [n for n, s in sites.items() if s.kind == "exact"]
         if not self.exact:
             raise ConditionError(
                 "nothing to condition exactly: no data key names a deterministic or Delta site, and the "
                 "model has no observed Delta site. For ordinary observations use numpyro.handlers.condition."
             )
-        self.latents = [n for n, s in sites.items() if s.kind == "latent"]
         for n in self.exact:
-            s = sites[n]
-            if s.from_data:
-                _check_value(n, cm.data[n], s.shape)
+            if sites[n].from_data:
+                _check_value(n, cm.data[n], sites[n].shape)
+        for n in self.data_names:
+            _check_sample_data(n, cm.data[n], sites[n])
 
     # -- pass 2: the map latents -> exact observations, and its inverse ------------------------
-    def _build_inverse(self, ctx):
+    def _build_inverse(self, arg_ctx):
         cm = self.cm
         latents = self.latents
         sites = self.sites
 
         def forward(*flat):
             lat = {n: sites[n].from_input(v) for n, v in zip(latents, flat[: len(latents)])}
-            args, kwargs = self.rebuild_args(flat[len(latents) :])
-            with handlers.trace() as tr, handlers.seed(rng_seed=0), handlers.substitute(data=lat), handlers.condition(
-                data=self.sample_data
-            ):
-                cm.model(*args, **kwargs)
+            tr = self._run_model(list(flat[len(latents) :]), lat)
             outs = []
             for n in self.exact:
                 site = tr[n]
@@ -271,29 +424,12 @@ class _Plan:
             if v.is_const or v in set(ctx_vars) or not _ancestors_among(program, v, set(lat_vars)):
                 raise ConditionError(
                     f"observed site '{n}' does not depend on any latent sample site (it is computed from "
-                    "constants and model arguments only), so there is nothing to infer from observing it. "
-                    f"Remove '{n}' from the data, or compute it from the model's sample sites."
+                    "constants, params and model arguments only), so there is nothing to infer from observing "
+                    f"it. Remove '{n}' from the data, or compute it from the model's sample sites."
                 )
         used = _used_inputs(program)
         upstream = [n for n, v in zip(latents, lat_vars) if v in used]
-        discrete = [n for n in upstream if sites[n].discrete]
-        if discrete:
-            raise ConditionError(
-                f"discrete latent site(s) {', '.join(repr(n) for n in discrete)} lie upstream of the exact "
-                f"observation(s) {', '.join(repr(n) for n in self.exact)}; inverting through discrete latent "
-                "sites is not supported. Marginalise them out by hand (sum the model over their values) or "
-                "make them continuous."
-            )
-        for n in upstream:
-            s = sites[n]
-            if not s.simplex and intrinsic_size(s.support, s.shape) < int(np.prod(s.shape, dtype=np.int64)):
-                raise ConditionError(
-                    f"latent site '{n}' has support {s.support}, a manifold of lower dimension than its shape "
-                    f"{s.shape}, and lies upstream of the exact observation(s) "
-                    f"{', '.join(repr(e) for e in self.exact)}; inverting through such a site is not supported "
-                    "(simplex supports are). Sample an unconstrained parametrisation of it and transform it "
-                    "in the model (e.g. a vector of reals mapped by a bijection) instead."
-                )
+        self._check_upstream(upstream)
         # More observed values than latent degrees of freedom can only over-determine the latents;
         # say so in the model's terms (sites) before the scheduler says it in the program's.
         m = sum(int(np.prod(sites[n].shape, dtype=np.int64)) for n in self.exact)
@@ -328,70 +464,167 @@ class _Plan:
             if not isinstance(err, NoRuleError):
                 # Over-determined or rank-deficient: usually observations that depend on each
                 # other. Name the sites, which the scheduler (seeing only variables) cannot.
-                _raise_if_dependent(closed, self, upstream, ctx)
+                _raise_if_dependent(closed, self, upstream, arg_ctx)
             raise type(err)(
                 f"while conditioning on {', '.join(repr(n) for n in self.exact)} "
                 f"(latents {', '.join(repr(n) for n in upstream)}): {err}"
             ) from None
         self.program = program
         self.ignored = ignored
-        self.theta_sites = {n: cm.theta_prefix + n for n in self.schedule.theta}
-        clash = set(self.theta_sites.values()) & set(sites)
+        self.theta_sites = self._name_theta_sites(dict(zip(lat_vars, latents)))
+        clash = set(self.extra_theta_sites) & set(sites)
         if clash:
             raise ConditionError(f"θ site names {sorted(clash)} clash with model sites; pass theta_prefix=... .")
 
+    def _check_upstream(self, upstream):
+        sites = self.sites
+        discrete = [n for n in upstream if sites[n].discrete]
+        if discrete:
+            raise ConditionError(
+                f"discrete latent site(s) {', '.join(repr(n) for n in discrete)} lie upstream of the exact "
+                f"observation(s) {', '.join(repr(n) for n in self.exact)}; inverting through discrete latent "
+                "sites is not supported. Marginalise them out by hand (sum the model over their values) or "
+                "make them continuous."
+            )
+        for n in upstream:
+            s = sites[n]
+            if s.simplex:  # handled: the inverse solves for all entries but the last
+                continue
+            what = f"latent site '{n}' (upstream of the exact observation(s) {', '.join(map(repr, self.exact))})"
+            reason = support_refusal(what, s.support, simplex_hint=" (Simplex supports are handled.)")
+            if reason is not None:
+                raise ConditionError(reason)
+
+    def _name_theta_sites(self, latent_of_var):
+        """θ leaf -> site name: a θ that is a whole latent takes the latent's name.
+
+        Such a θ *is* the latent (the inverse frees it and solves the rest from it), so
+        the conditioned model samples the latent itself, as one would write it by hand,
+        and no second site repeats its value. A simplex latent is freed as its first
+        n−1 entries, which are not the site's value: its θ keeps a ``theta_`` name.
+        """
+        self.latent_theta = {}
+        for step in self.schedule.steps:
+            if isinstance(step, FreeStep) and step.var in latent_of_var:
+                name = latent_of_var[step.var]
+                if not self.sites[name].simplex:
+                    self.latent_theta[step.name] = name
+        return {n: self.latent_theta.get(n, self.cm.theta_prefix + n) for n in self.schedule.theta}
+
+    @property
+    def extra_theta_sites(self):
+        """θ sites that are not sites of the original model (null-space coordinates, signs, ...)."""
+        return [s for n, s in self.theta_sites.items() if n not in self.latent_theta]
+
+    @property
+    def solved(self):
+        """Upstream latents computed from θ (``deterministic`` sites of the conditioned model)."""
+        return [n for n in self.upstream if n not in set(self.latent_theta.values())]
+
     # -- running ---------------------------------------------------------------------------
-    def observed_values(self, ctx):
-        delta_vals = jax.extend.core.jaxpr_as_fun(self.delta_obs_jaxpr)(*ctx) if self._has_model_deltas else []
+    def observed_values(self, ctx, data=None, params=None):
+        """The exact observations' values, in ``self.exact`` order."""
+        return self._observed(self._full_ctx(ctx, data, params), data)
+
+    def _observed(self, full_ctx, data=None):
+        data = self.cm.data if data is None else data
+        delta_vals = jax.extend.core.jaxpr_as_fun(self.delta_obs_jaxpr)(*full_ctx) if self._has_model_deltas else []
         it = iter(delta_vals)
-        out = []
-        for n in self.exact:
-            s = self.sites[n]
-            out.append(jnp.asarray(self.cm.data[n]) if s.from_data else next(it))
-        return out
+        return [jnp.asarray(data[n]) if self.sites[n].from_data else next(it) for n in self.exact]
 
     @property
     def _has_model_deltas(self):
         return any(self.sites[n].delta and not self.sites[n].from_data for n in self.exact)
 
-    def invert(self, ctx, theta):
-        """``(x by site, log|det|, ok)`` for θ given as a dict by θ leaf name."""
-        y = self.observed_values(ctx)
-        xs, log_det, ok = run_schedule(self.schedule, ctx, y, theta)
+    def invert(self, ctx, theta, data=None, params=None):
+        """``(x by site, log|det|, ok)`` for θ given as a dict by θ leaf name.
+
+        ``ctx`` holds the array leaves of the model arguments (``ctx_of``); ``params``
+        defaults to the values the enclosing handlers give, ``data`` to ``cm.data``.
+        """
+        return self._invert(self._full_ctx(ctx, data, params), theta, data)
+
+    def _invert(self, full_ctx, theta, data=None):
+        y = self._observed(full_ctx, data)
+        xs, log_det, ok = run_schedule(self.schedule, full_ctx, y, theta)
+        finite = [jnp.all(jnp.isfinite(v)) for v in y]  # traced data: NaN is outside the domain
+        ok = jnp.logical_and(ok, jnp.all(jnp.stack(finite)))
         return {n: self.sites[n].from_input(x) for n, x in zip(self.upstream, xs)}, log_det, ok
 
-    def pgf(self, ctx, latent_values):
+    def pgf(self, ctx, latent_values, data=None, params=None):
         """θ (by leaf name) reproducing the given latent values."""
+        return self._pgf(self._full_ctx(ctx, data, params), latent_values)
+
+    def _pgf(self, full_ctx, latent_values):
         vals = [self.sites[n].to_input(jnp.asarray(latent_values[n])) for n in self.upstream]
         return schedule_pgf(
             self.schedule,
             self.program,
-            ctx,
+            full_ctx,
             vals,
             ignored={v: jnp.zeros(v.shape, v.dtype) for v in self.ignored},
         )
 
-    def run(self, args, kwargs):
-        ctx = self.ctx_of(args, kwargs)
+    def run(self, args, kwargs, data=None):
+        """The conditioned model's body: θ sites, the inverse, the replayed model."""
+        data = self.cm.data if data is None else data
+        params = self.read_params(args, kwargs)
+        full = self._full_ctx(self.ctx_of(args, kwargs), data, params)
         refs = {n: s.reference() for n, s in self.schedule.theta.items()}
+        densities = {n: ConditionalDensity(refs[n]) for n in refs}
+        given = self._theta_from_given_latents(full)
         theta = {}
-        for n, site in self.theta_sites.items():
-            theta[n] = numpyro.sample(site, refs[n], infer={"ppinv_theta": n})
-        x, log_det, ok = self.invert(ctx, theta)
+        with handlers.substitute(data={self.theta_sites[n]: v for n, v in given.items()}):
+            for n, site in self.theta_sites.items():
+                theta[n] = numpyro.sample(site, densities[n], infer={"ppinv_theta": n})
+        x, log_det, ok = self._invert(full, theta, data)
         replay = _ReplayLatents(x, set(self.exact))
-        with handlers.condition(data=self.sample_data), replay:
+        with handlers.substitute(data=params), handlers.condition(data={n: data[n] for n in self.data_names}), replay:
             result = self.cm.model(*args, **kwargs)
-        ref_lp = sum((refs[n].log_prob(theta[n]) for n in theta), jnp.zeros(()))
-        total = replay.log_prob + log_det - ref_lp
+        total = replay.log_prob + log_det
         # at singular edge points (a branch point, √ at 0) log|det| is ±inf: treat as −inf
         valid = jnp.logical_and(jnp.logical_and(ok, replay.valid), jnp.isfinite(total))
-        numpyro.factor(FACTOR_NAME, jnp.where(valid, total, -jnp.inf))
-        for n in self.upstream:
+        log_density = jnp.where(valid, total, -jnp.inf)
+        self._carry_density(densities, log_density, full, data)
+        for n in self.solved:
             numpyro.deterministic(n, replay.values[n])
-        y = self.observed_values(ctx)
-        for n, val in zip(self.exact, y):
-            numpyro.deterministic(n, jnp.broadcast_to(jnp.asarray(val), self.sites[n].shape))
         return result
+
+    def _carry_density(self, densities, log_density, full_ctx, data):
+        """Put the exact conditional on the first θ site (zero on the others).
+
+        Without θ the exact observations fix the latents; their joint density given the
+        other latents is then a likelihood, carried by the first exact site, observed.
+        """
+        if densities:
+            first, *rest = densities.values()
+            first.share = log_density
+            for d in rest:
+                d.share = jnp.zeros((), log_density.dtype)
+            return
+        name = self.exact[0]
+        shape = self.sites[name].shape
+        value = jnp.broadcast_to(self._observed(full_ctx, data)[0], shape)
+        real = constraints.independent(constraints.real, len(shape)) if shape else constraints.real
+        numpyro.sample(name, ConditionalDensity(None, log_density, event_shape=shape, support=real), obs=value)
+
+    def _theta_from_given_latents(self, full_ctx):
+        """θ from the PGF when the enclosing handlers substitute every solved latent, else ``{}``.
+
+        NumPyro's substitute ignores ``deterministic`` sites; here the solved latents are
+        the model's own sites, so values given for all of them (``Predictive`` with the
+        samples of ppinv's kernels, which hold the model's sites and no θ) fix θ. Values
+        the handlers give for θ sites themselves still take precedence.
+        """
+        if not self.extra_theta_sites:
+            return {}
+        values = {}
+        for n in self.solved + [u for u in self.upstream if u not in self.solved]:
+            v = _substituted_from_outside(n)
+            if v is None:
+                return {}
+            values[n] = v
+        return self._pgf(full_ctx, values)
 
 
 class _ReplayLatents(Messenger):
@@ -442,10 +675,11 @@ class ConditionedModel:
     """A NumPyro model conditioned exactly by :func:`condition`.
 
     Call it like the original model. ``plan(*args, **kwargs)`` exposes the
-    inverse used for those arguments (sites, θ, schedule).
+    inverse used for those arguments (sites, θ, schedule); ``theta_of(samples)``
+    gives the θ of samples of the model's latents.
     """
 
-    def __init__(self, model, data, theta_prefix=THETA_PREFIX, free=None):
+    def __init__(self, model, data, theta_prefix=THETA_PREFIX, free=None, *, _check_now=True):
         if not callable(model):
             raise ConditionError(f"model must be callable; got {type(model).__name__}.")
         if not isinstance(data, dict):
@@ -456,9 +690,26 @@ class ConditionedModel:
         self.free = [free] if isinstance(free, str) else list(free or [])
         self.table = current_table()
         self._plans = {}
+        self._with_outside = {}
         for name, value in self.data.items():
             _check_finite(name, value)
         self.__name__ = f"conditioned_{getattr(model, '__name__', 'model')}"
+        if _check_now and _takes_no_arguments(model):
+            self.plan()  # trace and schedule now, so wrong data fails here rather than at mcmc.run
+
+    def merged(self, data, free=None, theta_prefix=THETA_PREFIX):
+        """This model's data and ``data`` together (``condition(condition(m, a), b)``)."""
+        if not isinstance(data, dict):
+            raise ConditionError(f"data must be a dict of site name -> value; got {type(data).__name__}.")
+        twice = sorted(set(data) & set(self.data))
+        if twice:
+            raise ConditionError(
+                f"data names {twice} are already conditioned on by the inner ppinv.condition; a site is observed "
+                "once. Drop them from one of the two data dicts."
+            )
+        free = [free] if isinstance(free, str) else list(free or [])
+        prefix = theta_prefix if theta_prefix != THETA_PREFIX else self.theta_prefix
+        return ConditionedModel(self.model, {**self.data, **data}, theta_prefix=prefix, free=self.free + free)
 
     def plan(self, *args, **kwargs) -> _Plan:
         key = _signature(args, kwargs)
@@ -473,7 +724,41 @@ class ConditionedModel:
         return plan
 
     def __call__(self, *args, **kwargs):
-        return self.plan(*args, **kwargs).run(args, kwargs)
+        plan = self.plan(*args, **kwargs)
+        given = _conditioned_from_outside(set(plan.upstream) | set(plan.exact))
+        if not given:
+            return plan.run(args, kwargs)
+        data = {**self.data, **given}
+        if set(given) <= set(self.data):  # new values of exact observations: the same inverse
+            return plan.run(args, kwargs, data)
+        return self._conditioned_on(given).plan(*args, **kwargs).run(args, kwargs, data)
+
+    def _conditioned_on(self, given):
+        """This model with latents that ``handlers.condition`` observes from outside added to its data.
+
+        One per set of names and shapes; the values themselves are read at every call.
+        """
+        key = tuple(sorted((n, tuple(_aval(v).shape), str(_aval(v).dtype)) for n, v in given.items()))
+        cm = self._with_outside.get(key)
+        if cm is None:
+            data = {**self.data, **{n: (v if _known(v) else _aval(v)) for n, v in given.items()}}
+            free = [f for f in self.free if f not in given]
+            cm = ConditionedModel(self.model, data, theta_prefix=self.theta_prefix, free=free, _check_now=False)
+            self._with_outside[key] = cm
+        return cm
+
+    def theta_of(self, samples, *args, batch_ndims=1, **kwargs):
+        """θ sites (by site name) reproducing samples of the model's latents (the PGF, batched).
+
+        ppinv's kernels return the model's own sites; this gives the sampler's
+        coordinates when they are wanted (to check their mixing, say).
+        """
+        plan = self.plan(*args, **kwargs)
+        ctx = plan.full_ctx_of(args, kwargs)
+        one = lambda lat: {plan.theta_sites[n]: v for n, v in plan._pgf(ctx, lat).items()}  # noqa: E731
+        for _ in range(batch_ndims):
+            one = jax.vmap(one)
+        return one({n: jnp.asarray(samples[n]) for n in plan.upstream})
 
     def __repr__(self):
         return f"<ppinv.ConditionedModel of {getattr(self.model, '__name__', 'model')} on {sorted(self.data)}>"
@@ -490,6 +775,63 @@ def _outside_handlers():
         yield
     finally:
         stack[:] = saved
+
+
+def _conditioned_from_outside(names):
+    """Values that ``handlers.condition`` messengers around the call give for ``names``.
+
+    Those names are sites of the original model that the conditioned model does not
+    sample (solved latents, exact observations) or samples as θ: NumPyro would ignore
+    the condition or fix θ instead of the latent, so the model reads it itself.
+    Innermost first, so the outermost value wins, as in NumPyro.
+    """
+    found = {}
+    for handler in _primitives._PYRO_STACK:
+        if isinstance(handler, handlers.condition) and isinstance(getattr(handler, "data", None), dict):
+            found.update({n: v for n, v in handler.data.items() if n in names and v is not None})
+    return found
+
+
+def _substituted_from_outside(name):
+    """The value a ``substitute`` around the call gives for the model's site ``name`` (or ``None``).
+
+    A ``substitute_fn`` is asked about a sample site of that name; one that cannot
+    answer for a site it has not seen (an init strategy reading the site's
+    distribution) is taken to give nothing.
+    """
+    probe = {"type": "sample", "name": name, "fn": None, "args": (), "kwargs": {}, "value": None,
+             "is_observed": False, "infer": {}, "scale": None, "mask": None, "cond_indep_stack": []}
+    value = None
+    for handler in _primitives._PYRO_STACK:
+        if not isinstance(handler, handlers.substitute):
+            continue
+        data, fn = getattr(handler, "data", None), getattr(handler, "substitute_fn", None)
+        if data is not None and name in data:
+            value = data[name]
+        elif fn is not None:
+            try:
+                got = fn(dict(probe))
+            except Exception:
+                got = None
+            value = got if got is not None else value
+    return value
+
+
+def _placeholder(msg):
+    """A value in the support of an unobserved sample site (to run a model without drawing)."""
+    if msg["type"] != "sample" or msg.get("value") is not None:
+        return None
+    fn = msg["fn"]
+    shape = fn.shape(msg["kwargs"].get("sample_shape", ()))
+    dtype = jnp.result_type(int) if fn.support.is_discrete else jnp.result_type(float)
+    return jnp.broadcast_to(jnp.asarray(fn.support.feasible_like(jnp.zeros(shape, dtype))), shape)
+
+
+def _takes_no_arguments(model) -> bool:
+    try:
+        return len(inspect.signature(model).parameters) == 0
+    except (TypeError, ValueError):
+        return False
 
 
 def _is_array(x) -> bool:
@@ -519,8 +861,13 @@ def _signature(args, kwargs):
     return tree, tuple(sig)
 
 
+def _fmt(value):
+    arr = np.asarray(value)
+    return repr(arr.item()) if arr.ndim == 0 else np.array2string(arr, threshold=8)
+
+
 def _check_finite(name, value):
-    if not is_concrete(value):
+    if not _known(value):
         return
     arr = np.asarray(value)
     if not np.issubdtype(arr.dtype, np.number):
@@ -532,11 +879,37 @@ def _check_finite(name, value):
 
 
 def _check_value(name, value, shape):
-    got = tuple(jnp.shape(value))
+    got = tuple(_aval(value).shape)
     if got != tuple(shape):
         raise ConditionError(
             f"data['{name}'] has shape {got} but site '{name}' has shape {tuple(shape)}; pass an array of the "
             "site's shape."
+        )
+
+
+def _check_sample_data(name, value, site):
+    """Data for a sample site: a shape that broadcasts to the site's, inside its support."""
+    shape = tuple(_aval(value).shape)
+    try:
+        ok_shape = np.broadcast_shapes(shape, site.shape) == tuple(site.shape)
+    except ValueError:
+        ok_shape = False
+    if not ok_shape:
+        raise ConditionError(
+            f"data['{name}'] has shape {shape}, which does not broadcast to the shape {tuple(site.shape)} of "
+            f"sample site '{name}'; pass an array of the site's shape."
+        )
+    if site.support is None or not _known(value):
+        return
+    try:
+        inside = bool(np.all(np.asarray(site.support(jnp.asarray(value)))))
+    except Exception:  # a support that cannot check this value: NumPyro will say so
+        return
+    if not inside:
+        raise ConditionError(
+            f"data['{name}'] = {_fmt(value)} is outside the support {site.support} of sample site '{name}': the "
+            "model gives it zero density, so no point of the conditioned model is valid. Check the value, or "
+            "the site's distribution."
         )
 
 
@@ -548,9 +921,10 @@ def _raise_if_dependent(closed, plan, upstream, ctx):
     the rank is (partly) determined by the sites before it. A generic point has the
     generic rank, so this only misfires on a measure-zero set of draws.
     """
-    if any(not is_concrete(c) for c in ctx):  # traced model arguments: no point to evaluate at
-        return
+    if any(not is_concrete(c) for c in ctx) or not all(_known(v) for v in plan.sample_data.values()):
+        return  # traced model arguments or data: no point to evaluate at
     try:
+        full = plan._full_ctx(ctx)
         model = handlers.condition(plan.cm.model, data=plan.sample_data)
         args, kwargs = plan.rebuild_args(ctx)
         tr = handlers.trace(handlers.seed(model, 0)).get_trace(*args, **kwargs)
@@ -564,7 +938,7 @@ def _raise_if_dependent(closed, plan, upstream, ctx):
             for n, k in zip(plan.latents, sizes):
                 xs.append(flat[off : off + k].reshape(plan.sites[n].input_shape))
                 off += k
-            return [jnp.ravel(o) for o in fun(*xs, *ctx)]
+            return [jnp.ravel(o) for o in fun(*xs, *full)]
 
         jac = [np.asarray(j) for j in jax.jacfwd(f)(flat0)]
     except Exception:  # a diagnosis only: the scheduler's own error follows
@@ -595,7 +969,7 @@ def _input_support(site):
     if site.simplex:
         # each retained entry of a simplex lies in (0, 1); the sum condition is checked
         # when the model is replayed with the whole simplex
-        return dist.constraints.independent(dist.constraints.unit_interval, 1)
+        return constraints.independent(constraints.unit_interval, 1)
     return site.support
 
 
