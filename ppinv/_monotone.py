@@ -13,7 +13,8 @@ such relations are refused with the reason.
 
 At run time ``F(x) = z`` is solved elementwise by Newton's method safeguarded
 by bisection on a bracket (found by doubling) in the unconstrained coordinate
-of ``x``'s support, to round-off. θ is empty; ``log|dx/dz| = −log|F′(x)|``;
+of ``x``'s support, to round-off; the search is oriented by the direction of that
+support's bijection too (``less_than``'s decreases). θ is empty; ``log|dx/dz| = −log|F′(x)|``;
 derivatives with respect to ``z`` and the known inputs come from the implicit
 function theorem (``lax.custom_root``). When no root exists (``z`` outside the
 range of ``F``) the solve is "not ok".
@@ -31,6 +32,7 @@ from numpyro.distributions import constraints
 from numpyro.distributions.transforms import biject_to
 
 from ._ir import inputs_from_outside
+from .theta import support_bounds
 
 __all__ = ["derivative_sign", "MonotoneBlock", "is_elementwise_analytic"]
 
@@ -182,20 +184,8 @@ def is_elementwise_analytic(eqn) -> bool:
 
 def _support_interval(sup):
     """``(lo, hi)`` covering a NumPyro constraint's set (the real line when unknown)."""
-    if sup is None or sup is constraints.real:
-        return (-_INF, _INF)
-    if sup is constraints.positive:
-        return (0.0, _INF)
-    if sup is constraints.unit_interval:
-        return (0.0, 1.0)
-    lo = getattr(sup, "lower_bound", None)
-    hi = getattr(sup, "upper_bound", None)
-    try:
-        lo = -_INF if lo is None else float(np.min(lo))
-        hi = _INF if hi is None else float(np.max(hi))
-    except (TypeError, ValueError):  # bounds that are not concrete numbers
-        return (-_INF, _INF)
-    return (lo, hi)
+    bounds = support_bounds(sup)
+    return (-_INF, _INF) if bounds is None else bounds[:2]
 
 
 def derivative_sign(cone, leaf, leaf_support, known_support):
@@ -203,7 +193,11 @@ def derivative_sign(cone, leaf, leaf_support, known_support):
     (and not constant) over the supports; 0 when that cannot be shown.
 
     ``known_support(v)`` gives the constraint of a known input (``None``: unknown range).
+    The leaf's support must be an interval element by element (the solve runs in the
+    coordinate of its bijection); 0 for any other (a simplex).
     """
+    if support_bounds(leaf_support) is None:
+        return 0
     env = {leaf: (_support_interval(leaf_support), (1.0, 1.0))}
 
     def read(v):
@@ -259,6 +253,14 @@ def derivative_sign(cone, leaf, leaf_support, known_support):
 
 
 # --- the block ------------------------------------------------------------------------------
+def _direction(transform, shape, dtype):
+    """+1 where the elementwise bijection ``transform`` increases, −1 where it decreases
+    (the sign of its derivative at 0; each element's map is monotone)."""
+    u = jnp.zeros(shape, dtype)
+    slope = jax.jvp(lambda t: transform(t).astype(dtype), (u,), (jnp.ones_like(u),))[1]
+    return lax.stop_gradient(jnp.where(slope < 0, -1.0, 1.0).astype(dtype))
+
+
 class MonotoneBlock:
     """Solve ``anchor`` (known output) for the single leaf of a strictly monotone cone."""
 
@@ -287,7 +289,8 @@ class MonotoneBlock:
         return jax.jvp(lambda t: self._forward(known_env, t), (x,), (jnp.ones_like(x),))[1]
 
     def _search(self, g, shape, dtype):
-        """Root of the increasing elementwise ``g`` on the real line (u-space)."""
+        """Root of the increasing elementwise ``g`` on the real line (u, the unconstrained
+        coordinate of the support)."""
         one = jnp.ones(shape, dtype)
         lo, hi = -one, one
         glo, ghi = g(lo), g(hi)
@@ -336,7 +339,9 @@ class MonotoneBlock:
         dtype = self.leaf.dtype
         shape = self.leaf.shape
         transform = biject_to(self.support)
-        sign = self.sign
+        # F∘T increases in u when F and the support's bijection T run the same way: T falls
+        # for less_than (c − eᵘ), so the search must see −F there
+        sign = self.sign * _direction(transform, shape, dtype)
 
         def residual(x):
             return self._forward(known_env, x) - z

@@ -10,6 +10,7 @@ space used for initialisation and independence proposals.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import jax
@@ -27,6 +28,8 @@ __all__ = [
     "is_constrained",
     "intrinsic_size",
     "int_dtype",
+    "support_bounds",
+    "support_from_bounds",
 ]
 
 
@@ -112,6 +115,83 @@ def intrinsic_size(support, shape) -> int:
         return 1
     inv_shape = biject_to(support).inverse_shape(tuple(shape))
     return int(np.prod(inv_shape, dtype=np.int64))
+
+
+def _base(support):
+    while isinstance(support, constraints.independent):
+        support = support.base_constraint
+    return support
+
+
+# Closed variants of the half-lines; older NumPyro releases lack some (the open one holds
+# all but the bound itself, which no density sees).
+_GREATER_EQ = getattr(constraints, "greater_than_eq", constraints.greater_than)
+_LESS_EQ = getattr(constraints, "less_than_eq", constraints.less_than)
+_OPEN_INTERVAL = getattr(constraints, "open_interval", None)
+
+
+def _ends(base):
+    """``(lo, hi, lo_closed, hi_closed)`` as NumPyro states them; ``None`` for other sets."""
+    inf = math.inf
+    if isinstance(base, constraints.interval):
+        closed = _OPEN_INTERVAL is None or not isinstance(base, _OPEN_INTERVAL)
+        return base.lower_bound, base.upper_bound, closed, closed
+    if isinstance(base, constraints.greater_than):
+        return base.lower_bound, inf, _GREATER_EQ is not constraints.greater_than and isinstance(base, _GREATER_EQ), False
+    if isinstance(base, constraints.less_than):
+        return -inf, base.upper_bound, False, _LESS_EQ is not constraints.less_than and isinstance(base, _LESS_EQ)
+    return None
+
+
+def support_bounds(support):
+    """``(lo, hi, lo_closed, hi_closed)``: the smallest interval holding every element of
+    ``support`` (the hull of array bounds); the real line for ``None`` and ``real``.
+
+    ``None`` when the support is not an interval of the reals element by element (a
+    simplex, a discrete set) or its bounds are not concrete numbers (traced parameters).
+
+    >>> support_bounds(constraints.less_than(2.0))
+    (-inf, 2.0, False, False)
+    """
+    base = _base(support)
+    if base is None or base is constraints.real:
+        return (-math.inf, math.inf, False, False)
+    if base.is_discrete or base.event_dim:
+        return None
+    ends = _ends(base)
+    if ends is None:
+        return None
+    lo, hi, lo_closed, hi_closed = ends
+    try:
+        lo, hi = float(np.min(lo)), float(np.max(hi))
+    except Exception:  # traced or otherwise non-concrete bounds
+        return None
+    if math.isnan(lo) or math.isnan(hi) or lo > hi:
+        return None
+    return (lo, hi, lo_closed and lo > -math.inf, hi_closed and hi < math.inf)
+
+
+def support_from_bounds(lo, hi, lo_closed=False, hi_closed=False):
+    """The narrowest NumPyro constraint holding the interval from ``lo`` to ``hi``.
+
+    Bounded intervals come back closed (``interval``; it holds the open one too, and its
+    bijection reaches the same points); ``positive`` is kept for ``(0, ∞)``, as products and
+    sums of positives need. ``None`` for an empty or one-point interval.
+    """
+    lo, hi = float(lo) + 0.0, float(hi) + 0.0  # + 0.0: no −0 bounds
+    if math.isnan(lo) or math.isnan(hi) or not lo < hi:
+        return None
+    if lo == -math.inf and hi == math.inf:
+        return constraints.real
+    if hi == math.inf:
+        if lo == 0.0:
+            return constraints.nonnegative if lo_closed else constraints.positive
+        return _GREATER_EQ(lo) if lo_closed else constraints.greater_than(lo)
+    if lo == -math.inf:
+        return _LESS_EQ(hi) if hi_closed else constraints.less_than(hi)
+    if (lo, hi) == (0.0, 1.0):
+        return constraints.unit_interval
+    return constraints.interval(lo, hi)
 
 
 @dataclass(frozen=True, eq=False)

@@ -94,9 +94,16 @@ class RuleTable:
         return self.parent.function_rule(name) if self.parent else None
 
     def image_rule(self, primitive):
+        """``image(eqn, input_supports) -> constraint | None``: a superset of where the
+        primitive's output lies (``None``: unknown), innermost layer first."""
         if primitive in self._images:
             return self._images[primitive]
         return self.parent.image_rule(primitive) if self.parent else None
+
+    def image_rules(self) -> dict:
+        """Every primitive with an image rule here or below, with the rule in effect."""
+        below = self.parent.image_rules() if self.parent else {}
+        return {**below, **self._images}
 
     def has_rules(self, primitive) -> bool:
         return bool(self.rules_for(primitive))
