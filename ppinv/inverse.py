@@ -204,7 +204,18 @@ class Inverse:
             out_tree_box.append(out_tree)
             return out_leaves
 
-        closed = jax.make_jaxpr(flat_f)(*self._avals)
+        try:
+            closed = jax.make_jaxpr(flat_f)(*self._avals)
+        except TypeError:
+            # Some programs trace only with the weak types of Python-scalar arguments (a loop whose
+            # body casts its carry to float32 promotes a weak initial value, not a strong one).
+            weak = [jax.ShapeDtypeStruct(a.shape, a.dtype, weak_type=bool(jnp.asarray(x).weak_type))
+                    for a, x in zip(self._avals, leaves)]
+            if not any(a.weak_type for a in weak):
+                raise
+            out_tree_box.clear()
+            closed = jax.make_jaxpr(flat_f)(*weak)
+            self._avals = weak
         self._out_tree = out_tree_box[0]
         self._out_names = _leaf_paths(self._out_tree)
         keep = _keep_call(table)
