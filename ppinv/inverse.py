@@ -206,7 +206,7 @@ class Inverse:
 
         try:
             closed = jax.make_jaxpr(flat_f)(*self._avals)
-        except TypeError:
+        except TypeError as strong_error:
             # Some programs trace only with the weak types of Python-scalar arguments (a loop whose
             # body casts its carry to float32 promotes a weak initial value, not a strong one).
             weak = [jax.ShapeDtypeStruct(a.shape, a.dtype, weak_type=bool(jnp.asarray(x).weak_type))
@@ -214,7 +214,10 @@ class Inverse:
             if not any(a.weak_type for a in weak):
                 raise
             out_tree_box.clear()
-            closed = jax.make_jaxpr(flat_f)(*weak)
+            try:
+                closed = jax.make_jaxpr(flat_f)(*weak)
+            except TypeError:
+                raise strong_error from None
             self._avals = weak
         self._out_tree = out_tree_box[0]
         self._out_names = _leaf_paths(self._out_tree)
@@ -227,7 +230,7 @@ class Inverse:
         free_vars = _free_vars(free, arg_names, self._leaf_names, self.program.invars)
         self.schedule = build_schedule(
             self.program, [], self.program.invars, self.program.outvars, sup_map, table, names, free=free_vars,
-            outer_theta=False,
+            outer_theta=False, typical=dict(zip(self.program.invars, leaves)),  # charts of linear solves
         )
         self._out_avals = [jax.ShapeDtypeStruct(v.shape, v.dtype) for v in self.program.outvars]
         self.trace_count = 0

@@ -171,9 +171,11 @@ class _ScanSolver(Solver):
 
     # -- helpers -------------------------------------------------------------------------------
     def _split_ins(self, ins):
-        """Consts, initial carry and the distinct scanned arrays."""
+        """Consts, initial carry and the distinct scanned arrays; the carry in the body's dtypes
+        (a loop's carry keeps its type, whatever type the value it starts from was given)."""
         nc, nk = self.nc, self.nk
-        return ins[:nc], ins[nc : nc + nk], [ins[nc + nk + i] for i in self.x_first]
+        carry = _typed(ins[nc : nc + nk], self.body.invars[nc : nc + nk])
+        return ins[:nc], carry, [ins[nc + nk + i] for i in self.x_first]
 
     def solve(self, ins, outs, theta):
         from .._schedule import run_schedule_extra
@@ -224,7 +226,7 @@ class _ScanSolver(Solver):
             carry0 = tuple(init)
             reverse = self.orig_reverse
         else:
-            carry0 = tuple(outs[j] for j in obs_carry)
+            carry0 = _typed([outs[j] for j in obs_carry], [self.body.invars[self.nc + j] for j in obs_carry])
             reverse = not self.orig_reverse
         per_step = (tuple(xs_known), tuple(ys_known), tuple(fwd_stacked), tuple(theta))
         final, (xs_u, ys_u, lds, oks) = lax.scan(step, carry0, per_step, length=self.length, reverse=reverse)
@@ -346,6 +348,11 @@ def _known_forward(body, nc, nk, known_init, kx):
                 fwd.discard(j)
                 changed = True
     return tuple(sorted(fwd))
+
+
+def _typed(values, variables):
+    """``values`` in the dtypes of ``variables`` (``None``, a place not known yet, stays)."""
+    return tuple(x if x is None else jnp.asarray(x, v.dtype) for x, v in zip(values, variables))
 
 
 def _first_positions(slots):
