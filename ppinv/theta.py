@@ -145,10 +145,11 @@ def _ends(base):
 
 def support_bounds(support):
     """``(lo, hi, lo_closed, hi_closed)``: the smallest interval holding every element of
-    ``support`` (the hull of array bounds); the real line for ``None`` and ``real``.
+    ``support`` (the hull of array bounds); the real line for ``None`` and ``real``, and
+    for bounds that are not concrete numbers (traced parameters: nothing is known of them).
 
     ``None`` when the support is not an interval of the reals element by element (a
-    simplex, a discrete set) or its bounds are not concrete numbers (traced parameters).
+    simplex, a discrete set).
 
     >>> support_bounds(constraints.less_than(2.0))
     (-inf, 2.0, False, False)
@@ -165,7 +166,7 @@ def support_bounds(support):
     try:
         lo, hi = float(np.min(lo)), float(np.max(hi))
     except Exception:  # traced or otherwise non-concrete bounds
-        return None
+        return (-math.inf, math.inf, False, False)
     if math.isnan(lo) or math.isnan(hi) or lo > hi:
         return None
     return (lo, hi, lo_closed and lo > -math.inf, hi_closed and hi < math.inf)
