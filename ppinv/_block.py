@@ -12,25 +12,30 @@ found by evaluating the block (``jax.jacfwd`` of a linear map).
 
 How ``K u = rhs`` (``K`` m×n of rank m) is solved depends on what is known
 about ``K`` when the inverse is built (:class:`MatrixSolve`, also used by the
-``dot_general`` rule):
+``dot_general`` rule). In every case value *and* derivatives are exact: a
+null-space basis computed from ``K`` and held fixed under differentiation is
+not, once ``K`` moves with θ (samplers and optimizers then follow a wrong
+gradient).
 
-* a constant ``K`` is decomposed once by SVD: ``u = K⁺ rhs + N θ`` with ``N``
-  an orthonormal null-space basis, ``log|det| = −Σ log sᵢ``;
-* a ``K`` known only at run time is solved by pivots: θ holds the n − m free
-  coordinates ``u_F`` and the m pivot coordinates solve
-  ``K_P u_P = rhs − K_F θ``; ``log|det| = −log|det K_P|``. Value and
-  derivatives are exact whatever ``K`` depends on (an SVD basis held fixed
-  under differentiation is not, once ``K`` moves with θ). The pivot columns are
-  chosen
-
-  - at run time, by partial pivoting, when ``K`` does not move with θ (model
-    arguments, observations, what is computed from them): the best-conditioned
-    choice for the data at hand, and the same at every θ;
-  - at build time, from ``K`` evaluated at generic inputs (so structural zeros
-    are seen), when ``K`` moves with θ: one chart for every θ, where a run-time
-    choice would jump. Where the chosen m×m block is singular, ``(y, θ)`` is
-    outside the domain; for continuous latents that is a set of measure zero
-    (``w_P = 0`` for ``y = w · x``), whose neighbourhood the chart still covers.
+* A constant ``K`` is decomposed once by SVD: ``u = K⁺ rhs + N θ`` with ``N``
+  an orthonormal null-space basis, ``log|det| = −Σ log sᵢ``.
+* A square ``K`` known at run time: ``u = K⁻¹ rhs``, ``log|det| = −log|det K|``.
+* A ``K`` that does not move with θ (model arguments, observations, what is
+  computed from them only) is solved by pivots chosen per call by partial
+  pivoting: θ holds n − m coordinates ``u_F`` and the others solve the m×m
+  system ``K_P u_P = rhs − K_F θ``; ``log|det| = −log|det K_P|``. The pivots
+  are piecewise constant in ``K`` and the same at every θ.
+* A ``K`` that moves with θ gets a chart that is a smooth function of ``K``:
+  ``u = K⁺ rhs + Q θ`` with ``Q = (I − K⁺K) B``, the projection onto the null
+  space of a fixed orthonormal basis ``B`` (the null space of ``K`` at a
+  typical point of the program, see :class:`KnownStructure`). ``[K⁺ Q]`` has
+  orthogonal blocks, so ``log|det| = −½ log det KKᵀ + ½ log det QᵀQ``, and
+  the PGF is ``θ = (QᵀQ)⁻¹ Qᵀ u``. Where ``Q`` loses rank (the null space of
+  ``K`` has turned to meet the orthogonal complement of ``B``, for ``y = w·x``
+  where ``w ⟂ w_typical``) ``(y, θ)`` is outside the domain: a set of measure
+  zero, far from the typical point. (Pivots fixed at build time would be
+  singular wherever a pivot entry vanishes, ``w_P = 0``, which can lie in the
+  bulk of the posterior, as for the fractions of a mixing model.)
 """
 
 from __future__ import annotations
@@ -120,34 +125,46 @@ class KnownStructure:
     computed from those only: such a value is the same at every θ.
 
     ``generic(v)`` is the value ``v`` takes when the program's inputs are drawn
-    at random inside their supports. A matrix evaluated there has the
-    structural zeros and repeated entries of the real one and generic values
-    otherwise; linear solves choose pivots and check rank with it. ``None``
-    when that evaluation fails or is not finite.
+    at random inside their supports: a matrix evaluated there has the
+    structural zeros of the real one and generic values otherwise, so a rank
+    deficiency there is one for almost every input. ``typical(v)`` is its value
+    at a typical point: inputs at ``typical`` values where given (a prior draw
+    of a model's latents, the example arguments of :func:`ppinv.inverse`; a dict
+    by variable, or a function returning one, called only when needed), random
+    elsewhere. Linear solves choose their chart there. Either is ``None`` when
+    the evaluation fails or is not finite.
     """
 
-    def __init__(self, eqns=(), supports=None, fixed=(), seed=0):
+    def __init__(self, eqns=(), supports=None, fixed=(), typical=None, seed=0):
         self.eqns = list(eqns)  # program order
         self.supports = dict(supports or {})
+        self._typical = typical
         self._fixed = set(fixed)
         for e in self.eqns:
             if all(v.is_const or v in self._fixed for v in e.ins):
                 self._fixed.update(e.outs)
         self._rng = np.random.RandomState(seed)
-        self._roots = {}
-        self._values = {}
+        self._random_values = {}
+        self._roots = {"generic": {}, "typical": {}}
+        self._values = {"generic": {}, "typical": {}}
 
     def moves_with_theta(self, v) -> bool:
         return not (v.is_const or v in self._fixed)
 
     def generic(self, v):
+        return self._value(v, "generic")
+
+    def typical(self, v):
+        return self._value(v, "typical")
+
+    def _value(self, v, mode):
         if v.is_const:
             return np.asarray(v.value) if is_concrete(v.value) else None
-        if v not in self._values:
-            self._evaluate(v)
-        return self._values.get(v)
+        if v not in self._values[mode]:
+            self._evaluate(v, mode)
+        return self._values[mode].get(v)
 
-    def _evaluate(self, target):
+    def _evaluate(self, target, mode):
         needed, eqns = {target}, []
         for e in reversed(self.eqns):
             if any(o in needed for o in e.outs):
@@ -166,21 +183,42 @@ class KnownStructure:
                 env.update(zip(e.outs, e.bind(*[u.value if u.is_const else env[u] for u in e.ins])))
             return [env[o] for o in outs]
 
+        values = self._values[mode]
         try:
             with jax.ensure_compile_time_eval():
-                vals = [self._draw(u) for u in roots]
+                vals = [self._root(u, mode) for u in roots]
                 computed = jax.jit(run)(vals)
         except Exception:  # an input outside some domain, a primitive that cannot run here
-            self._values[target] = None
+            values[target] = None
             return
         for v, val in list(zip(roots, vals)) + list(zip(outs, computed)):
             val = np.asarray(val)
             finite = not np.issubdtype(val.dtype, np.inexact) or bool(np.all(np.isfinite(val)))
-            self._values.setdefault(v, val if finite else None)
+            values.setdefault(v, val if finite else None)
 
-    def _draw(self, u):
-        """A random value of input ``u`` inside its support (drawn once, shared by every evaluation)."""
-        if u not in self._roots:
+    def _root(self, u, mode):
+        """Input ``u`` in this mode (one value, shared by every evaluation)."""
+        roots = self._roots[mode]
+        if u not in roots:
+            value = self._typical_value(u) if mode == "typical" else None
+            roots[u] = value if value is not None else self._random(u)
+        return roots[u]
+
+    def _typical_value(self, u):
+        if callable(self._typical):
+            try:
+                self._typical = dict(self._typical())
+            except Exception:  # no typical point can be had now: random values instead
+                self._typical = {}
+        val = (self._typical or {}).get(u)
+        if val is None or not is_concrete(val) or np.shape(val) != u.shape:
+            return None
+        val = np.asarray(val, u.dtype)
+        return val if not u.is_float or np.all(np.isfinite(val)) else None
+
+    def _random(self, u):
+        """A random value of ``u`` inside its support (drawn once: the same in both modes)."""
+        if u not in self._random_values:
             if not u.is_float:
                 value = np.zeros(u.shape, u.dtype)
             else:
@@ -191,14 +229,13 @@ class KnownStructure:
                         value = np.asarray(biject_to(sup)(jnp.asarray(value)))
                     except Exception:  # a support without a bijection: stay with the normal draw
                         pass
-                value = np.asarray(value, u.dtype)
-            self._roots[u] = value
-        return self._roots[u]
+            self._random_values[u] = np.asarray(value, u.dtype)
+        return self._random_values[u]
 
 
 # --- K u = rhs ---------------------------------------------------------------------------------------
 class MatrixSolve:
-    """Solve ``K u = rhs`` for ``u``; see the module docstring for the three ways.
+    """Solve ``K u = rhs`` for ``u``; see the module docstring for the ways.
 
     Shapes: ``K`` (batch..., m, n) of rank m ≤ n, ``rhs`` (batch..., m, q), the
     free coordinates θ (batch..., n − m, q), ``u`` (batch..., n, q).
@@ -208,29 +245,36 @@ class MatrixSolve:
     constant:
         ``K`` itself when it is a constant (decomposed now by SVD).
     generic:
-        ``K`` at generic inputs (see :class:`KnownStructure`), or ``None``: checked
-        for rank, and the source of build-time pivots.
+        ``K`` at generic inputs (see :class:`KnownStructure`), or ``None``: a
+        rank deficiency there is one for almost every input, and is refused.
+    typical:
+        ``K`` at a typical point, or ``None``: the reference basis ``B`` is its
+        null space (``generic``'s where it is rank-deficient).
     adaptive:
         ``K`` does not move with θ: pivots are chosen at run time.
     rank_message:
         ``rank_message(rank) -> str``: why a rank-deficient ``K`` is refused.
     """
 
-    def __init__(self, batch, m, n, *, constant=None, generic=None, adaptive=False, rank_message=None):
+    def __init__(self, batch, m, n, *, constant=None, generic=None, typical=None, adaptive=False,
+                 rank_message=None):
         self.batch, self.m, self.n, self.null = tuple(batch), m, n, n - m
         self.rank_message = rank_message or (lambda r: f"rank-deficient {m}×{n} linear map (rank {r} < {m})")
         self.svd = None
-        self.order = None  # build-time pivot order: (batch..., n), the m pivot columns first
+        self.basis = None  # B (batch..., n, n − m) of the projection chart
         if constant is not None:
             self.svd = self._svd(np.asarray(constant))
             return
+        generic, typical = (None if a is None else np.asarray(a, np.float64).reshape(self.batch + (m, n))
+                            for a in (generic, typical))
         if generic is not None:
-            generic = np.asarray(generic, np.float64).reshape(self.batch + (m, n))
             rank = _generic_rank(generic)
             if rank < m:
                 raise InversionError(self.rank_message(rank))
         if self.null and not adaptive:
-            self.order = _pivot_order_now(generic, self.batch, m, n)
+            if typical is None or _generic_rank(typical) < m:
+                typical = generic
+            self.basis = _reference_basis(typical, self.batch, m, n)
 
     @property
     def kind(self) -> str:
@@ -238,7 +282,9 @@ class MatrixSolve:
             return "SVD of a constant matrix"
         if not self.null:
             return "square solve"
-        return "pivot solve, " + ("pivots chosen at build time" if self.order is not None else "pivots chosen per call")
+        if self.basis is not None:
+            return "null space projected from a reference basis"
+        return "pivot solve, pivots chosen per call"
 
     def _svd(self, k):
         m, n = self.m, self.n
@@ -258,85 +304,112 @@ class MatrixSolve:
             if self.null:
                 u = u + jnp.matmul(null.astype(rhs.dtype), free)
             return u, log_det, None
-        kp, kf, order, ok, kp_inv = self._factor(k)
-        b = rhs if kf is None else rhs - jnp.matmul(kf, free)
-        up = jnp.matmul(kp_inv, b) if kp_inv is not None else jnp.linalg.solve(kp, b)
-        u = up if order is None else _unpermute(jnp.concatenate([up, free], axis=-2), order)
-        log_det = -jnp.linalg.slogdet(kp)[1]
-        return u, log_det, jnp.all(ok)
+        if self.basis is not None:
+            return _projection_solve(k, rhs, free, self.basis)
+        return _pivot_solve(k, rhs, free, self.m)
 
     def free_coords(self, k, u):
         """θ reproducing ``u`` (the PGF): (batch..., n − m, q)."""
         if self.svd is not None:
             return jnp.matmul(np.swapaxes(self.svd[1], -1, -2).astype(u.dtype), u)
-        order = self.order if self.order is not None else self._factor(k)[2]
+        if self.basis is not None:
+            q, h, _ = _projected_basis(jnp.asarray(k), self.basis)
+            return jnp.linalg.solve(h, jnp.matmul(jnp.swapaxes(q, -1, -2), u))
+        order = _pivot_blocks(k, self.m)[2]
         return jnp.take_along_axis(u, _expand(order[..., self.m :], -1), axis=-2)
-
-    def _factor(self, k):
-        """Pivot block ``K_P``, the rest ``K_F``, the column order, whether ``K_P`` is invertible
-        and, for a matrix known now, ``K_P⁻¹`` (so a sampler does not refactor it at every call)."""
-        if is_concrete(k):
-            with jax.ensure_compile_time_eval():
-                kp, kf, order, ok = self._pivot_blocks(jnp.asarray(k))
-                kp_inv = jnp.linalg.inv(kp)
-            return kp, kf, order, ok, kp_inv
-        return (*self._pivot_blocks(k), None)
-
-    def _pivot_blocks(self, k):
-        m = self.m
-        order = None
-        if self.null:
-            order = self.order if self.order is not None else _pivot_order_of(k, m)
-            kp = jnp.take_along_axis(k, _expand(order[..., :m], -2), axis=-1)
-            kf = jnp.take_along_axis(k, _expand(order[..., m:], -2), axis=-1)
-        else:
-            kp, kf = k, None
-        ok = _invertible(kp)
-        # a singular block is outside the domain; an identity in its place keeps NaN out of gradients
-        kp = jnp.where(ok[..., None, None], kp, jnp.eye(m, dtype=kp.dtype))
-        return kp, kf, order, ok
 
 
 def _expand(idx, axis):
     return jnp.expand_dims(jnp.asarray(idx), axis)
 
 
-def _unpermute(stacked, order):
-    """``u`` with ``u[order[i]] = stacked[i]`` along the second-last axis."""
-    inverse = jnp.argsort(jnp.asarray(order), axis=-1)
-    return jnp.take_along_axis(stacked, _expand(inverse, -1), axis=-2)
-
-
-def _invertible(kp):
-    """Per batch element: ``K_P`` is finite and nonsingular relative to its scale (LU diagonal)."""
-    kp = lax.stop_gradient(kp)
-    m = kp.shape[-1]
-    finite = jnp.all(jnp.isfinite(kp), axis=(-2, -1))
-    lu = lax.linalg.lu(jnp.where(finite[..., None, None], kp, jnp.eye(m, dtype=kp.dtype)))[0]
+def _invertible(a):
+    """Per batch element: square ``a`` is finite and nonsingular relative to its scale (LU diagonal)."""
+    a = lax.stop_gradient(a)
+    m = a.shape[-1]
+    finite = jnp.all(jnp.isfinite(a), axis=(-2, -1))
+    lu = lax.linalg.lu(jnp.where(finite[..., None, None], a, jnp.eye(m, dtype=a.dtype)))[0]
     d = jnp.abs(jnp.diagonal(lu, axis1=-2, axis2=-1))
-    tol = jnp.max(d, axis=-1) * m * jnp.finfo(kp.dtype).eps
+    tol = jnp.max(d, axis=-1) * m * jnp.finfo(a.dtype).eps
     return finite & (jnp.min(d, axis=-1) > tol)
 
 
-def _pivot_order_of(k, m):
-    """Run-time pivot columns of ``K``: partial pivoting of ``Kᵀ`` (m×m block kept well-conditioned)."""
-    perm = lax.linalg.lu(lax.stop_gradient(jnp.swapaxes(k, -1, -2)))[2]
-    return perm
+def _guarded(a):
+    """``(a, ok)`` with ``a`` replaced by the identity where it is singular: outside the domain,
+    and no NaN reaches values or gradients."""
+    ok = _invertible(a)
+    return jnp.where(ok[..., None, None], a, jnp.eye(a.shape[-1], dtype=a.dtype)), ok
 
 
-def _pivot_order_now(generic, batch, m, n):
-    """Build-time pivot columns: QR with column pivoting of ``K`` at generic inputs (first m if unknown)."""
+# -- a matrix that moves with θ: the null space projected from a fixed reference basis ----------------
+def _reference_basis(generic, batch, m, n):
+    """``B``: an orthonormal basis of the null space of ``K`` at the typical point (a fixed random
+    one when that point is unknown). The chart is singular only where ``K``'s null space turns
+    to meet ``B``'s orthogonal complement, far from the typical point."""
     if generic is None:
-        return np.broadcast_to(np.arange(n), batch + (n,)).copy()
-    import scipy.linalg
+        rng = np.random.RandomState(0)
+        return np.linalg.qr(rng.normal(size=batch + (n, n - m)))[0]
+    vt = np.linalg.svd(generic, full_matrices=True)[2]
+    return np.swapaxes(vt[..., m:, :], -1, -2)
 
-    flat = generic.reshape((-1, m, n))
-    orders = [scipy.linalg.qr(g, mode="r", pivoting=True)[1] for g in flat]
-    return np.stack(orders).reshape(batch + (n,)).astype(np.int64)
+
+def _projected_basis(k, basis):
+    """``Q = (I − K⁺K) B``, ``QᵀQ`` (guarded) and whether both ``KKᵀ`` and ``QᵀQ`` are invertible."""
+    g, ok_g = _guarded(jnp.matmul(k, jnp.swapaxes(k, -1, -2)))
+    b = jnp.asarray(basis, k.dtype)
+    q = b - jnp.matmul(jnp.swapaxes(k, -1, -2), jnp.linalg.solve(g, jnp.matmul(k, b)))
+    h, ok_h = _guarded(jnp.matmul(jnp.swapaxes(q, -1, -2), q))
+    return q, h, (g, ok_g & ok_h)
+
+
+def _projection_solve(k, rhs, free, basis):
+    """``u = K⁺ rhs + Q θ``. Its Jacobian ``[K⁺ Q]`` has orthogonal blocks, so
+    ``log|det| = −½ log det KKᵀ + ½ log det QᵀQ``; every piece is differentiable in ``K``."""
+    k = jnp.asarray(k)
+    q, h, (g, ok) = _projected_basis(k, basis)
+    u = jnp.matmul(jnp.swapaxes(k, -1, -2), jnp.linalg.solve(g, rhs)) + jnp.matmul(q, free)
+    log_det = 0.5 * (jnp.linalg.slogdet(h)[1] - jnp.linalg.slogdet(g)[1])
+    return u, log_det, jnp.all(ok)
+
+
+# -- a matrix that does not move with θ: pivots chosen per call ------------------------------------------
+def _pivot_blocks(k, m):
+    """``(K_P, K_F, order, ok)``: the pivot columns ``order[..., :m]`` by partial pivoting of ``Kᵀ``
+    (keeps ``K_P`` well-conditioned for the matrix at hand), the rest, and whether ``K_P`` is invertible."""
+    k = jnp.asarray(k)
+    order = None
+    kf = None
+    kp = k
+    if k.shape[-1] > m:
+        order = lax.linalg.lu(lax.stop_gradient(jnp.swapaxes(k, -1, -2)))[2]
+        kp = jnp.take_along_axis(k, _expand(order[..., :m], -2), axis=-1)
+        kf = jnp.take_along_axis(k, _expand(order[..., m:], -2), axis=-1)
+    kp, ok = _guarded(kp)
+    return kp, kf, order, ok
+
+
+def _pivot_solve(k, rhs, free, m):
+    """``u_F = θ``, ``K_P u_P = rhs − K_F θ``: ``log|det| = −log|det K_P|``. A matrix known now is
+    factorised at trace time, so a sampler does not refactor it at every call."""
+    if is_concrete(k):
+        with jax.ensure_compile_time_eval():
+            kp, kf, order, ok = _pivot_blocks(k, m)
+            kp_inv, log_det = jnp.linalg.inv(kp), -jnp.linalg.slogdet(kp)[1]
+        solve = lambda b: jnp.matmul(kp_inv.astype(b.dtype), b)  # noqa: E731
+    else:
+        kp, kf, order, ok = _pivot_blocks(k, m)
+        log_det = -jnp.linalg.slogdet(kp)[1]
+        solve = lambda b: jnp.linalg.solve(kp, b)  # noqa: E731
+    if order is None:  # square
+        return solve(rhs), log_det, jnp.all(ok)
+    up = solve(rhs - jnp.matmul(kf.astype(rhs.dtype), free))
+    stacked = jnp.concatenate([up, free], axis=-2)
+    inverse = jnp.argsort(order, axis=-1)  # u[order[i]] = stacked[i]
+    return jnp.take_along_axis(stacked, _expand(inverse, -1), axis=-2), log_det, jnp.all(ok)
 
 
 def _generic_rank(k):
-    """Smallest rank over the batch of a matrix at generic inputs."""
+    """Smallest rank over the batch of a matrix at a typical point."""
     s = np.linalg.svd(k, compute_uv=False)
     tol = s.max(axis=-1, keepdims=True, initial=0.0) * max(k.shape[-2:]) * np.finfo(k.dtype).eps * 16
     return int(np.min(np.sum(s > tol, axis=-1), initial=k.shape[-2]))
@@ -369,7 +442,8 @@ class LinearBlock:
         else:
             adaptive = not any(structure.moves_with_theta(v) for v in self.known_inputs)
             self.matrix = MatrixSolve(
-                (), self.rows, self.cols, generic=self._generic_matrix(structure), adaptive=adaptive,
+                (), self.rows, self.cols, generic=self._matrix_at(structure.generic),
+                typical=None if adaptive else self._matrix_at(structure.typical), adaptive=adaptive,
                 rank_message=self._rank_message,
             )
         self.description = (
@@ -384,24 +458,20 @@ class LinearBlock:
             + "\n    ".join(e.describe() for e in self.anchors)
         )
 
-    def _generic_matrix(self, structure):
-        """M at generic values of the known inputs (``None`` where they cannot be had).
-
-        A block deficient there is deficient for almost every input (three
-        observations of one sum, say), and is refused now rather than failing at
-        every call; its pivots are chosen there too.
-        """
+    def _matrix_at(self, value_of):
+        """M with every known input at ``value_of(v)`` (``KnownStructure.generic`` or ``.typical``),
+        or ``None`` where they cannot be had. A block rank-deficient at generic inputs is deficient
+        for almost every input (three observations of one sum, say) and is refused now rather than
+        failing at every call."""
         env = {}
         for v in self.known_inputs:
-            val = structure.generic(v)
+            val = value_of(v)
             if val is None or not (v.is_float or v.is_const):
                 return None  # integer inputs (indices) change the structure: decide at run time
             env[v] = val
         try:
             return self._matrix(env)[1]
-        except InversionError:
-            return None
-        except Exception:  # inputs outside some domain: leave the check to run time
+        except Exception:  # inputs outside some domain, non-finite coefficients: decide at run time
             return None
 
     # -- the block as a function of its leaves ------------------------------------------

@@ -36,7 +36,7 @@ import numpy as np
 from jax import lax
 from numpyro.distributions import constraints
 
-from ._block import JOINTLY_SOLVED, LinearBlock, is_linear
+from ._block import JOINTLY_SOLVED, KnownStructure, LinearBlock, is_linear
 from ._compat import is_concrete
 from ._piecewise import FlatPieceError, PiecewiseBlock, piecewise_cone, refuse_theta_dependent_flat_pieces, theta_dependent
 from ._monotone import MonotoneBlock, derivative_sign, is_elementwise_analytic
@@ -146,7 +146,7 @@ def _is_discrete(v) -> bool:
 
 class _Scheduler:
     def __init__(self, program, known_inputs, unknown_inputs, observed, supports, table, names, extra_outputs=(),
-                 free=(), flat_ok=False, outer_theta=True):
+                 free=(), flat_ok=False, outer_theta=True, typical=None):
         self.program = program
         # flat pieces (``_piecewise.py``): solving through one with θ-dependent values is refused
         # (and another schedule tried) unless ``flat_ok``; in a nested schedule the known inputs
@@ -181,6 +181,12 @@ class _Scheduler:
         self.pending_uses = {v: len(es) for v, es in self.users.items()}
         self.pending = set(self.relevant)
         self.supports = self._infer_supports(supports)
+        # which known values are the same at every θ, and generic values of the others
+        # (linear solves choose their pivots with them, ``_block.py``)
+        self.structure = KnownStructure(
+            self.relevant, self.supports, fixed=() if outer_theta else list(known_inputs) + list(observed),
+            typical=typical,
+        )
         self.known = set(self.known_inputs) | set(self.observed)
         n = sum(v.size for v in self.unknown_inputs)
         m = sum(v.size for v in self.observed if v not in self.input_set)
@@ -287,6 +293,7 @@ class _Scheduler:
             allow_theta=allow_theta,
             exclusive=tuple((not v.is_const) and self.pending_uses.get(v, 0) == 1 for v in e.ins),
             table=self.table,
+            structure=self.structure,
         )
 
     def _rules(self, e):
@@ -504,7 +511,7 @@ class _Scheduler:
                 # clearer θ than a rotation mixing them; a single leaf has no such alternative
                 if outside or len(leaves) != 1:
                     continue
-            block = LinearBlock(anchors, interior, leaves, known, None, anchors[0].describe())
+            block = LinearBlock(anchors, interior, leaves, known, None, anchors[0].describe(), self.structure)
             names = tuple(self._add_theta(spec, "block_null_space") for spec in block.theta)
             self.budget -= sum(spec.continuous_size for spec in block.theta)
             self.steps.append(BlockStep(block, names))
@@ -834,17 +841,19 @@ class _Scheduler:
 
 
 def build_schedule(program, known_inputs, unknown_inputs, observed, supports, table, names, extra_outputs=(),
-                   free=(), outer_theta=True):
+                   free=(), outer_theta=True, typical=None):
     """Schedule ``program`` given which inputs are known and which outputs are observed.
 
     ``extra_outputs`` are variables to compute as well (not observed): the
     carry of a loop body solved forwards, for instance. ``free`` are unknown
     inputs to make θ before the scheduler chooses any. ``outer_theta=False``
     says the known inputs and observations are fixed data (a top-level
-    inverse), not values an enclosing schedule computed from θ.
+    inverse), not values an enclosing schedule computed from θ. ``typical``
+    gives input values at a typical point (or a function returning them): linear
+    solves whose matrix moves with θ choose their chart there (``_block.py``).
     """
     args = (program, known_inputs, unknown_inputs, observed, supports, table, names, extra_outputs, free)
-    strict = _Scheduler(*args, outer_theta=outer_theta)
+    strict = _Scheduler(*args, outer_theta=outer_theta, typical=typical)
     try:
         return strict.run()
     except InversionError:
@@ -853,7 +862,7 @@ def build_schedule(program, known_inputs, unknown_inputs, observed, supports, ta
     # Every schedule found solves through a flat piece with θ-dependent values. Scheduled
     # without that restriction, the program either fails for another reason (that error is
     # the one to report) or succeeds only by dropping the piece, which is refused by name.
-    schedule = _Scheduler(*args, flat_ok=True, outer_theta=outer_theta).run()
+    schedule = _Scheduler(*args, flat_ok=True, outer_theta=outer_theta, typical=typical).run()
     return refuse_theta_dependent_flat_pieces(schedule, strict.theta_seeds)
 
 

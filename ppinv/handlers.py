@@ -455,10 +455,17 @@ class _Plan:
                     + "".join(f" Did you mean {c!r}?" for c in difflib.get_close_matches(n, upstream, n=1))
                 )
         free_vars = [v for v, n in zip(lat_vars, latents) if n in cm.free]
+
+        def typical():  # a prior draw: where linear solves whose matrix moves with θ choose their chart
+            full = self._full_ctx(arg_ctx)
+            tr = self._run_model(full)
+            draw = {v: sites[n].to_input(jnp.asarray(tr[n]["value"])) for v, n in zip(lat_vars, latents)}
+            return {**dict(zip(ctx_vars, full)), **draw}
+
         try:
             self.schedule = build_schedule(
                 program, ctx_vars, unknown_vars, program.outvars, supports, cm.table, names, free=free_vars,
-                outer_theta=False,
+                outer_theta=False, typical=typical,
             )
         except InversionError as err:
             if not isinstance(err, NoRuleError):

@@ -20,7 +20,6 @@ determined elsewhere and a θ here would over-determine it.
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -249,10 +248,11 @@ class _DotSolver(Solver):
         if constant is not None:
             self.matrix = MatrixSolve(lay.batch, lay.m, lay.n, constant=lay.k(np.asarray(constant)), **common)
         else:
-            generic = structure.generic(known_v)
+            generic, typical = structure.generic(known_v), structure.typical(known_v)
             self.matrix = MatrixSolve(
                 lay.batch, lay.m, lay.n,
                 generic=None if generic is None else lay.k(np.asarray(generic)),
+                typical=None if typical is None else lay.k(np.asarray(typical)),
                 adaptive=not structure.moves_with_theta(known_v),
                 **common,
             )
