@@ -32,7 +32,6 @@ from numpyro import handlers
 
 from .handlers import condition
 from .infer import InverseNUTS
-from .infer._target import pgf_initial_values
 
 __all__ = ["simulation_based_calibration", "SBCResult", "uniformity_pvalue"]
 
@@ -95,9 +94,9 @@ def simulation_based_calibration(
     ``obs=`` that keyword, which samples its value when the argument is ``None``.
     Chains run ``num_warmup + num_samples * thin`` steps, keeping every
     ``thin``-th draw so the ranks are close to independent. Each chain starts
-    at the first valid of ``init_tries`` prior draws mapped through the PGF
-    (observations of rare values need many). ``condition_kwargs`` go to
-    :func:`ppinv.condition` (``free=[...]`` to pick θ).
+    where the kernel starts it: at the best of ``init_tries`` prior draws mapped
+    through the PGF (observations of rare values need many). ``condition_kwargs``
+    go to :func:`ppinv.condition` (``free=[...]`` to pick θ).
     """
     model_kwargs = dict(model_kwargs or {})
     observed_site = observed_site or observed_kwarg
@@ -114,17 +113,16 @@ def simulation_based_calibration(
 
     truth, obs = jax.vmap(prior)(jax.random.split(k_prior, num_replications))
     cm = condition(model, **(condition_kwargs or {}))
-    kern = kernel(cm, **(kernel_kwargs or {}))
+    kern = kernel(cm, **{"init_tries": init_tries, **(kernel_kwargs or {})})
     kw0 = {observed_kwarg: obs[0], **model_kwargs}
-    kern.setup(num_warmup, (), kw0, pgf_initial_values(cm, k_run, (), kw0))
-    target = kern._target
+    target = kern.setup(num_warmup, (), kw0)
     latents = [n for n in truth if n in cm.plan(**kw0).latents]
     total = num_warmup + num_samples * thin
 
     def run_one(k, y):
         kw = {observed_kwarg: y, **model_kwargs}
         k1, k2 = jax.random.split(k)
-        values = pgf_initial_values(cm, k1, (), kw, num_tries=init_tries, check=False)
+        values = kern.start_values(k1, (), kw)
         state = kern.init_state(values, k2, (), kw)
         post = target.postprocess_fn((), kw)
 

@@ -3,8 +3,8 @@
 A conditioned model has continuous sites (continuous θ and untouched latents,
 sampled in unconstrained space) and discrete sites (discrete θ: signs, roots,
 periods, branches). :class:`Target` gives the potential energy as a function
-of both, the transforms, initial values from the PGF, and the post-processing
-MCMC needs.
+of both, the transforms and the post-processing MCMC needs (starting points
+are made in :mod:`ppinv.infer._start`).
 """
 
 from __future__ import annotations
@@ -12,18 +12,16 @@ from __future__ import annotations
 from functools import partial
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 from numpyro import handlers
 from numpyro.distributions import constraints
 from numpyro.distributions.transforms import biject_to
-from numpyro.infer.util import constrain_fn, log_density, potential_energy
+from numpyro.infer.util import constrain_fn, potential_energy
 
 from .._compat import is_concrete
 from ..errors import ConditionError
 from ..handlers import ConditionedModel
 
-__all__ = ["Target", "pgf_initial_values", "as_conditioned"]
+__all__ = ["Target", "as_conditioned", "discrete_neighbours"]
 
 
 def as_conditioned(model, kernel_name):
@@ -42,98 +40,6 @@ def _with_discrete(cm, discrete, *args, **kwargs):
         return cm(*args, **kwargs)
 
 
-def _prior_point(cm, plan, key, args, kwargs):
-    """Latent values drawn from the model's prior, turned into θ by the PGF.
-
-    Returns ``(values by site, (inverse ok, solved latents inside their supports))``;
-    the flags let a failed initialisation say *why* no draw was valid.
-    """
-    model = handlers.condition(cm.model, data=plan.sample_data)
-    tr = handlers.trace(handlers.seed(model, key)).get_trace(*args, **kwargs)
-    latents = {n: tr[n]["value"] for n in plan.latents}
-    ctx = plan.ctx_of(args, kwargs)
-    theta = plan.pgf(ctx, latents)
-    values = {plan.theta_sites[n]: theta[n] for n in theta}
-    values.update({n: latents[n] for n in plan.untouched})
-    x, _, ok = plan.invert(ctx, theta)
-    in_support = jnp.asarray(True)
-    for n, val in x.items():
-        sup = plan.sites[n].support
-        if sup is not None:  # NaN is a domain failure of the inverse, not a support violation
-            inside = jnp.logical_or(jnp.all(sup.check(val)), jnp.any(jnp.isnan(val)))
-            in_support = jnp.logical_and(in_support, inside)
-    return values, (ok, in_support)
-
-
-def pgf_initial_values(cm, rng_key, args=(), kwargs=None, num_tries=64, check=True):
-    """A valid point of the conditioned model: draw ``x`` from the prior, ``θ = pgf(x)``.
-
-    ``g(y_obs, θ)`` is then a point on the constraint set whenever ``(y_obs, θ)``
-    is inside the domain; the first of ``num_tries`` prior draws that is valid
-    is returned (constrained values by site name). With ``check=False`` no
-    error is raised when none is valid (for use inside ``vmap`` over data sets).
-    """
-    kwargs = kwargs or {}
-    plan = cm.plan(*args, **kwargs)
-    if check and not is_concrete(rng_key):
-        # Traced key (MCMC's chain_method="parallel" initialises inside pmap): the draws
-        # below cannot be inspected, so check once with a concrete key that a valid point
-        # exists at all, to fail here with the reason instead of running chains at −∞.
-        with jax.ensure_compile_time_eval():
-            pgf_initial_values(cm, jax.random.PRNGKey(0), args, kwargs, num_tries)
-
-    def one(key):
-        values, flags = _prior_point(cm, plan, key, args, kwargs)
-        ld, _ = log_density(cm, args, kwargs, values)
-        return values, ld, flags
-
-    def tries(key):
-        values, lds, flags = jax.vmap(one)(jax.random.split(key, num_tries))
-        ok = jnp.isfinite(lds)
-        idx = jnp.argmax(ok)
-        return jax.tree_util.tree_map(lambda v: v[idx], values), ok, flags
-
-    # one compiled evaluation of all tries (an eager run would compile every primitive)
-    pick, ok, (inv_ok, in_support) = jax.jit(tries)(rng_key)
-    if is_concrete(ok) and not bool(np.any(ok)):
-        _raise_no_valid_start(plan, args, kwargs, num_tries, bool(jnp.any(inv_ok)), bool(jnp.any(in_support)))
-    return pick
-
-
-def _fmt(v):
-    v = np.asarray(v)
-    return repr(v.item()) if v.ndim == 0 else np.array2string(v, threshold=8)
-
-
-def _raise_no_valid_start(plan, args, kwargs, num_tries, some_inverse_ok, some_in_support):
-    y = plan.observed_values(plan.ctx_of(args, kwargs))
-    obs = ", ".join(f"'{n}' = {_fmt(v)}" for n, v in zip(plan.exact, y))
-    sites = ", ".join(repr(n) for n in plan.exact)
-    lat = ", ".join(repr(n) for n in plan.upstream)
-    if not some_in_support:
-        why = (
-            f"the observed value ({obs}) is outside the range of {sites} given the supports of the latents "
-            f"({lat}): solving for them puts a latent outside its support at every one of {num_tries} prior "
-            "draws (e.g. a sum of positive latents observed at a negative value)"
-        )
-    elif not some_inverse_ok:
-        why = (
-            f"the observed value ({obs}) is outside the range of the map from the latents ({lat}) to {sites}: "
-            f"the inverse is undefined there for every one of {num_tries} prior draws (e.g. exp(a) observed "
-            "at a negative value, a*a at a negative value, sin(a) outside [-1, 1])"
-        )
-    else:
-        why = (
-            f"at the observation ({obs}), every one of {num_tries} prior draws mapped through the inverse has "
-            "zero density under the model (the observed value may be outside the range of what the prior "
-            "allows, or the observations contradict each other)"
-        )
-    raise ConditionError(
-        f"no valid starting point: {why}. Check the observed value(s) in the data; if they are right and "
-        "valid points are merely rare, raise init_tries or pass init_params."
-    )
-
-
 class Target:
     """Potential, transforms and post-processing of a conditioned model.
 
@@ -145,6 +51,8 @@ class Target:
     """
 
     def __init__(self, cm: ConditionedModel, args, kwargs, init_values):
+        # init_values: a start by site name, concrete or abstract (jax.ShapeDtypeStruct):
+        # only its structure, shapes and dtypes are read
         self.cm = cm
         self.args = tuple(args)
         self.kwargs = dict(kwargs or {})
@@ -154,11 +62,16 @@ class Target:
         self.discrete_sites = [plan.theta_sites[n] for n, s in spec.items() if s.discrete]
         self.discrete_support = {plan.theta_sites[n]: s.support for n, s in spec.items() if s.discrete}
         self.discrete_dtype = {plan.theta_sites[n]: s.dtype for n, s in spec.items() if s.discrete}
-        self.theta_refs = {plan.theta_sites[n]: s.reference() for n, s in spec.items()}
         self._model = partial(_with_discrete, cm)
         disc0 = {k: init_values[k] for k in self.discrete_sites}
         self.transforms = self._continuous_transforms(disc0, init_values)
         self.continuous_sites = list(self.transforms)
+
+    @property
+    def theta_refs(self):
+        """θ site -> its reference distribution (built where used, so inside the traced step)."""
+        spec = self.plan.schedule.theta
+        return {self.plan.theta_sites[n]: s.reference() for n, s in spec.items()}
 
     def _continuous_transforms(self, disc0, values):
         supports = {}

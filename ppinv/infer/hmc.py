@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import math
+import warnings
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax import random
 from numpyro.infer.hmc import hmc
-from numpyro.infer.hmc_util import euclidean_kinetic_energy
-from numpyro.infer.mcmc import MCMCKernel
-from numpyro.util import is_prng_key
+from numpyro.infer.hmc_util import _value_and_grad, euclidean_kinetic_energy
+from numpyro.infer.initialization import init_to_sample
 
-from ._target import Target, as_conditioned, discrete_neighbours, pgf_initial_values
+from ._base import InverseKernel
+from ._target import discrete_neighbours
 from .mh import independence_move
 
 __all__ = ["InverseHMC", "InverseNUTS", "InverseHMCState"]
@@ -57,13 +59,26 @@ class InverseHMCState(NamedTuple):
         return self.hmc_state.adapt_state
 
 
-class InverseHMC(MCMCKernel):
+class InverseHMC(InverseKernel):
     """HMC over the θ sites of a model conditioned with :func:`ppinv.condition`.
 
-    Differences from NumPyro's HMC on the same model:
+    Takes every argument of :class:`numpyro.infer.HMC`, with the same meaning
+    (``step_size``, ``adapt_step_size``, ``dense_mass``, ``target_accept_prob``,
+    ``num_steps``, ``trajectory_length``, ``forward_mode_differentiation``, ...);
+    the mass matrix, ``dense_mass`` blocks and ``inverse_mass_matrix`` are over
+    the sampled sites (θ sites and untouched latents). What ppinv adds:
 
-    * chains start at valid points with no user help: ``x`` is drawn from the
-      prior, ``θ = pgf(x)``, and ``g(y_obs, θ)`` lies on the constraint set;
+    * chains start at valid points with no user help: ``init_strategy`` gives
+      values of the *original* model's latents (default
+      :func:`~numpyro.infer.initialization.init_to_sample`: a prior draw), the
+      PGF maps them to θ, and ``g(y_obs, θ)`` lies on the constraint set. Of
+      ``init_tries`` such points a chain starts at the one of highest log
+      density; with discrete θ, chains are dealt out over the branches found
+      (best branch first, skipping branches of negligible density; sequential
+      chains count in the order their keys are first seen). Latent values the
+      strategy gives for latents the observations determine are replaced by the
+      solved ones; ``init_to_value(values=...)`` may also name θ sites
+      (``theta_<latent>``) to fix θ itself;
     * discrete θ (signs, roots, periods, branches) are updated after each
       trajectory: small choices by exact Gibbs over all values, unbounded ones
       (periods) by a ±1 Metropolis step;
@@ -71,18 +86,26 @@ class InverseHMC(MCMCKernel):
       are proposed from their reference distributions and accepted with the
       exact Metropolis–Hastings ratio, so separated modes are visited.
 
-    All keyword arguments not listed are passed to NumPyro's HMC/NUTS core
-    (``step_size``, ``adapt_step_size``, ``dense_mass``, ``target_accept_prob``,
-    ``max_tree_depth``, ``trajectory_length``, ``num_steps``...).
+    ``MCMC.run(..., init_params=...)`` takes *constrained* values of the sampled
+    sites (θ sites by name, e.g. from :func:`models.pgf_init`).
 
     Parameters
     ----------
     model:
         A :class:`ppinv.ConditionedModel`.
+    potential_fn:
+        Not supported (the potential is the conditioned model's); use
+        ``numpyro.infer.HMC(potential_fn=...)`` for a hand-written potential.
+    kinetic_fn, step_size, inverse_mass_matrix, adapt_step_size, adapt_mass_matrix, dense_mass,
+    target_accept_prob, num_steps, trajectory_length, find_heuristic_step_size,
+    forward_mode_differentiation, regularize_mass_matrix:
+        As in :class:`numpyro.infer.HMC`.
+    init_strategy:
+        A NumPyro init strategy applied to the original model's latents (see above).
     jump_every:
         Propose an independence jump every this many steps (0: never).
     init_tries:
-        Prior draws tried when looking for a valid starting point.
+        Starting points tried per chain (the best is used).
 
     Examples
     --------
@@ -92,48 +115,66 @@ class InverseHMC(MCMCKernel):
     >>> def model():
     ...     a = numpyro.sample("a", dist.Normal(0.0, 1.0))
     ...     numpyro.deterministic("y", a * a)
-    >>> mcmc = MCMC(ppinv.infer.InverseNUTS(ppinv.condition(model, {"y": 1.0})),
+    >>> mcmc = MCMC(ppinv.infer.InverseHMC(ppinv.condition(model, {"y": 1.0}), num_steps=5),
     ...             num_warmup=50, num_samples=50, progress_bar=False)
     >>> mcmc.run(jax.random.PRNGKey(0))
     """
 
     _algo = "HMC"
 
-    def __init__(self, model, *, jump_every: int = 0, init_tries: int = 64, **hmc_kwargs):
-        self._model = as_conditioned(model, type(self).__name__)
+    def __init__(
+        self,
+        model=None,
+        potential_fn=None,
+        kinetic_fn=None,
+        step_size=1.0,
+        inverse_mass_matrix=None,
+        adapt_step_size=True,
+        adapt_mass_matrix=True,
+        dense_mass=False,
+        target_accept_prob=0.8,
+        num_steps=None,
+        trajectory_length=2 * math.pi,
+        init_strategy=init_to_sample,
+        find_heuristic_step_size=False,
+        forward_mode_differentiation=False,
+        regularize_mass_matrix=True,
+        *,
+        jump_every: int = 0,
+        init_tries: int = 64,
+    ):
+        if num_steps is None and trajectory_length is None:
+            raise ValueError("At least one of `num_steps` or `trajectory_length` must be specified.")
+        if adapt_step_size and num_steps is not None and trajectory_length is not None:
+            warnings.warn(
+                "If both `num_steps` and `trajectory_length` are specified step size can't be adapted",
+                stacklevel=2,
+            )
+        self._configure(model, potential_fn, kinetic_fn, init_strategy, jump_every, init_tries, dict(
+            step_size=step_size, inverse_mass_matrix=inverse_mass_matrix, adapt_step_size=adapt_step_size,
+            adapt_mass_matrix=adapt_mass_matrix, dense_mass=dense_mass, target_accept_prob=target_accept_prob,
+            num_steps=num_steps, trajectory_length=trajectory_length, max_tree_depth=10,
+            find_heuristic_step_size=find_heuristic_step_size,
+            forward_mode_differentiation=forward_mode_differentiation,
+            regularize_mass_matrix=regularize_mass_matrix,
+        ))
+
+    def _configure(self, model, potential_fn, kinetic_fn, init_strategy, jump_every, init_tries, hmc_kwargs):
+        name = type(self).__name__
+        if potential_fn is not None:
+            raise ValueError(
+                f"{name} builds its potential from the conditioned model; potential_fn cannot be given. "
+                f"For a hand-written potential use numpyro.infer.{self._algo}(potential_fn=...)."
+            )
+        super().__init__(model, init_strategy=init_strategy, init_tries=init_tries)
+        for k in ("step_size", "trajectory_length"):  # as NumPyro: ints become floats
+            if isinstance(hmc_kwargs[k], int) and not isinstance(hmc_kwargs[k], bool):
+                hmc_kwargs[k] = float(hmc_kwargs[k])
+        self._kinetic_fn = kinetic_fn if kinetic_fn is not None else euclidean_kinetic_energy
         self._jump_every = int(jump_every)
-        self._init_tries = init_tries
-        defaults = dict(
-            step_size=1.0,
-            inverse_mass_matrix=None,
-            adapt_step_size=True,
-            adapt_mass_matrix=True,
-            dense_mass=False,
-            target_accept_prob=0.8,
-            num_steps=None,
-            trajectory_length=2 * jnp.pi,
-            max_tree_depth=10,
-            find_heuristic_step_size=False,
-            regularize_mass_matrix=True,
-        )
-        unknown = set(hmc_kwargs) - set(defaults)
-        if unknown:
-            raise TypeError(f"{type(self).__name__} got unexpected keyword arguments {sorted(unknown)}.")
-        defaults.update(hmc_kwargs)
-        self._hmc_kwargs = defaults
-        self._target = None
-        self._sample_fn = None
-        self._vectorized = False
+        self._hmc_kwargs = hmc_kwargs
 
     # -- MCMCKernel interface ---------------------------------------------------------------
-    @property
-    def model(self):
-        return self._model
-
-    @property
-    def sample_field(self):
-        return "z"
-
     @property
     def default_fields(self):
         return ("z", "diverging")
@@ -147,68 +188,39 @@ class InverseHMC(MCMCKernel):
             s += f" jump acc.={state.jump_accept:.2f}"
         return s
 
-    def postprocess_fn(self, model_args, model_kwargs):
-        if self._target is None:
-            return lambda z: z
-        return self._target.postprocess_fn(model_args, model_kwargs)
-
-    def init(self, rng_key, num_warmup, init_params=None, model_args=(), model_kwargs=None):
-        model_kwargs = {} if model_kwargs is None else dict(model_kwargs)
-        model_args = tuple(model_args)
-        self._vectorized = not is_prng_key(rng_key)
-        keys = rng_key if self._vectorized else rng_key[None]
-        inits = []
-        for i, k in enumerate(keys):
-            if init_params is not None:
-                pick = init_params if not self._vectorized else jax.tree_util.tree_map(lambda v: v[i], init_params)
-            else:
-                pick = pgf_initial_values(self._model, random.fold_in(k, 1), model_args, model_kwargs, self._init_tries)
-            inits.append(pick)
-        self.setup(num_warmup, model_args, model_kwargs, inits[0])
-        if self._vectorized:
-            stacked = jax.tree_util.tree_map(lambda *v: jnp.stack(v), *inits)
-            init = jax.vmap(lambda v, k: self.init_state(v, k, model_args, model_kwargs))
-            state = jax.jit(init)(stacked, keys)
-            self._sample_fn = jax.vmap(self.step, in_axes=(0, None, None))
-        else:
-            state = jax.jit(lambda v, k: self.init_state(v, k, model_args, model_kwargs))(inits[0], keys[0])
-            self._sample_fn = self.step
-        return state
-
-    def setup(self, num_warmup, model_args, model_kwargs, example_values):
-        """Build the target and the HMC core (once, from example arguments and values)."""
-        self._target = target = Target(self._model, model_args, model_kwargs, example_values)
-        self._num_warmup = num_warmup
-        self._init_kernel, self._sample_kernel = hmc(
+    def _build_core(self, target, num_warmup):
+        """NumPyro's HMC/NUTS functions over the target's continuous sites (one pair per target)."""
+        init_kernel, sample_kernel = hmc(
             potential_fn_gen=lambda disc, args, kwargs: target.potential_fn(disc, args, kwargs),
-            kinetic_fn=euclidean_kinetic_energy,
+            kinetic_fn=self._kinetic_fn,
             algo=self._algo,
         )
         dense_mass = self._hmc_kwargs["dense_mass"]
         if isinstance(dense_mass, bool):
             dense_mass = [tuple(sorted(target.continuous_sites))] if dense_mass and target.continuous_sites else []
-        self._dense_mass = dense_mass
-        return target
+        return dict(init_kernel=init_kernel, sample_kernel=sample_kernel, dense_mass=dense_mass)
 
     def init_state(self, values, key, model_args, model_kwargs):
         """The state of one chain starting at ``values`` (constrained, by site name)."""
-        target, hk = self._target, self._hmc_kwargs
-        key_hmc, key_state = random.split(key)
+        target, core, hk = self._target, self._current.core, self._hmc_kwargs
+        # ppinv's own moves need a key only with discrete θ or jumps (no split otherwise)
+        key_hmc, key_state = random.split(key) if (target.discrete_sites or self._jump_every) else (key, key)
         disc = {k: jnp.asarray(values[k], target.discrete_dtype[k]) for k in target.discrete_sites}
         z = target.unconstrain(values)
-        hmc_state = self._init_kernel(
+        hmc_state = core["init_kernel"](
             z,
-            num_warmup=self._num_warmup,
+            num_warmup=self._current.num_warmup,
             step_size=hk["step_size"],
             inverse_mass_matrix=hk["inverse_mass_matrix"],
             adapt_step_size=hk["adapt_step_size"],
             adapt_mass_matrix=hk["adapt_mass_matrix"],
-            dense_mass=self._dense_mass,
+            dense_mass=core["dense_mass"],
             target_accept_prob=hk["target_accept_prob"],
             num_steps=hk["num_steps"],
             trajectory_length=hk["trajectory_length"],
             max_tree_depth=hk["max_tree_depth"],
             find_heuristic_step_size=hk["find_heuristic_step_size"],
+            forward_mode_differentiation=hk["forward_mode_differentiation"],
             regularize_mass_matrix=hk["regularize_mass_matrix"],
             model_args=(disc, tuple(model_args), model_kwargs),
             model_kwargs={},
@@ -217,25 +229,24 @@ class InverseHMC(MCMCKernel):
         zero = jnp.zeros(())
         return InverseHMCState({**hmc_state.z, **disc}, hmc_state, disc, zero, zero, key_state)
 
-    def sample(self, state, model_args, model_kwargs):
-        return self._sample_fn(state, tuple(model_args), model_kwargs or {})
-
     # -- one step ----------------------------------------------------------------------------
     def step(self, state, model_args, model_kwargs):
         """One transition of one chain (for model arguments given at run time)."""
         target = self._target
         args, kwargs = tuple(model_args), model_kwargs or {}
-        hmc_state = self._sample_kernel(state.hmc_state, model_args=(state.discrete, args, kwargs), model_kwargs={})
-        rng_key, key_disc, key_jump = random.split(state.rng_key, 3)
+        hmc_state = self._current.core["sample_kernel"](
+            state.hmc_state, model_args=(state.discrete, args, kwargs), model_kwargs={}
+        )
         disc = state.discrete
-        disc_acc = state.discrete_accept
-        jump_acc = state.jump_accept
-        changed = False
+        if not (target.discrete_sites or self._jump_every):
+            # nothing of ppinv's own draws randomness: the key is carried unchanged (no split per step)
+            return state._replace(z={**hmc_state.z, **disc}, hmc_state=hmc_state)
+        rng_key, key_disc, key_jump = random.split(state.rng_key, 3)
+        disc_acc, jump_acc = state.discrete_accept, state.jump_accept
         n = hmc_state.i + 1
         if target.discrete_sites:
             disc, acc = discrete_sweep(target, key_disc, hmc_state.z, disc, args, kwargs)
             disc_acc = disc_acc + (acc - disc_acc) / n
-            changed = True
         if self._jump_every:
             do_jump = (hmc_state.i % self._jump_every) == 0
             z_new, disc_new, acc = independence_move(target, key_jump, hmc_state.z, disc, args, kwargs)
@@ -243,15 +254,21 @@ class InverseHMC(MCMCKernel):
             disc = jax.tree_util.tree_map(lambda a, b: jnp.where(do_jump, a, b), disc_new, disc)
             jump_acc = jnp.where(do_jump, jump_acc + (acc - jump_acc) / (n // self._jump_every + 1), jump_acc)
             hmc_state = hmc_state._replace(z=z_new)
-            changed = True
-        if changed:
-            pe, grad = jax.value_and_grad(target.potential_fn(disc, args, kwargs))(hmc_state.z)
-            hmc_state = hmc_state._replace(potential_energy=pe, z_grad=grad)
+        # the discrete θ or the jump changed the target under the HMC state: refresh its potential
+        pe, grad = _value_and_grad(
+            target.potential_fn(disc, args, kwargs), hmc_state.z, self._hmc_kwargs["forward_mode_differentiation"]
+        )
+        hmc_state = hmc_state._replace(potential_energy=pe, z_grad=grad)
         return InverseHMCState({**hmc_state.z, **disc}, hmc_state, disc, disc_acc, jump_acc, rng_key)
 
 
 class InverseNUTS(InverseHMC):
     """NUTS over θ; see :class:`InverseHMC` for what ppinv adds.
+
+    Takes every argument of :class:`numpyro.infer.NUTS` (``max_tree_depth``,
+    ``target_accept_prob``, ``dense_mass``, ``init_strategy``,
+    ``forward_mode_differentiation``, ...) with the same meaning, plus
+    ``jump_every`` and ``init_tries``.
 
     Examples
     --------
@@ -262,13 +279,43 @@ class InverseNUTS(InverseHMC):
     ...     a = numpyro.sample("a", dist.LogNormal(0.0, 1.0))
     ...     b = numpyro.sample("b", dist.LogNormal(0.0, 1.0))
     ...     numpyro.deterministic("y", a * b)
-    >>> kernel = ppinv.infer.InverseNUTS(ppinv.condition(model, {"y": 2.0}))
+    >>> kernel = ppinv.infer.InverseNUTS(ppinv.condition(model, {"y": 2.0}), max_tree_depth=8)
     >>> mcmc = MCMC(kernel, num_warmup=100, num_samples=100, progress_bar=False)
     >>> mcmc.run(jax.random.PRNGKey(0))
     >>> samples = mcmc.get_samples()     # "a", "b", "y" (== 2.0) and θ
     """
 
     _algo = "NUTS"
+
+    def __init__(
+        self,
+        model=None,
+        potential_fn=None,
+        kinetic_fn=None,
+        step_size=1.0,
+        inverse_mass_matrix=None,
+        adapt_step_size=True,
+        adapt_mass_matrix=True,
+        dense_mass=False,
+        target_accept_prob=0.8,
+        trajectory_length=None,
+        max_tree_depth=10,
+        init_strategy=init_to_sample,
+        find_heuristic_step_size=False,
+        forward_mode_differentiation=False,
+        regularize_mass_matrix=True,
+        *,
+        jump_every: int = 0,
+        init_tries: int = 64,
+    ):
+        self._configure(model, potential_fn, kinetic_fn, init_strategy, jump_every, init_tries, dict(
+            step_size=step_size, inverse_mass_matrix=inverse_mass_matrix, adapt_step_size=adapt_step_size,
+            adapt_mass_matrix=adapt_mass_matrix, dense_mass=dense_mass, target_accept_prob=target_accept_prob,
+            num_steps=None, trajectory_length=trajectory_length, max_tree_depth=max_tree_depth,
+            find_heuristic_step_size=find_heuristic_step_size,
+            forward_mode_differentiation=forward_mode_differentiation,
+            regularize_mass_matrix=regularize_mass_matrix,
+        ))
 
 
 def discrete_sweep(target, key, z, disc, args=None, kwargs=None):

@@ -7,10 +7,10 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 from jax import random
-from numpyro.infer.mcmc import MCMCKernel
-from numpyro.util import is_prng_key
+from numpyro.infer.initialization import init_to_sample
 
-from ._target import Target, as_conditioned, pgf_initial_values
+from ._base import InverseKernel
+from ._target import Target
 
 __all__ = ["InverseMH", "InverseMHState", "independence_move"]
 
@@ -76,7 +76,7 @@ class InverseMHState(NamedTuple):
     rng_key: Any
 
 
-class InverseMH(MCMCKernel):
+class InverseMH(InverseKernel):
     """Metropolis–Hastings with proposals from the inverse of a conditioned model.
 
     Each step makes, in turn:
@@ -87,6 +87,8 @@ class InverseMH(MCMCKernel):
       steps for periods) — jumps between separated preimages of ``y``;
     * with probability ``jump_prob``, an independence proposal of every θ site
       from its reference distribution.
+
+    Chains start as :class:`InverseHMC`'s do (``init_strategy``, ``init_tries``).
 
     Every proposal is accepted with the exact Metropolis–Hastings ratio, so the
     chain targets the exact conditional. Compose with NUTS by
@@ -105,62 +107,18 @@ class InverseMH(MCMCKernel):
     >>> mcmc.run(jax.random.PRNGKey(0))
     """
 
-    def __init__(self, model, *, step_size=0.5, target_accept=0.3, jump_prob=0.2, init_tries=64):
-        self._model = as_conditioned(model, "InverseMH")
+    def __init__(self, model, *, step_size=0.5, target_accept=0.3, jump_prob=0.2, init_strategy=init_to_sample,
+                 init_tries=64):
+        super().__init__(model, init_strategy=init_strategy, init_tries=init_tries)
         self._step_size = step_size
         self._target_accept = target_accept
         self._jump_prob = jump_prob
-        self._init_tries = init_tries
-        self._target = None
-        self._sample_fn = None
-
-    @property
-    def model(self):
-        return self._model
-
-    @property
-    def sample_field(self):
-        return "z"
 
     def get_diagnostics_str(self, state):
         return (
             f"rw acc.={state.accept_rw:.2f} step={state.step_size:.2e} "
             f"jump acc.={state.accept_jump:.2f} discrete acc.={state.accept_discrete:.2f}"
         )
-
-    def postprocess_fn(self, model_args, model_kwargs):
-        if self._target is None:
-            return lambda z: z
-        return self._target.postprocess_fn(model_args, model_kwargs)
-
-    def init(self, rng_key, num_warmup, init_params=None, model_args=(), model_kwargs=None):
-        model_kwargs = {} if model_kwargs is None else dict(model_kwargs)
-        vectorized = not is_prng_key(rng_key)
-        keys = rng_key if vectorized else rng_key[None]
-        inits = []
-        for i, k in enumerate(keys):
-            if init_params is not None:
-                pick = init_params if not vectorized else jax.tree_util.tree_map(lambda v: v[i], init_params)
-            else:
-                pick = pgf_initial_values(self._model, random.fold_in(k, 1), model_args, model_kwargs, self._init_tries)
-            inits.append(pick)
-        model_args = tuple(model_args)
-        self.setup(num_warmup, model_args, model_kwargs, inits[0])
-        init = lambda v, k: self.init_state(v, k, model_args, model_kwargs)  # noqa: E731
-        if vectorized:
-            stacked = jax.tree_util.tree_map(lambda *v: jnp.stack(v), *inits)
-            state = jax.jit(jax.vmap(init))(stacked, keys)
-            self._sample_fn = jax.vmap(self.step, in_axes=(0, None, None))
-        else:
-            state = jax.jit(init)(inits[0], keys[0])
-            self._sample_fn = self.step
-        return state
-
-    def setup(self, num_warmup, model_args, model_kwargs, example_values):
-        """Build the target (once, from example arguments and values)."""
-        self._target = Target(self._model, model_args, model_kwargs, example_values)
-        self._num_warmup = num_warmup
-        return self._target
 
     def init_state(self, values, key, model_args, model_kwargs):
         """The state of one chain starting at ``values`` (constrained, by site name)."""
@@ -170,9 +128,6 @@ class InverseMH(MCMCKernel):
         pe = target.potential(z, disc, tuple(model_args), model_kwargs)
         zero = jnp.zeros(())
         return InverseMHState({**z, **disc}, pe, jnp.asarray(self._step_size, pe.dtype), zero, zero, zero, 0, key)
-
-    def sample(self, state, model_args, model_kwargs):
-        return self._sample_fn(state, tuple(model_args), model_kwargs or {})
 
     def step(self, state, args, kwargs):
         """One transition of one chain (for model arguments given at run time)."""
@@ -196,7 +151,7 @@ class InverseMH(MCMCKernel):
             z = jax.tree_util.tree_map(lambda a, b: jnp.where(accept, a, b), prop, z)
             a_prob = jnp.minimum(1.0, jnp.exp(log_a))
             acc_rw = acc_rw + (a_prob - acc_rw) / n
-            warm = state.i < self._num_warmup
+            warm = state.i < self._current.num_warmup
             # Robbins–Monro adaptation of the log step size during warmup only
             step = jnp.where(warm, step * jnp.exp((a_prob - self._target_accept) / jnp.sqrt(n)), step)
         # 2. discrete sweep

@@ -1,0 +1,269 @@
+"""Starting points of ppinv's kernels: the best of many PGF starts, spread over the branches.
+
+A start is made in three moves: an initialisation strategy gives values of the
+*original* model's latents (by default a draw from its prior), the PGF turns
+them into θ (``θ = φ(x₀)``), and the inverse maps θ back onto the constraint
+set (``x = g(y_obs, θ)``) — a valid point whenever ``(y_obs, θ)`` is in the
+inverse's domain. Of ``num_tries`` such points, a chain starts at the one of
+highest log density; where θ has discrete parts (signs, roots, periods), the
+chains are dealt out over the branches found among the tries, best branch
+first, so that several chains start on different branches and none starts on
+a branch of negligible mass.
+
+Everything here is a pure function of a key and the model arguments, so one
+compiled program serves all chains (``vmap`` over keys and chain indices).
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from numpyro import handlers
+from numpyro.infer.initialization import init_to_median, init_to_value
+from numpyro.infer.util import log_density
+
+from .._compat import is_concrete
+from ..errors import ConditionError
+from ._args import ModelArgs
+
+__all__ = ["pgf_initial_values", "StartRule", "start_point", "pick_start", "BRANCH_LOG_DENSITY_GAP"]
+
+#: A branch whose best try is this far (in log density) below the best try of all is
+#: treated as holding negligible mass: no chain is sent to start there.
+BRANCH_LOG_DENSITY_GAP = math.log(1e3)
+
+
+class StartRule:
+    """How starting points are made: an init strategy on the latents and θ values to fix.
+
+    ``strategy`` is a NumPyro init strategy (``init_to_sample``, ``init_to_median``,
+    ``init_to_uniform``, ``init_to_value``, ...) applied to the latent sites of the
+    original model; ``None`` (the default) draws them from the prior, which is what
+    ``init_to_sample`` means. Values that ``init_to_value`` gives for θ sites (named
+    ``theta_<latent>``) replace the θ the PGF computes.
+    """
+
+    def __init__(self, strategy=None):
+        self.description = "prior draws mapped through the PGF"
+        self.strategy = None
+        self.theta_values = {}
+        if strategy is None:
+            return
+        strategy = strategy if isinstance(strategy, partial) else strategy()
+        func, kw = strategy.func, dict(strategy.keywords or {})
+        if func is init_to_median and kw.get("num_samples") == 1:
+            return  # init_to_sample: a prior draw, the default
+        self.description = f"{func.__name__}({', '.join(f'{k}=...' for k in kw)}) mapped through the PGF"
+        self.strategy = strategy
+        if func is init_to_value:
+            self.values = dict(kw.get("values", {}))
+
+    def bind(self, plan):
+        """Split ``init_to_value``'s values into θ values and latent values (once per plan)."""
+        values = getattr(self, "values", None)
+        if values is None:
+            return self.strategy, {}
+        theta_of_site = {site: n for n, site in plan.theta_sites.items()}
+        theta = {theta_of_site[k]: jnp.asarray(v) for k, v in values.items() if k in theta_of_site}
+        latent_values = {k: v for k, v in values.items() if k not in theta_of_site}
+        return init_to_value(values=latent_values), theta
+
+
+def _latent_start(cm, plan, strategy, key, args, kwargs):
+    """Latent values of the original model: the strategy's, or a prior draw."""
+    model = handlers.condition(cm.model, data=plan.sample_data)
+    model = handlers.seed(model, key)
+    if strategy is not None:
+        model = handlers.substitute(model, substitute_fn=strategy)
+    tr = handlers.trace(model).get_trace(*args, **kwargs)
+    return {n: tr[n]["value"] for n in plan.latents}
+
+
+def _one_try(cm, plan, rule, key, args, kwargs):
+    """One candidate start: ``(values by site, log density, (inverse ok, latents in support))``."""
+    strategy, theta_fixed = rule.bind(plan)
+    latents = _latent_start(cm, plan, strategy, key, args, kwargs)
+    ctx = plan.ctx_of(args, kwargs)
+    theta = dict(plan.pgf(ctx, latents))
+    for n, v in theta_fixed.items():
+        theta[n] = jnp.broadcast_to(jnp.asarray(v, theta[n].dtype), jnp.shape(theta[n]))
+    values = {plan.theta_sites[n]: theta[n] for n in theta}
+    values.update({n: latents[n] for n in plan.untouched})
+    x, _, ok = plan.invert(ctx, theta)
+    in_support = jnp.asarray(True)
+    for n, val in x.items():
+        sup = plan.sites[n].support
+        if sup is not None:  # NaN is a domain failure of the inverse, not a support violation
+            inside = jnp.logical_or(jnp.all(sup.check(val)), jnp.any(jnp.isnan(val)))
+            in_support = jnp.logical_and(in_support, inside)
+    ld, _ = log_density(cm, args, kwargs, values)
+    ld = jnp.where(jnp.isfinite(ld), ld, -jnp.inf)
+    return values, ld, (ok, in_support)
+
+
+def discrete_theta_sites(plan):
+    return [plan.theta_sites[n] for n, s in plan.schedule.theta.items() if s.discrete]
+
+
+def _branch_codes(values, discrete_sites, num_tries):
+    """The discrete θ of every try as one integer row per try (``None`` without discrete θ)."""
+    if not discrete_sites:
+        return None
+    cols = [jnp.reshape(values[s], (num_tries, -1)).astype(jnp.int32) for s in discrete_sites]
+    return jnp.concatenate(cols, axis=1)
+
+
+def pick_start(lds, branches, chain_index, gap=BRANCH_LOG_DENSITY_GAP):
+    """Index of the try a chain starts from.
+
+    Without discrete θ (``branches is None``): the try of highest log density.
+    Otherwise the tries are grouped by branch (equal rows of ``branches``); the
+    branches whose best try is within ``gap`` of the best of all are ranked by
+    that best log density, and chain ``i`` starts at the best try of branch
+    ``i mod (number of such branches)``.
+    """
+    best = jnp.argmax(lds)
+    if branches is None:
+        return best
+    n = lds.shape[0]
+    same = jnp.all(branches[:, None, :] == branches[None, :, :], axis=-1)
+    best_in_branch = jnp.max(jnp.where(same, lds[None, :], -jnp.inf), axis=1)
+    is_best = same & (lds[None, :] == best_in_branch[:, None])
+    representative = (jnp.argmax(is_best, axis=1) == jnp.arange(n)) & jnp.isfinite(lds)
+    eligible = representative & (lds >= lds[best] - gap)
+    n_eligible = jnp.sum(eligible)
+    ranked = jnp.argsort(jnp.where(eligible, -lds, jnp.inf), stable=True)
+    pick = ranked[jnp.mod(chain_index, jnp.maximum(n_eligible, 1))]
+    return jnp.where(n_eligible > 0, pick, best)
+
+
+def start_point(cm, plan, rule, key, chain_index, args, kwargs, num_tries):
+    """The start of chain ``chain_index``: ``(values by site, log density, flags)``.
+
+    ``flags`` are ``(some try valid, some try inside the inverse's domain, some try
+    with its latents inside their supports)``, to say why no start was found. A
+    negative ``chain_index`` picks the branch at random (chains that cannot tell
+    their index, such as those initialised inside ``pmap``).
+    """
+    keys = jax.random.split(key, num_tries)
+    # a loop over the tries, not a vmap: the same program (and the same compile time) for
+    # any num_tries, and a loop body XLA compiles faster than its 64-wide batched form
+    values, lds, (inv_ok, in_support) = jax.lax.map(lambda k: _one_try(cm, plan, rule, k, args, kwargs), keys)
+    branches = _branch_codes(values, discrete_theta_sites(plan), num_tries)
+    if branches is not None:
+        chain_index = jnp.asarray(chain_index)
+        # no extra PRNG call for the random branch: the bits of a key are uniformly random
+        bits = jnp.ravel(jax.random.key_data(keys[0]))[-1].astype(jnp.int32) & ((1 << 20) - 1)
+        chain_index = jnp.where(chain_index < 0, bits, chain_index)
+    idx = pick_start(lds, branches, chain_index)
+    pick = jax.tree_util.tree_map(lambda v: v[idx], values)
+    flags = (jnp.any(jnp.isfinite(lds)), jnp.any(inv_ok), jnp.any(in_support))
+    return pick, lds[idx], flags
+
+
+def check_start_flags(plan, rule, args, kwargs, num_tries, flags):
+    """Raise the no-valid-start error when concrete ``flags`` (one row per chain) say so."""
+    if not all(is_concrete(f) for f in flags):
+        return
+    valid, inv_ok, in_support = (np.asarray(f).reshape(-1) for f in flags)
+    for i in range(valid.shape[0]):
+        if not valid[i]:
+            raise_no_valid_start(plan, args, kwargs, num_tries, bool(inv_ok[i]), bool(in_support[i]), rule)
+
+
+def _fmt(v):
+    v = np.asarray(v)
+    return repr(v.item()) if v.ndim == 0 else np.array2string(v, threshold=8)
+
+
+def raise_no_valid_start(plan, args, kwargs, num_tries, some_inverse_ok, some_in_support, rule=None):
+    y = plan.observed_values(plan.ctx_of(args, kwargs))
+    obs = ", ".join(f"'{n}' = {_fmt(v)}" for n, v in zip(plan.exact, y))
+    sites = ", ".join(repr(n) for n in plan.exact)
+    lat = ", ".join(repr(n) for n in plan.upstream)
+    draws = f"{num_tries} " + ("prior draws" if rule is None or rule.strategy is None else "initial points")
+    if not some_in_support:
+        why = (
+            f"the observed value ({obs}) is outside the range of {sites} given the supports of the latents "
+            f"({lat}): solving for them puts a latent outside its support at every one of {draws} "
+            "(e.g. a sum of positive latents observed at a negative value)"
+        )
+    elif not some_inverse_ok:
+        why = (
+            f"the observed value ({obs}) is outside the range of the map from the latents ({lat}) to {sites}: "
+            f"the inverse is undefined there for every one of {draws} (e.g. exp(a) observed "
+            "at a negative value, a*a at a negative value, sin(a) outside [-1, 1])"
+        )
+    else:
+        why = (
+            f"at the observation ({obs}), every one of {draws} mapped through the inverse has "
+            "zero density under the model (the observed value may be outside the range of what the prior "
+            "allows, or the observations contradict each other)"
+        )
+    hint = ""
+    if rule is not None and rule.strategy is not None:
+        hint = (
+            f" The starts came from init_strategy={rule.description}; its values (or the θ they give) may "
+            "be invalid: try the default init_strategy (prior draws)."
+        )
+    raise ConditionError(
+        f"no valid starting point: {why}. Check the observed value(s) in the data; if they are right and "
+        f"valid points are merely rare, raise init_tries or pass init_params.{hint}"
+    )
+
+
+# one compiled start program per conditioned model and argument signature (pgf_initial_values
+# is called eagerly by users and experiment scripts; a fresh jit per call would recompile)
+_COMPILED = weakref.WeakKeyDictionary()
+
+
+def _compiled_start(cm, margs: ModelArgs, num_tries):
+    try:
+        per_model = _COMPILED.setdefault(cm, {})
+    except TypeError:  # an unhashable model object: no cache
+        per_model = {}
+    key = (margs.signature, num_tries)
+    fn = per_model.get(key)
+    if fn is None:
+
+        def ppinv_pgf_start(rng_key, chain_index, dynamic):
+            args, kwargs = margs.rebuild(dynamic)
+            plan = cm.plan(*args, **kwargs)
+            return start_point(cm, plan, StartRule(), rng_key, chain_index, args, kwargs, num_tries)
+
+        fn = per_model[key] = jax.jit(ppinv_pgf_start)
+    return fn
+
+
+def pgf_initial_values(cm, rng_key, args=(), kwargs=None, num_tries=64, check=True, chain_index=0):
+    """A valid point of the conditioned model: the best of ``num_tries`` PGF starts.
+
+    Each try draws ``x`` from the model's prior and sets ``θ = pgf(x)``;
+    ``g(y_obs, θ)`` is then a point on the constraint set whenever ``(y_obs, θ)``
+    is inside the domain. The try of highest log density under the conditioned
+    model is returned (constrained values by site name); with discrete θ,
+    ``chain_index`` picks the branch (see :func:`pick_start`). With
+    ``check=False`` no error is raised when no try is valid (for use inside
+    ``vmap`` over data sets).
+    """
+    kwargs = dict(kwargs or {})
+    args = tuple(args)
+    plan = cm.plan(*args, **kwargs)
+    margs = ModelArgs(args, kwargs)
+    fn = _compiled_start(cm, margs, num_tries)
+    if check and not is_concrete(rng_key) and all(is_concrete(d) for d in margs.dynamic):
+        # Traced key (MCMC's chain_method="parallel" initialises inside pmap): the draws
+        # below cannot be inspected, so check once with a concrete key that a valid point
+        # exists at all, to fail here with the reason instead of running chains at −∞.
+        with jax.ensure_compile_time_eval():
+            _, _, flags = fn(jax.random.PRNGKey(0), 0, margs.dynamic)
+        check_start_flags(plan, None, args, kwargs, num_tries, flags)
+    pick, _, flags = fn(rng_key, chain_index, margs.dynamic)
+    if check:
+        check_start_flags(plan, None, args, kwargs, num_tries, flags)
+    return pick

@@ -1,0 +1,202 @@
+"""How often ppinv's kernels trace and compile (compilation dominates short runs).
+
+As BlackJAX's ``tests/test_compilation.py`` does, these count compilations and
+traces: JAX reports every XLA compilation through ``jax.monitoring`` (event
+``/jax/core/compile/backend_compile_duration``, with the program's name), and a
+wrapper counts the traces of the start-up. The start-up (best of the PGF
+starts + the initial state) and the post-processing must compile once per
+kernel, whatever the number of chains and runs.
+"""
+
+import collections
+import contextlib
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import pytest
+from numpyro.infer import MCMC
+
+import ppinv
+from models import bilinear
+from ppinv.infer import InverseMH, InverseNUTS
+from ppinv.infer import _base
+from ppinv.infer._args import ModelArgs
+
+COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+
+
+@contextlib.contextmanager
+def compilations():
+    """Counter of XLA compilations by program name while active."""
+    counts = collections.Counter()
+
+    def listen(event, duration, **kwargs):
+        if event == COMPILE_EVENT:
+            counts[kwargs.get("fun_name", "?")] += 1
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        yield counts
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+
+
+@pytest.fixture
+def start_traces(monkeypatch):
+    """Number of times the start-up's PGF start is traced (a counter inside the traced function)."""
+    calls = []
+    real = _base.start_point
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_base, "start_point", counting)
+    return calls
+
+
+def _ppinv_programs(counts):
+    return {k: v for k, v in counts.items() if "ppinv" in k}
+
+
+def test_sequential_chains_and_a_second_run_compile_the_start_up_once(start_traces):
+    """The benchmark model (x0 + x1·x2 = 1), 2 sequential chains, then MCMC.run again."""
+    cm = bilinear.conditioned()
+    cm.plan()
+    mcmc = MCMC(InverseNUTS(cm), num_warmup=5, num_samples=5, num_chains=2, chain_method="sequential",
+                progress_bar=False)
+    with compilations() as counts:
+        mcmc.run(jax.random.PRNGKey(0))
+    assert _ppinv_programs(counts) == {"jit(ppinv_start_one)": 1, "jit(ppinv_postprocess)": 1}, counts
+    traced = len(start_traces)
+    with compilations() as again:
+        mcmc.run(jax.random.PRNGKey(1))
+    assert _ppinv_programs(again) == {}, again
+    assert len(start_traces) == traced  # nothing of the start-up traced again
+    s = mcmc.get_samples()
+    np.testing.assert_allclose(s["x0"] + s["x1"] * s["x2"], 1.0, atol=1e-12)
+
+
+def test_vectorized_chains_compile_the_start_up_once(start_traces):
+    """4 vectorized chains: one start-up program for all keys, reused by the next run."""
+    cm = bilinear.conditioned()
+    cm.plan()
+    mcmc = MCMC(InverseNUTS(cm), num_warmup=5, num_samples=5, num_chains=4, chain_method="vectorized",
+                progress_bar=False)
+    with compilations() as counts:
+        mcmc.run(jax.random.PRNGKey(0))
+    assert _ppinv_programs(counts) == {"jit(ppinv_start)": 1, "jit(ppinv_postprocess)": 1}, counts
+    traced = len(start_traces)
+    with compilations() as again:
+        mcmc.run(jax.random.PRNGKey(1))
+    assert _ppinv_programs(again) == {}
+    assert len(start_traces) == traced
+    assert mcmc.get_samples(group_by_chain=True)["x0"].shape == (4, 5)
+
+
+def test_mh_kernel_shares_the_compiled_start_up():
+    cm = bilinear.conditioned()
+    cm.plan()
+    mcmc = MCMC(InverseMH(cm), num_warmup=5, num_samples=5, num_chains=2, chain_method="sequential",
+                progress_bar=False)
+    with compilations() as counts:
+        mcmc.run(jax.random.PRNGKey(0))
+        mcmc.run(jax.random.PRNGKey(1))
+    assert _ppinv_programs(counts) == {"jit(ppinv_start_one)": 1, "jit(ppinv_postprocess)": 1}, counts
+
+
+def test_postprocess_is_one_program():
+    """MCMC applies the post-processing (θ → latents) eagerly to the first state: one program, once."""
+    cm = bilinear.conditioned()
+    kernel = InverseNUTS(cm)
+    state = kernel.init(jax.random.PRNGKey(0), 5, None, (), {})
+    with compilations() as counts:
+        out = kernel.postprocess_fn((), {})(state.z)
+        kernel.postprocess_fn((), {})(state.z)
+    assert dict(counts) == {"jit(ppinv_postprocess)": 1}, counts
+    np.testing.assert_allclose(out["x0"] + out["x1"] * out["x2"], 1.0, atol=1e-12)
+
+
+def test_new_data_of_the_same_shape_reuses_the_programs():
+    """Model arguments are traced: new values of the same shapes compile nothing new."""
+
+    def model(y_obs):
+        x = numpyro.sample("x", dist.Normal(0.0, 1.0).expand([2]).to_event(1))
+        numpyro.deterministic("y", x[0] + x[1] * y_obs)
+
+    cm = ppinv.condition(model, {"y": 1.0})
+    mcmc = MCMC(InverseNUTS(cm), num_warmup=5, num_samples=5, progress_bar=False)
+    mcmc.run(jax.random.PRNGKey(0), jnp.asarray(2.0))
+    with compilations() as counts:
+        mcmc.run(jax.random.PRNGKey(1), jnp.asarray(3.0))
+    assert _ppinv_programs(counts) == {}, counts
+    x = np.asarray(mcmc.get_samples()["x"])
+    np.testing.assert_allclose(x[:, 0] + 3.0 * x[:, 1], 1.0, atol=1e-12)
+
+
+def _start_program_hlo(init_tries):
+    kernel = InverseNUTS(bilinear.conditioned(), init_tries=init_tries)
+    margs = ModelArgs((), {})
+    progs = kernel._programs_for(10, margs)
+    return progs.start_one.lower(jax.random.PRNGKey(0), 0, margs.dynamic).as_text()
+
+
+def test_start_up_program_does_not_grow_with_the_number_of_tries():
+    """The tries run in a loop: 4 or 512 tries give the same program but for a constant."""
+    small, large = _start_program_hlo(4), _start_program_hlo(512)
+    assert len(small.splitlines()) == len(large.splitlines())
+    digits = re.compile(r"\d+")  # the number of tries appears in shapes and loop bounds only
+    assert digits.sub("N", small) == digits.sub("N", large)
+
+
+def _inner_jaxprs(param):
+    if isinstance(param, (tuple, list)):
+        for p in param:
+            yield from _inner_jaxprs(p)
+    elif hasattr(param, "eqns"):
+        yield param
+    elif hasattr(getattr(param, "jaxpr", None), "eqns"):
+        yield param.jaxpr
+
+
+def _count_primitives(jaxpr, names):
+    """Equations of the given primitives in ``jaxpr`` and every jaxpr nested in it."""
+    total = 0
+    for eqn in jaxpr.eqns:
+        total += eqn.primitive.name in names
+        for p in eqn.params.values():
+            for inner in _inner_jaxprs(p):
+                total += _count_primitives(inner, names)
+    return total
+
+
+RANDOM = {"random_split", "random_bits", "random_fold_in", "threefry2x32"}
+
+
+def test_no_key_split_per_step_without_discrete_theta_or_jumps():
+    """ppinv adds no PRNG work to NUTS's step when there is nothing of its own to draw."""
+    cm = bilinear.conditioned()
+    kernel = InverseNUTS(cm)
+    state = kernel.init(jax.random.PRNGKey(0), 5, None, (), {})
+    new = kernel.sample(state, (), {})
+    np.testing.assert_array_equal(np.asarray(new.rng_key), np.asarray(state.rng_key))
+    core = kernel._current.core["sample_kernel"]
+    ours = jax.make_jaxpr(lambda s: kernel.step(s, (), {}))(state).jaxpr
+    theirs = jax.make_jaxpr(lambda h: core(h, model_args=(state.discrete, (), {}), model_kwargs={}))(
+        state.hmc_state).jaxpr
+    assert _count_primitives(ours, RANDOM) == _count_primitives(theirs, RANDOM) > 0
+
+
+def test_discrete_theta_still_draw_their_own_keys():
+    def model():
+        x = numpyro.sample("x", dist.Normal(0.3, 1.0))
+        numpyro.deterministic("y", x * x)
+
+    kernel = InverseNUTS(ppinv.condition(model, {"y": 1.0}))
+    state = kernel.init(jax.random.PRNGKey(0), 5, None, (), {})
+    new = kernel.sample(state, (), {})
+    assert not np.array_equal(np.asarray(new.rng_key), np.asarray(state.rng_key))
