@@ -44,7 +44,7 @@ SUPPORTS = [
     ("circular", constraints.circular, -math.pi, math.pi),
 ]
 N_POINTS = 5
-N_MODERATE = 3  # the first points: at least 1e-3 of the support's width from every bound
+N_MODERATE = 3  # the first points of each support: 1e-3 (of its width, if bounded) or more from its bounds
 
 
 def _inside(lo, hi):
