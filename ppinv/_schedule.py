@@ -38,7 +38,7 @@ from numpyro.distributions import constraints
 
 from ._block import JOINTLY_SOLVED, KnownStructure, LinearBlock, is_linear
 from ._compat import is_concrete
-from ._piecewise import FlatPieceError, PiecewiseBlock, piecewise_cone, refuse_theta_dependent_flat_pieces, theta_dependent
+from ._piecewise import FlatPieceError, PiecewiseBlock, UnionSchedule, piecewise_cone, theta_dependent, union_of_flat_pieces
 from ._monotone import MonotoneBlock, derivative_sign, is_elementwise_analytic
 from ._polar import PolarBlock
 from ._poly import MAX_DEGREE, PolynomialBlock, poly_degree
@@ -852,18 +852,23 @@ def build_schedule(program, known_inputs, unknown_inputs, observed, supports, ta
     gives input values at a typical point (or a function returning them): linear
     solves whose matrix moves with θ choose their chart there (``_block.py``).
     """
-    args = (program, known_inputs, unknown_inputs, observed, supports, table, names, extra_outputs, free)
-    strict = _Scheduler(*args, outer_theta=outer_theta, typical=typical)
-    try:
-        return strict.run()
-    except InversionError:
-        if not strict.flat_refusals:
-            raise
-    # Every schedule found solves through a flat piece with θ-dependent values. Scheduled
-    # without that restriction, the program either fails for another reason (that error is
-    # the one to report) or succeeds only by dropping the piece, which is refused by name.
-    schedule = _Scheduler(*args, flat_ok=True, outer_theta=outer_theta, typical=typical).run()
-    return refuse_theta_dependent_flat_pieces(schedule, strict.theta_seeds)
+    rest = (known_inputs, unknown_inputs, observed, supports, table, names, extra_outputs, free)
+    seeds = (list(known_inputs) + list(observed)) if outer_theta else []
+
+    def schedule_of(prog):
+        strict = _Scheduler(prog, *rest, outer_theta=outer_theta, typical=typical)
+        try:
+            return strict.run()
+        except InversionError:
+            if not strict.flat_refusals:
+                raise
+        # Every schedule found solves through a flat piece with θ-dependent values. Scheduled
+        # without that restriction, the program either fails for another reason (that error
+        # is the one to report) or succeeds by solving through the piece, whose other side
+        # the union then covers with a schedule of its own.
+        return _Scheduler(prog, *rest, flat_ok=True, outer_theta=outer_theta, typical=typical).run()
+
+    return union_of_flat_pieces(program, schedule_of, seeds)
 
 
 # --- running a schedule ---------------------------------------------------------------
@@ -885,6 +890,8 @@ def run_schedule_extra(schedule, known_values, observed_values, theta):
     emitted program is then little more than the inverse itself, which keeps
     XLA's compile time close to that of the forward program.
     """
+    if isinstance(schedule, UnionSchedule):  # one schedule per side of a flat piece
+        return schedule.run(known_values, observed_values, theta)
     env = {}
     for v, val in zip(schedule.known_inputs, known_values):
         env[v] = val
@@ -977,6 +984,8 @@ def schedule_pgf(schedule, program, known_values, x_values, ignored=None):
 
 def theta_from_env(schedule, env):
     """θ read off the values of every variable of a forward evaluation."""
+    if isinstance(schedule, UnionSchedule):
+        return schedule.theta_from_env(env)
     theta = {}
     for step in schedule.steps:
         if isinstance(step, FreeStep):

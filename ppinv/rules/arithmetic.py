@@ -173,6 +173,9 @@ def _extreme_pair_rule(sign, one_known):
     """The rule for ``max`` (``sign=+1``) or ``min`` (``-1``)."""
     region = "<=" if sign > 0 else ">="
 
+    def on_flat(x, c):  # the output is c, whatever x
+        return x <= c if sign > 0 else x >= c
+
     def rule(pat):
         if not pat.known_out[0] or all(pat.known_in):
             return None
@@ -188,7 +191,10 @@ def _extreme_pair_rule(sign, one_known):
         if solver is not None and not pat.same(0, 1):
             i = pat.unknown_in[0]
             x, c = eqn.ins[i], eqn.ins[1 - i]
-            solver.flat_pieces = (FlatPiece(eqn, x, c, (eqn.outs[0], c), f"{x!r} {region} {c!r}"),)
+            solver.flat_pieces = (
+                FlatPiece(eqn, x, c, (eqn.outs[0], c), f"{x!r} {region} {c!r}",
+                          inside=lambda read, x=x, c=c: on_flat(read(x), read(c)), reads=(x, c)),
+            )
         return solver
 
     return rule
