@@ -52,8 +52,15 @@ def run(programs):
     return rows
 
 
-def first_line(message, width=240):
-    line = message.strip().splitlines()[0] if message.strip() else ""
+PIECE_PREFIX = "so the program cannot be inverted on that piece: "
+
+
+def first_line(message, width=320):
+    """A message on one line, from its innermost reason: a refusal inside nested cases of a where
+    repeats "case k ... cannot be inverted ..." once per level before saying why."""
+    line = " ".join(message.split())
+    if PIECE_PREFIX in line:
+        line = "(in a case of a where) " + line.rsplit(PIECE_PREFIX, 1)[1]
     return line if len(line) <= width else line[: width - 1] + "…"
 
 
@@ -112,7 +119,7 @@ def markdown(rows, machine, seconds):
         by_mech[r["recorded_mechanism"] or "unclassified"].append(r)
     for mech in sorted(by_mech, key=lambda m: (-len(by_mech[m]), m)):
         out += [f"### {mech} ({len(by_mech[mech])}) — {MECHANISMS.get(mech, 'not yet classified in the corpus')}", ""]
-        out += ["| program | source | ppinv's reason (first line) |", "|---|---|---|"]
+        out += ["| program | source | ppinv's reason (opening) |", "|---|---|---|"]
         for r in by_mech[mech]:
             out.append(f"| `{r['name']}` | {_md_escape(r['source'])} | {r['error_type']}: "
                        f"{_md_escape(first_line(r['message']))} |")
@@ -130,7 +137,7 @@ def markdown(rows, machine, seconds):
     out += ["None."] if not errors else [f"* `{r['name']}` ({r['source']}): {_md_escape(first_line(r['message']))}"
                                          for r in errors]
     out += ["", "## Non-invertible programs (must be refused)", "",
-            "| program | source | why no inverse | ppinv | ppinv's reason (first line) |", "|---|---|---|---|---|"]
+            "| program | source | why no inverse | ppinv | ppinv's reason (opening) |", "|---|---|---|---|---|"]
     for r in rows:
         if r["expect"] == "refuse":
             kind = (r["why"] or "").split(":", 1)[0]

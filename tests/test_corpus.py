@@ -11,10 +11,9 @@ Two tests per program:
   log|det| against the dense Jacobian and derivatives against central
   differences (``ppinv.testing.check_inverse``), and ``jax.grad`` of the
   inverse against central differences (``tests.corpus.grad_of_inverse_error``).
-  A representative set runs in the default tier (one or more per source and
-  per mechanism: scalar rules, piecewise, linear blocks, scans, null spaces,
-  polar and monotone solves); the rest run with ``-m slow`` and in
-  ``experiments/corpus_report.py``.
+  A representative set (``FAST``) runs in the default tier; the rest run with
+  ``-m slow`` and in ``experiments/corpus_report.py``. An entry ppinv is
+  recorded to invert wrongly today is ``xfail(strict)`` naming the defect.
 """
 
 import pytest
@@ -24,39 +23,25 @@ from ppinv.errors import InversionError
 from tests.corpus import check_program
 from tests.corpus.programs import PROGRAMS
 
-# Checked in full in the default tier; compile time bounds how many (each costs 1-3 s).
+# Checked in full in the default tier: one or more per source and per mechanism (scalar rules, piecewise,
+# linear blocks, scans, null-space and sign/period θ). Compile time bounds how many (1-3 s each).
 FAST = {
-    "sinh_arcsinh",
     "kumaraswamy_cdf",
-    "ascending",
     "scale_matvec_tril",
     "real_nvp",
-    "more_stable_sigmoid",
     "split_coupling",
     "leaky_relu",
-    "ordered",
+    "ordered_transform",
     "advanced_inverse_three",
-    "inverse_of_jit",
-    "naive_logit",
     "odd_power",
-    "log_as_function_of_base",
-    "matrix_left_multiply",
     "sin",
     "sum",
     "log1mexp",
-    "two_moons",
     "gaussian_linear",
-    "recursive_linear",
-    "regression_underdetermined",
     "eight_schools_noncentered",
     "ideal_gas",
     "kinetic_energy",
-    "spherical_to_cartesian",
 }
-
-
-def _id(p):
-    return p.name
 
 
 def _refused_today(p):

@@ -50,13 +50,22 @@ open_unit = constraints.interval(0.0, 1.0)
 # -- entries ------------------------------------------------------------------------------------
 
 MECHANISMS = {
-    "triangular": "a triangular (lower/upper) system: each output fixes one more unknown given the earlier ones",
-    "scatter": "scatter-add / segment_sum with known indices (a linear map written as an indexed update)",
-    "linalg": "a linear-algebra primitive (solve, inverse, triangular solve, FFT/DCT) with known operands",
-    "elementwise": "an elementwise primitive or piece with no inverse rule",
-    "coupled": "a coupled nonlinear block (several relations share unknowns) with a closed-form joint solve",
-    "structural": "a structural primitive (mapped/parallel call, masked select, ...) the overlay does not see through",
-    "numeric": "a provably unique inverse with no closed form (a monotone or contracting solve in several variables)",
+    "triangular": "a triangular system: each output fixes one more unknown given the earlier ones "
+                  "(stick-breaking, autoregressive flows, cumprod of 1 − z)",
+    "scatter": "scatter / scatter-add / segment_sum with known indices (a linear map written as an indexed update)",
+    "linalg": "a linear-algebra primitive with known operands (linear solve, matrix inverse, FFT/DCT)",
+    "mobius": "a ratio with the unknown in numerator and denominator (x/(a + x), e/(1 + e), logit's s/(1 − s), "
+              "x/(1 + |x|)): injective with a closed-form inverse, but no rule solves it and the monotone solve "
+              "needs a support to prove monotonicity",
+    "coupled": "a coupled nonlinear block of several unknowns with a closed-form joint solve "
+               "(normalisation x/Σx, V = IR with P = I²R, the radius of a radial flow)",
+    "piece_domain": "a case of a where that is invertible on its own interval only (x + exp(−x) for x ≥ 18): "
+                    "the monotone solve does not use the case's predicate as a support",
+    "structural": "a select with a constant predicate or mask, or a shard_map (pmap), that the overlay does not "
+                  "see through",
+    "numeric": "a provably unique inverse with no closed form (u·exp(δu²/2), a planar flow) that the monotone "
+               "solve does not recognise",
+    "elementwise": "an elementwise primitive with no inverse rule",
 }
 
 REFUSAL_KINDS = {
@@ -395,8 +404,7 @@ add("shifted_gompertz_cdf", TFP + "shifted_gompertz_cdf.py",
 add("weibull_cdf", TFP + "weibull_cdf.py", weibull_cdf(jnp.asarray(2.0), jnp.asarray(1.7)), [0.5], positive,
     scale=0.5)
 add("gumbel_cdf", TFP + "gumbel_cdf.py", gumbel_cdf(jnp.asarray(0.5), jnp.asarray(2.0)), [0.5])
-add("moyal_cdf", TFP + "moyal_cdf.py", moyal_cdf(jnp.asarray(0.2), jnp.asarray(1.5)), [0.5],
-    today=Refusal("elementwise", "no inverse rule for primitive 'erfc'"))
+add("moyal_cdf", TFP + "moyal_cdf.py", moyal_cdf(jnp.asarray(0.2), jnp.asarray(1.5)), [0.5])
 add("frechet_cdf", TFP + "frechet_cdf.py", frechet_cdf(jnp.asarray(-1.0), jnp.asarray(2.0), jnp.asarray(1.5)),
     [0.5], constraints.greater_than(-1.0), scale=0.5)
 add("gev_cdf", TFP + "gev_cdf.py", gev_cdf(jnp.asarray(0.3), jnp.asarray(1.5), jnp.asarray(0.5)), [0.5],
@@ -406,7 +414,7 @@ add("rayleigh_cdf", TFP + "rayleigh_cdf.py", rayleigh_cdf(jnp.asarray(1.5)), [0.
 add("power_transform", TFP + "power_transform.py", power_transform(jnp.asarray(0.5)), [0.5],
     constraints.greater_than(-2.0))
 add("softsign", TFP + "softsign.py", softsign, [0.5],
-    today=Refusal("coupled", PIECE + ": these relations are coupled"))
+    today=Refusal("mobius", PIECE + ": x / (1 + |x|), these relations are coupled"))
 add("iterated_sigmoid_centered", TFP + "iterated_sigmoid_centered.py", iterated_sigmoid_centered_full,
     [arr(0.1, -0.3, 0.2)], expect="refuse",
     why="overdetermined: the K+1 outputs sum to 1, so they carry only K free coordinates")
@@ -418,8 +426,7 @@ add("softmax_centered", TFP + "softmax_centered.py", softmax_centered_full, [arr
 add("softmax_centered_head", TFP + "softmax_centered.py", softmax_centered_head, [arr(0.1, -0.3, 0.2)],
     today=Refusal("coupled", COUPLED + " (slice)"))
 add("ascending", TFP + "ascending.py", ascending, [arr(0.1, -0.3, 0.2, 0.4)])
-add("normal_cdf", TFP + "normal_cdf.py", normal_cdf, [0.5],
-    today=Refusal("elementwise", PIECE + " (ndtr's erf/erfc pieces)"))
+add("normal_cdf", TFP + "normal_cdf.py", normal_cdf, [0.5])
 add("lambertw_transform", TFP + "lambertw_transform.py", lambertw_transform(jnp.asarray(0.4)), [0.5],
     today=Refusal("numeric", COUPLED + " (mul(u, exp(...)))"))
 add("sinh", TFP + "sinh.py", jnp.sinh, [0.5])
@@ -687,7 +694,7 @@ add("simplex_bijector", BIJ + "simplex.jl", simplex_bijector, [arr(0.2, 0.3, 0.1
     today=Refusal("triangular", COUPLED + " (div)"))
 add("stacked", BIJ + "stacked.jl", stacked, [arr(0.1, 0.5, 1.5, 0.3)],
     points=((arr(0.1, 0.5, 1.5, 0.3),), (arr(-1.0, 2.0, 0.2, 0.9),), (arr(0.7, 0.1, 3.0, 0.05),)),
-    today=Refusal("structural", COUPLED + " (slice(x))"))
+    today=Refusal("mobius", COUPLED + " (slice(x); logit(x[3:4]) divides on an entry with no support)"))
 add("coupling_shift", BIJ + "coupling.jl", bij_coupling, [arr(0.1, 0.2)])
 add("exp_log", BIJ + "exp_log.jl", lambda x: jnp.log(jnp.exp(x) * 2.0), [0.5])
 
@@ -966,23 +973,23 @@ def invsoftplus_a(a):
 
 
 add("log1pexp", LEF, log1pexp, [0.5], scale=3.0,
-    today=Refusal("elementwise", PIECE + " (a constant piece)"))
+    today=Refusal("piece_domain", PIECE + ": case x + exp(-x) on 18 <= x < 33.2, these relations are coupled"))
 add("logexpm1", LEF, logexpm1, [0.5], positive, scale=1.5)
 add("log1mexp", LEF, log1mexp, [-0.5], constraints.less_than(0.0), scale=1.5)
 add("log2mexp", LEF, log2mexp, [-0.5], constraints.less_than(np.log(2.0)))
 add("logistic", LEF, lef_logistic, [0.5], scale=3.0,
-    today=Refusal("elementwise", PIECE + " (a constant piece)"))
+    today=Refusal("mobius", PIECE + ": e / (1 + e), these relations are coupled"))
 add("logit", LEF, lef_logit, [0.5], open_unit, scale=2.0)
 add("cloglog", LEF, cloglog, [0.5], open_unit)
 add("cexpexp", LEF, cexpexp, [0.5])
 add("loglogistic", LEF, loglogistic, [0.5],
-    today=Refusal("elementwise", PIECE + " (a constant piece)"))
+    today=Refusal("piece_domain", PIECE + ": case x + exp(-x) on 18 <= x < 33.2, these relations are coupled"))
 add("logitexp", LEF, logitexp, [-0.5], constraints.less_than(0.0))
 add("log1mlogistic", LEF, log1mlogistic, [0.5],
-    today=Refusal("elementwise", PIECE + " (a constant piece)"))
+    today=Refusal("piece_domain", PIECE + ": case x + exp(-x) on 18 <= x < 33.2, these relations are coupled"))
 add("logit1mexp", LEF, logit1mexp, [-0.5], constraints.less_than(0.0))
 add("softplus_with_a", LEF, softplus_a(jnp.asarray(2.5)), [0.5],
-    today=Refusal("elementwise", PIECE + " (a constant piece)"))
+    today=Refusal("piece_domain", PIECE + ": case x + exp(-x) on 18 <= x < 33.2, these relations are coupled"))
 add("invsoftplus_with_a", LEF, invsoftplus_a(jnp.asarray(2.5)), [0.5], positive)
 
 
@@ -1242,7 +1249,7 @@ add("haar", NPT, haar, [arr(0.1, -0.3, 0.2, 0.4)],
 add("simplex_to_ordered", NPT, simplex_to_ordered(jnp.asarray(0.3)), [arr(0.2, 0.3)],
     points=((arr(0.2, 0.3),), (arr(0.5, 0.1),), (arr(0.05, 0.6),)),
     note="the first K−1 coordinates of a simplex point (ppinv takes entrywise supports only)",
-    today=Refusal("coupled", COUPLED + " (div: logit's s / (1 - s))"))
+    today=Refusal("mobius", COUPLED + " (div: logit's s / (1 - s))"))
 add("sigmoid_transform", NPT, jax.nn.sigmoid, [jnp.zeros(2)])
 add("softplus_transform", NPT, jax.nn.softplus, [jnp.zeros(2)])
 add("power_transform_np", NPT, lambda x: jnp.power(x, 2.5), [jnp.ones(2)], positive)
@@ -1480,7 +1487,7 @@ add_formula("arrhenius", CHEM + "Atkins, Physical Chemistry, ch. 17 (k = A exp(�
     [1e3, 5e4, 300.0], positive)
 add_formula("michaelis_menten_substrate", CHEM + "Berg, Biochemistry, ch. 8 (v = Vmax S / (Km + S))",
     michaelis_menten_substrate(jnp.asarray(2.0), jnp.asarray(0.5)), [1.0], positive,
-    today=Refusal("coupled", COUPLED + " (div)"))
+    today=Refusal("mobius", COUPLED + " (div)"))
 add_formula("michaelis_menten_parameters", CHEM + "Berg, Biochemistry, ch. 8 (v = Vmax S / (Km + S))",
     michaelis_menten_parameters(arr(0.5, 2.0)), [1.0, 1.0], positive,
     today=Refusal("coupled", COUPLED + " (div)"))
@@ -1514,7 +1521,7 @@ add_formula("thin_lens", PHYS + "Hecht, Optics, ch. 5 (1/f = 1/do + 1/di)", thin
     constraints.greater_than(0.1))
 add_formula("equilibrium_constant", CHEM + "Atkins, Physical Chemistry, ch. 6 (K = exp(−ΔG/RT))",
     equilibrium_constant(jnp.asarray(-4e4), jnp.asarray(-50.0)), [300.0], positive,
-    today=Refusal("coupled", COUPLED + " (div)"))
+    today=Refusal("mobius", COUPLED + " (div)"))
 add_formula("poiseuille", PHYS + "Bird, Stewart & Lightfoot, Transport Phenomena, ch. 2 (Q = π r⁴ ΔP / 8μL)",
     poiseuille(jnp.asarray(100.0), jnp.asarray(1e-3), jnp.asarray(1.0)), [1e-3], positive)
 add_formula("van_der_waals_temperature", CHEM + "Atkins, Physical Chemistry, ch. 1 (van der Waals equation)",
