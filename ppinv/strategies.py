@@ -1,15 +1,34 @@
 """Hypothesis strategies for random programs, to fuzz inverses (ppinv's or your own rules).
 
-``programs()`` draws straight-line JAX programs over the primitives ppinv
-supports — elementwise functions, arithmetic with fan-out, constants, several
-outputs, small arrays with reductions, element picks, rotations and joins, ``cond`` and ``scan`` — as
-:class:`RandomProgram` objects with a callable ``fn``, example arguments and a
-readable listing. The property to check is :func:`check_program`: either
-``ppinv.inverse`` refuses the program with a clear :class:`ppinv.InversionError`,
-or its inverse is sound, complete through the PGF and has the right log|det|,
-at random points where the inversion is well posed in floating point (points
-where any method must lose the tolerance — ``tanh`` saturated near ±1 — are
-skipped).
+``programs()`` draws straight-line JAX programs as :class:`RandomProgram`
+objects. Each program is Python source (``prog.source``, runnable as written:
+a failing program is its own reproducer) compiled to ``prog.fn``; its inputs
+carry NumPyro supports. What is drawn is what has broken exact inverses:
+
+* every support NumPyro has on the inputs: real, positive, nonnegative,
+  unit_interval, intervals (with negative bounds too), greater_than, less_than;
+* elementwise functions with and without rules (``erfc``, ``ndtr``), flat
+  pieces whose output is solved (``relu``, ``maximum``/``minimum`` of two
+  unknowns or against a constant, ``clip``), piecewise ``where``;
+* arithmetic with fan-out, and known operands of every kind: Python floats,
+  numpy and jnp scalars and vectors, jnp arrays captured from the enclosing scope;
+* linear maps whose matrix depends on other unknowns (``w @ x`` with both
+  unknown, a matrix stacked from unknown rows), vector–matrix products
+  against constant non-square matrices;
+* ``cond`` with operands also closed over by its branches, ``scan`` with
+  weak-typed (Python float) carries, reductions, cumulative sums, picks,
+  rotations and joins of small vectors.
+
+The property is :func:`check_program`: either ``ppinv.inverse`` refuses the
+program with an :class:`ppinv.InversionError` that explains itself, or the
+inverse is sound (``f(g(y, θ)) == y`` at the PGF's θ and at perturbed θ),
+complete through the PGF, has the right log|det|, derivatives that agree with
+finite differences, and the same values under ``vmap``. Anything else — a wrong
+value or any other exception — is a failure, classified by
+:func:`check_program` (``FuzzOutcome.failure``) so that long runs can be
+counted, and :func:`shrink` reduces a failing program to a small one.
+Points where the inversion is ill-posed in floating point (``tanh`` saturated
+near ±1) are skipped.
 
 Requires ``hypothesis`` (a test dependency).
 
@@ -25,148 +44,298 @@ Examples
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import traceback
+from dataclasses import dataclass, field, replace
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from hypothesis import strategies as st
-from jax import lax
+from numpyro.distributions import constraints
 
-__all__ = ["RandomProgram", "programs", "check_program", "FuzzOutcome"]
+__all__ = ["RandomProgram", "programs", "check_program", "FuzzOutcome", "shrink", "SUPPORTS"]
 
-# name -> (function, needs a positive argument)
+# name -> expression over the operand {a}
 UNARY = {
-    "exp": (jnp.exp, False),
-    "sin": (jnp.sin, False),
-    "tanh": (jnp.tanh, False),
-    "atan": (jnp.arctan, False),
-    "sinh": (jnp.sinh, False),
-    "cube": (lambda v: v**3, False),
-    "square": (lambda v: v * v, False),
-    "neg": (jnp.negative, False),
-    "sigmoid": (jax.nn.sigmoid, False),
-    "softplus": (jax.nn.softplus, False),
-    "log1p_exp": (lambda v: jnp.log1p(jnp.exp(v)), False),
-    "log": (jnp.log, True),
-    "sqrt": (jnp.sqrt, True),
-    "abs": (jnp.abs, False),
-    "expm1": (jnp.expm1, False),
-    "leaky": (lambda v: jnp.where(v > 0, v, 0.3 * v), False),
+    "exp": "jnp.exp({a})",
+    "sin": "jnp.sin({a})",
+    "tanh": "jnp.tanh({a})",
+    "atan": "jnp.arctan({a})",
+    "sinh": "jnp.sinh({a})",
+    "asinh": "jnp.arcsinh({a})",
+    "cbrt": "jnp.cbrt({a})",
+    "cube": "{a} ** 3",
+    "square": "{a} * {a}",
+    "neg": "-{a}",
+    "sigmoid": "jax.nn.sigmoid({a})",
+    "softplus": "jax.nn.softplus({a})",
+    "log1p_exp": "jnp.log1p(jnp.exp({a}))",
+    "log_pos": "jnp.log({a} * {a} + 0.5)",
+    "sqrt_pos": "jnp.sqrt({a} * {a} + 0.5)",
+    "log": "jnp.log({a})",  # only where the input's support keeps it positive
+    "sqrt": "jnp.sqrt({a})",
+    "atanh": "jnp.arctanh({a})",
+    "abs": "jnp.abs({a})",
+    "expm1": "jnp.expm1({a})",
+    "leaky": "jnp.where({a} > 0, {a}, 0.3 * {a})",
+    "elu": "jax.nn.elu({a})",
+    "erf": "jax.scipy.special.erf({a})",
+    # a piece with no rule, and a where over erf and erfc pieces
+    "erfc": "jax.scipy.special.erfc({a})",
+    "ndtr": "jax.scipy.special.ndtr({a})",
+    # flat pieces: where the output is solved, the flat piece is a schedule of its own
+    "relu": "jax.nn.relu({a})",
 }
+# both operands unknown
 BINARY = {
-    "add": lambda a, b: a + b,
-    "sub": lambda a, b: a - b,
-    "mul": lambda a, b: a * b,
-    "div": lambda a, b: a / b,
+    "add": "{a} + {b}",
+    "sub": "{a} - {b}",
+    "mul": "{a} * {b}",
+    "div": "{a} / {b}",
+    "max": "jnp.maximum({a}, {b})",
+    "min": "jnp.minimum({a}, {b})",
+    "logaddexp": "jnp.logaddexp({a}, {b})",
 }
+# one operand known
+WITH_CONST = {
+    "add": "{a} + {c}",
+    "sub": "{a} - {c}",
+    "rsub": "{c} - {a}",
+    "mul": "{a} * {c}",
+    "rmul": "{c} * {a}",
+    "div": "{a} / {c}",
+    "rdiv": "{c} / {a}",
+    "max": "jnp.maximum({a}, {c})",
+    "min": "jnp.minimum({c}, {a})",
+}
+# how a known operand is written: literal, numpy, jnp made while tracing, jnp captured from outside
+CONST_KINDS = ("float", "np_scalar", "jnp_scalar", "captured_scalar", "np_vector", "jnp_vector", "captured_vector")
+
+#: The input supports drawn, as (name, arguments) so that programs print as code.
+SUPPORTS = (
+    ("real",), ("real",), ("real",), ("real",),
+    ("positive",), ("nonnegative",), ("unit_interval",),
+    ("interval", -3.0, -1.0), ("interval", -1.0, 2.0), ("interval", 0.5, 4.0),
+    ("greater_than", -2.0), ("greater_than", 1.0),
+    ("less_than", 0.0), ("less_than", -1.0), ("less_than", 2.0),
+)
+
+# kind -> positions of the op tuple that index earlier values (for shrinking)
+REFS = {
+    "unary": (2,), "binary": (2, 3), "const": (2,), "clip": (1,), "cond": (1, 2), "cond_closure": (1, 2, 3),
+    "sum": (1,), "cumsum": (1,), "rev": (1,), "pick": (1,), "roll": (1,), "dot": (1, 2), "matvec": (1, 2, 3),
+    "vecmat": (1, 2), "scan": (1,), "scan_weak": (1,), "scan_carry": (1,),
+}
+VECTOR_ONLY = {"sum", "cumsum", "rev", "pick", "roll", "dot", "matvec", "vecmat", "scan", "scan_weak"}
+
+_HEADER = """import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from numpyro.distributions import constraints
+
+import ppinv
+"""
+_HELPERS = {
+    "scan": "def _scan_body(c, x):\n    n = 0.5 * c + x\n    return n, n\n",
+    "scan_weak": "def _scan_weak_body(c, x):\n    n = 0.5 * c + jnp.sinh(x)\n    return n, n\n",
+    "scan_carry": "def _scan_carry_body(c, _):\n    return 1.5 * c + 1.0, None\n",
+}
+
+
+def _fmt(x):
+    return repr(round(float(x), 4))
+
+
+def _vec(values):
+    return "[" + ", ".join(_fmt(v) for v in values) + "]"
+
+
+def _mat(m):
+    return "[" + ", ".join(_vec(r) for r in m) + "]"
+
+
+def support_code(spec) -> str:
+    name, *args = spec
+    if not args:
+        return f"constraints.{name}"
+    return f"constraints.{name}({', '.join(_fmt(a) for a in args)})"
+
+
+def make_support(spec):
+    name, *args = spec
+    s = getattr(constraints, name)
+    return s(*args) if args else s
 
 
 @dataclass
 class RandomProgram:
-    """A generated program: ``fn(*example_args)`` returns a tuple of outputs."""
+    """A generated program: ``fn(*example_args)`` returns a tuple of outputs.
+
+    ``ops`` lists one tuple per intermediate value (see ``REFS`` for their layouts),
+    ``consts`` the known operands ``(kind, values)`` the ops refer to by index,
+    ``supports`` one support spec per input (see ``SUPPORTS``).
+    """
 
     ops: list
     n_inputs: int
     size: int  # 0: scalars, else vectors of this length
     outputs: list
-    lines: list = field(default_factory=list)
+    lines: list = field(default_factory=list)  # unused; kept for older callers
+    supports: tuple = ()
+    consts: tuple = ()
+
+    def __post_init__(self):
+        if not self.supports:
+            self.supports = (("real",),) * self.n_inputs
+        self._fn = self._forward = None
 
     @property
     def example_args(self):
         shape = () if self.size == 0 else (self.size,)
         return tuple(jnp.ones(shape) for _ in range(self.n_inputs))
 
-    def fn(self, *args):
-        vals = list(args)
-        for op in self.ops:
-            vals.append(_apply(op, vals))
-        return tuple(vals[i] for i in self.outputs)
+    @property
+    def support(self):
+        """One NumPyro constraint per input, for ``ppinv.inverse(..., support=...)``."""
+        return [make_support(s) for s in self.supports]
+
+    @property
+    def constrained(self) -> bool:
+        return any(s != ("real",) for s in self.supports)
+
+    @property
+    def source(self) -> str:
+        """The program as Python code, followed by the inverse's construction."""
+        kinds = {op[0] for op in self.ops}
+        helpers = "".join(h + "\n" for k, h in _HELPERS.items() if k in kinds)
+        captured = "".join(
+            f"C{i} = jnp.asarray({_const_literal(vals)})\n"
+            for i, (kind, vals) in enumerate(self.consts) if kind.startswith("captured")
+        )
+        args = ", ".join(f"v{i}" for i in range(self.n_inputs))
+        body = "".join(f"    v{self.n_inputs + k} = {_expr(op, self)}\n" for k, op in enumerate(self.ops))
+        outs = ", ".join(f"v{i}" for i in self.outputs)
+        shape = "()" if self.size == 0 else f"({self.size},)"
+        sup = ", ".join(support_code(s) for s in self.supports)
+        call = (f"inv = ppinv.inverse(f, {', '.join(['jnp.ones(' + shape + ')'] * self.n_inputs)}, "
+                f"support=[{sup}])\n")
+        return (_HEADER + "\n" + captured + ("\n" if captured else "") + helpers
+                + f"def f({args}):\n{body}    return ({outs},)\n\n\n{call}")
+
+    @property
+    def fn(self):
+        """The program as written (what ``ppinv.inverse`` is given)."""
+        if self._fn is None:
+            code = self.source.rsplit("inv = ppinv.inverse", 1)[0]
+            namespace = {}
+            exec(compile(code, "<ppinv.strategies program>", "exec"), namespace)  # noqa: S102 - generated here
+            self._fn = namespace["f"]
+            self._forward = jax.jit(self._fn)
+        return self._fn
+
+    @property
+    def forward(self):
+        """``fn`` compiled, for the many evaluations a check makes."""
+        self.fn  # noqa: B018 - builds both
+        return self._forward
 
     def __repr__(self):
-        return "RandomProgram:\n  " + "\n  ".join(self.lines) + f"\n  return {', '.join(f'v{i}' for i in self.outputs)}"
+        return "RandomProgram:\n" + self.source
 
 
-def _apply(op, vals):
+def _const_literal(vals):
+    return _fmt(vals) if np.ndim(vals) == 0 else _vec(vals)
+
+
+def _const_code(prog, idx):
+    kind, vals = prog.consts[idx]
+    if kind == "float":
+        return _fmt(vals)
+    if kind == "np_scalar":
+        return f"np.float64({_fmt(vals)})"
+    if kind == "jnp_scalar":
+        return f"jnp.asarray({_fmt(vals)})"
+    if kind == "np_vector":
+        return f"np.array({_vec(vals)})"
+    if kind == "jnp_vector":
+        return f"jnp.array({_vec(vals)})"
+    return f"C{idx}"  # captured
+
+
+def _expr(op, prog) -> str:
     kind = op[0]
+    v = lambda i: f"v{i}"  # noqa: E731
     if kind == "unary":
-        _, name, i = op
-        fn, positive = UNARY[name]
-        v = vals[i]
-        return fn(v * v + 0.5) if positive else fn(v)
+        return UNARY[op[1]].format(a=v(op[2]))
     if kind == "binary":
-        _, name, i, j = op
-        return BINARY[name](vals[i], vals[j])
+        return BINARY[op[1]].format(a=v(op[2]), b=v(op[3]))
     if kind == "const":
-        _, name, i, c = op
-        return BINARY[name](vals[i], jnp.asarray(c, vals[i].dtype))
-    if kind == "sum":  # a vector reduced, broadcast back so shapes stay uniform
-        _, i = op
-        v = vals[i]
-        return jnp.sum(v) * jnp.ones_like(v) if v.ndim else v
-    if kind == "cumsum":
-        _, i = op
-        return jnp.cumsum(vals[i]) if vals[i].ndim else vals[i]
-    if kind == "rev":
-        _, i = op
-        return vals[i][::-1] if vals[i].ndim else vals[i]
-    if kind == "pick":  # one element, broadcast back (slice, squeeze, broadcast)
-        _, i, k = op
-        v = vals[i]
-        return jnp.full_like(v, v[k % v.shape[0]]) if v.ndim else v
-    if kind == "roll":  # a rotation by slicing and concatenating
-        _, i, k = op
-        v = vals[i]
-        if not v.ndim:
-            return v
-        k = 1 + k % (v.shape[0] - 1)
-        return jnp.concatenate([v[k:], v[:k]])
+        return WITH_CONST[op[1]].format(a=v(op[2]), c=_const_code(prog, op[3]))
+    if kind == "clip":
+        return f"jnp.clip({v(op[1])}, {_fmt(op[2])}, {_fmt(op[3])})"
     if kind == "cond":
-        _, i, j = op
-        return lax.cond(jnp.all(vals[j] > 0), lambda v: 2.0 * v + 1.0, lambda v: jnp.exp(v), vals[i])
+        return f"lax.cond(jnp.all({v(op[2])} > 0), lambda v: 2.0 * v + 1.0, lambda v: jnp.exp(v), {v(op[1])})"
+    if kind == "cond_closure":  # the operand may also be closed over, and be the predicate's input
+        _, i, j, k = op
+        return f"lax.cond(jnp.all({v(j)} > 0.5), lambda v: v * {v(k)}, lambda v: v + jnp.exp({v(k)}), {v(i)})"
+    if kind == "sum":
+        return f"jnp.sum({v(op[1])}) * jnp.ones_like({v(op[1])})"
+    if kind == "cumsum":
+        return f"jnp.cumsum({v(op[1])})"
+    if kind == "rev":
+        return f"{v(op[1])}[::-1]"
+    if kind == "pick":
+        return f"jnp.full_like({v(op[1])}, {v(op[1])}[{op[2] % prog.size}])"
+    if kind == "roll":
+        k = 1 + op[2] % (prog.size - 1)
+        return f"jnp.concatenate([{v(op[1])}[{k}:], {v(op[1])}[:{k}]])"
+    if kind == "dot":  # w @ x with both unknown (or x @ x)
+        return f"jnp.dot({v(op[1])}, {v(op[2])}) * jnp.ones_like({v(op[1])})"
+    if kind == "matvec":  # a matrix whose rows are unknowns
+        _, i, j, k, row = op
+        rows = [v(i), v(j), f"jnp.array({_vec(row)})"][: prog.size] + [f"jnp.array({_vec(row)})"] * (prog.size - 3)
+        return f"jnp.stack([{', '.join(rows)}]) @ {v(k)}"
+    if kind == "vecmat":  # against a constant non-square matrix
+        _, i, j, a, b = op
+        if b is None:  # tall: more rows than columns
+            return f"jnp.concatenate([{v(i)} @ np.array({_mat(a)}), {v(j)}[:{prog.size - len(a[0])}]])"
+        return f"({v(i)} @ np.array({_mat(a)})) @ np.array({_mat(b)})"
     if kind == "scan":
-        _, i = op
-        v = vals[i]
-        if not v.ndim:
-            return 0.5 * v + 1.0
-
-        def body(c, x):
-            n = 0.5 * c + x
-            return n, n
-
-        return lax.scan(body, jnp.zeros((), v.dtype), v)[1]
+        return f"lax.scan(_scan_body, jnp.zeros(()), {v(op[1])})[1]"
+    if kind == "scan_weak":
+        return f"lax.scan(_scan_weak_body, 0.0, {v(op[1])})[1]"
+    if kind == "scan_carry":
+        return f"lax.scan(_scan_carry_body, {v(op[1])}, None, length=3)[0]"
     raise ValueError(kind)
 
 
-def _describe(op, k):
-    kind = op[0]
-    if kind == "unary":
-        _, name, i = op
-        pos = UNARY[name][1]
-        return f"v{k} = {name}({'v%d^2+0.5' % i if pos else 'v%d' % i})"
-    if kind == "binary":
-        return f"v{k} = {op[1]}(v{op[2]}, v{op[3]})"
-    if kind == "const":
-        return f"v{k} = {op[1]}(v{op[2]}, {op[3]:.3g})"
-    if kind == "cond":
-        return f"v{k} = cond(all(v{op[2]} > 0), 2v+1, exp(v))(v{op[1]})"
-    if kind in ("pick", "roll"):
-        return f"v{k} = {kind}(v{op[1]}, {op[2]})"
-    return f"v{k} = {kind}(v{op[1]})"
+@st.composite
+def _const(draw, size):
+    kinds = CONST_KINDS if size else tuple(k for k in CONST_KINDS if not k.endswith("vector"))
+    kind = draw(st.sampled_from(kinds))
+    mag = st.floats(0.25, 3.0)
+    sgn = st.sampled_from([-1.0, 1.0])
+    if kind.endswith("vector"):
+        return kind, tuple(round(draw(mag) * draw(sgn), 4) for _ in range(size))
+    return kind, round(draw(mag) * draw(sgn), 4)
 
 
 @st.composite
-def programs(draw, max_inputs=3, max_ops=8, arrays=True, control_flow=True):
+def programs(draw, max_inputs=3, max_ops=8, arrays=True, control_flow=True, supports=True):
     """Random straight-line programs (see the module docstring)."""
     n_inputs = draw(st.integers(1, max_inputs))
     size = draw(st.sampled_from([0, 0, 3] if arrays else [0]))
     n_ops = draw(st.integers(1, max_ops))
-    kinds = ["unary", "binary", "binary", "const"]
-    if arrays and size:
-        kinds += ["sum", "cumsum", "rev", "pick", "roll"]
+    kinds = ["unary", "unary", "binary", "binary", "const", "const", "clip"]
+    if size:
+        kinds += ["sum", "cumsum", "rev", "pick", "roll", "dot", "matvec", "vecmat"]
     if control_flow:
-        kinds += ["cond"] + (["scan"] if size else [])
-    ops, lines = [], []
+        kinds += ["cond", "cond_closure", "scan_carry"] + (["scan", "scan_weak"] if size else [])
+    sups = tuple(draw(st.sampled_from(SUPPORTS)) if supports else ("real",) for _ in range(n_inputs))
+    ops, consts = [], []
     n = n_inputs
+    rng = lambda: np.random.default_rng(draw(st.integers(0, 2**31)))  # noqa: E731 - constant matrices
     for _ in range(n_ops):
         kind = draw(st.sampled_from(kinds))
         pick = st.integers(0, n - 1)
@@ -175,82 +344,269 @@ def programs(draw, max_inputs=3, max_ops=8, arrays=True, control_flow=True):
         elif kind == "binary":
             op = ("binary", draw(st.sampled_from(sorted(BINARY))), draw(pick), draw(pick))
         elif kind == "const":
-            c = draw(st.floats(0.25, 3.0)) * draw(st.sampled_from([-1.0, 1.0]))
-            op = ("const", draw(st.sampled_from(sorted(BINARY))), draw(pick), c)
+            consts.append(draw(_const(size)))
+            op = ("const", draw(st.sampled_from(sorted(WITH_CONST))), draw(pick), len(consts) - 1)
+        elif kind == "clip":
+            lo = round(draw(st.floats(-2.0, 1.0)), 3)
+            op = ("clip", draw(pick), lo, round(lo + draw(st.floats(0.25, 3.0)), 3))
         elif kind == "cond":
             op = ("cond", draw(pick), draw(pick))
+        elif kind == "cond_closure":
+            i, j = draw(pick), draw(pick)
+            op = ("cond_closure", i, j, draw(st.sampled_from([i, j, draw(pick)])))
         elif kind in ("pick", "roll"):
             op = (kind, draw(pick), draw(st.integers(0, 2)))
+        elif kind == "dot":
+            op = ("dot", draw(pick), draw(pick))
+        elif kind == "matvec":
+            op = ("matvec", draw(pick), draw(pick), draw(pick), tuple(np.round(rng().normal(size=size), 3).tolist()))
+        elif kind == "vecmat":
+            cols = draw(st.sampled_from([size - 1, size + 1]))
+            a = np.round(rng().normal(size=(size, cols)), 3).tolist()
+            b = None if cols < size else np.round(rng().normal(size=(cols, size)), 3).tolist()
+            op = ("vecmat", draw(pick), draw(pick), a, b)
         else:
             op = (kind, draw(pick))
         ops.append(op)
-        lines.append(_describe(op, n))
         n += 1
     n_out = draw(st.integers(1, min(2, n_inputs)))
     outputs = sorted(set(draw(st.lists(st.integers(n_inputs, n - 1), min_size=n_out, max_size=n_out))))
-    return RandomProgram(ops, n_inputs, size, outputs, lines)
+    return RandomProgram(ops, n_inputs, size, outputs, supports=sups, consts=tuple(consts))
+
+
+# -- the oracle -------------------------------------------------------------------------------
 
 
 @dataclass
 class FuzzOutcome:
-    """``status`` is ``"inverted"`` (all checks passed), ``"refused"`` (a clear InversionError)
-    or ``"skipped"`` (the random point was outside the program's own domain)."""
+    """``status`` is ``"inverted"`` (all checks passed), ``"refused"`` (a clear InversionError),
+    ``"skipped"`` (no random point inside the program's own domain) or ``"failed"``;
+    ``failure`` then names the class (``"unsound"``, ``"round trip"``, ``"log|det|"``,
+    ``"gradient"``, ``"vmap"``, ``"crash while building: TypeError"``, ...)."""
 
     status: str
     detail: str = ""
+    failure: str = ""
 
 
-def _well_conditioned(inv, x, y, rtol, fn=None):
+class FuzzFailure(AssertionError):
+    """A program ppinv neither refused nor inverted correctly."""
+
+
+def _classify(failures) -> str:
+    text = failures[0]
+    if "finite differences" in text or "differentiating" in text:
+        return "gradient"
+    if "soundness" in text:
+        return "unsound"
+    if "round trip" in text:
+        return "round trip"
+    if "log|det|" in text:
+        return "log|det|"
+    return "other"
+
+
+def _crash(where, err):
+    tb = traceback.extract_tb(err.__traceback__)
+    inside = [f for f in tb if "/ppinv/" in f.filename and "/ppinv/testing.py" not in f.filename]
+    site = f" at {inside[-1].filename.rsplit('/ppinv/', 1)[1]}:{inside[-1].lineno} ({inside[-1].name})" if inside else ""
+    return f"crash {where}: {type(err).__name__}", f"{type(err).__name__}: {str(err)[:300]}{site}"
+
+
+def _conditioning(inv):
+    """``(y, θ) ↦ (x, ∂x/∂y)``, compiled once per inverse."""
+    from jax.flatten_util import ravel_pytree
+
+    def jac(y, theta):
+        y_flat, unravel = ravel_pytree(tuple(y))
+        x_of = lambda v: ravel_pytree(inv(unravel(v), theta))[0]  # noqa: E731
+        return x_of(y_flat), jax.jacfwd(x_of)(y_flat)
+
+    return jax.jit(jac)
+
+
+def _well_conditioned(jac_fn, x, y, theta, rtol):
     """Whether recovering ``x`` from ``y`` is well posed in floating point at all.
 
     The relative condition number ``κ = ‖∂x/∂y‖ ‖y‖ / ‖x‖`` bounds how much any
     method loses: ``tanh`` of 16 is 1 − 3e-14, and no inverse recovers 16 from it to
     better than ``κ · eps ≈ 1e-2``. Points where ``κ · eps`` exceeds the tolerance test
-    the arithmetic, not the inverse, and are skipped.
+    the arithmetic, not the inverse, and are skipped. ``None``: ``y`` is outside
+    the inverse's domain (for the round trip check to judge).
     """
     from jax.flatten_util import ravel_pytree
 
-    try:
-        theta = inv.pgf(*x)
-        y_flat, unravel = ravel_pytree(tuple(y) if isinstance(y, (tuple, list)) else y)
-        jac = jax.jacfwd(lambda v: ravel_pytree(inv(unravel(v), theta))[0])(y_flat)
-    except Exception:
-        # y = f(x) outside the inverse's domain: only legitimate where f has saturated in
-        # floating point (tanh(25) == 1.0), i.e. nudging x leaves y unchanged; anything
-        # else is for check_inverse to report
-        if fn is None:
-            return True
-        nudged = fn(*[xi * (1 + 1e-6) + 1e-9 for xi in x])
-        return not all(bool(jnp.all(a == b)) for a, b in zip(nudged, y))
+    x_back, jac = jac_fn(tuple(y), theta)
+    if not (bool(jnp.all(jnp.isfinite(x_back))) and bool(jnp.all(jnp.isfinite(jac)))):
+        return None
+    y_flat = ravel_pytree(tuple(y))[0]
     x_flat = ravel_pytree(tuple(x))[0]
     kappa = float(jnp.linalg.norm(jac, 2) * jnp.linalg.norm(y_flat) / jnp.maximum(jnp.linalg.norm(x_flat), 1e-300))
     return bool(jnp.isfinite(kappa)) and kappa * float(jnp.finfo(y_flat.dtype).eps) < rtol / 10
 
 
-def check_program(prog: RandomProgram, seed: int = 0, n_points: int = 2, rtol=1e-7, log_det_atol=1e-6) -> FuzzOutcome:
-    """Invert ``prog`` and verify it, or accept a clear refusal; raise on anything else."""
-    import ppinv
-    from ppinv.testing import check_inverse, sample_inputs
+def _saturated(fn, x, y):
+    """``y = f(x)`` unchanged when ``x`` is nudged: ``f`` has saturated in floating point (tanh(25) == 1.0)."""
+    nudged = fn(*[xi * (1 + 1e-6) + 1e-9 for xi in x])
+    return all(bool(jnp.all(a == b)) for a, b in zip(nudged, y))
 
-    try:
-        inv = ppinv.inverse(prog.fn, *prog.example_args)
-    except ppinv.InversionError as err:
-        msg = str(err)
-        assert len(msg) > 40, f"refusal without an explanation: {msg!r}\n{prog}"
-        return FuzzOutcome("refused", type(err).__name__)
+
+def _points(prog, inv, seed, n_points, rtol):
+    """Random inputs inside the supports where f is finite and the inversion is well posed."""
+    from ppinv.testing import sample_inputs
+
     points = []
-    key = jax.random.PRNGKey(seed)
-    for k in jax.random.split(key, n_points * 4):
-        x = sample_inputs(k, prog.example_args)
-        y = prog.fn(*x)
-        if all(bool(jnp.all(jnp.isfinite(o))) and float(jnp.max(jnp.abs(o))) < 1e6 for o in y):
-            if _well_conditioned(inv, x, y, rtol, prog.fn):
-                points.append(x)
+    jac_fn = _conditioning(inv)
+    for k in jax.random.split(jax.random.PRNGKey(seed), n_points * 4):
+        x = sample_inputs(k, prog.example_args, prog.support)
+        y = prog.forward(*x)
+        if not all(bool(jnp.all(jnp.isfinite(o))) and float(jnp.max(jnp.abs(o))) < 1e6 for o in y):
+            continue
+        theta = inv.pgf(*x)
+        good = _well_conditioned(jac_fn, x, y, theta, rtol)
+        if good or (good is None and not _saturated(prog.forward, x, y)):
+            points.append(x)
         if len(points) == n_points:
             break
+    return points
+
+
+def _vmap_mismatch(inv, prog, points):
+    """Evaluating the inverse under ``jit(vmap)`` gives what one call at a time gives."""
+    ys = [prog.forward(*x) for x in points]
+    thetas = [inv.pgf(*x) for x in points]
+    one = [inv.with_log_det(y, t) for y, t in zip(ys, thetas)]
+    stack = lambda trees: jax.tree_util.tree_map(lambda *v: jnp.stack(v), *trees)  # noqa: E731
+    batched = jax.jit(jax.vmap(inv.with_log_det))(stack(ys), stack(thetas))
+    for i, single in enumerate(one):
+        for a, b in zip(jax.tree_util.tree_leaves(single), jax.tree_util.tree_leaves(batched)):
+            a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)[i]
+            if not np.allclose(a, b, rtol=1e-9, atol=1e-12, equal_nan=True):
+                return f"point {i}: one at a time {a}, under jit(vmap) {b}"
+    return None
+
+
+def check_program(prog: RandomProgram, seed: int = 0, n_points: int = 2, rtol=1e-7, log_det_atol=1e-6,
+                  gradients: bool = True, raise_on_failure: bool = True) -> FuzzOutcome:
+    """Invert ``prog`` and verify it, or accept a clear refusal.
+
+    Anything else is a failure: raised as :class:`FuzzFailure` (the default, so
+    hypothesis shrinks it) or returned with ``status="failed"`` and its class.
+    """
+    import ppinv
+    from ppinv.testing import check_inverse
+
+    outcome = _check(prog, seed, n_points, rtol, log_det_atol, gradients, ppinv, check_inverse)
+    if outcome.status == "failed" and raise_on_failure:
+        raise FuzzFailure(f"{outcome.failure}: {outcome.detail}\n{prog}")
+    return outcome
+
+
+def _check(prog, seed, n_points, rtol, log_det_atol, gradients, ppinv, check_inverse):
+    try:
+        inv = ppinv.inverse(prog.fn, *prog.example_args, support=prog.support)
+    except ppinv.InversionError as err:
+        msg = str(err)
+        if len(msg) <= 40:
+            return FuzzOutcome("failed", msg, "refusal without an explanation")
+        return FuzzOutcome("refused", type(err).__name__)
+    except Exception as err:  # noqa: BLE001 - any other exception is what the fuzzer looks for
+        return FuzzOutcome("failed", *reversed(_crash("while building", err)))
+    try:
+        points = _points(prog, inv, seed, n_points, rtol)
+    except Exception as err:  # noqa: BLE001
+        return FuzzOutcome("failed", *reversed(_crash("in the PGF or the inverse", err)))
     if not points:
         return FuzzOutcome("skipped", "no finite points")
-    report = check_inverse(prog.fn, *prog.example_args, inv=inv, points=points, rtol=rtol,
-                           log_det_atol=log_det_atol, raise_on_failure=False, dense_points=1)
-    assert not report.failures, f"{prog}\n{inv.describe()}\nfailures: {report.failures}"
+    try:
+        report = check_inverse(prog.forward, *prog.example_args, inv=inv, points=points, rtol=rtol,
+                               log_det_atol=log_det_atol, raise_on_failure=False, dense_points=1,
+                               gradients=gradients)
+    except Exception as err:  # noqa: BLE001
+        return FuzzOutcome("failed", *reversed(_crash("while checking", err)))
+    if report.failures:
+        return FuzzOutcome("failed", f"{report.failures[:3]}\n{inv.describe()}", _classify(report.failures))
+    try:
+        mismatch = _vmap_mismatch(inv, prog, points)
+    except Exception as err:  # noqa: BLE001
+        return FuzzOutcome("failed", *reversed(_crash("under jit(vmap)", err)))
+    if mismatch:
+        return FuzzOutcome("failed", mismatch, "vmap")
     return FuzzOutcome("inverted")
+
+
+# -- shrinking --------------------------------------------------------------------------------
+
+
+def _without_op(prog, k):
+    """``prog`` with op ``k`` removed; its uses read the op's first operand instead."""
+    op = prog.ops[k]
+    removed = prog.n_inputs + k
+    stand_in = op[REFS[op[0]][0]]
+
+    def remap(i):
+        if i == removed:
+            return stand_in
+        return i - 1 if i > removed else i
+
+    ops = []
+    for o in prog.ops[:k] + prog.ops[k + 1 :]:
+        o = list(o)
+        for pos in REFS[o[0]]:
+            o[pos] = remap(o[pos])
+        ops.append(tuple(o))
+    outputs = sorted({remap(i) for i in prog.outputs})
+    if any(i < prog.n_inputs for i in outputs):
+        return None
+    return replace(prog, ops=ops, outputs=outputs)
+
+
+def _without_input(prog, j):
+    used = {o[pos] for o in prog.ops for pos in REFS[o[0]]}
+    if j in used or prog.n_inputs == 1:
+        return None
+    shift = lambda i: i - 1 if i > j else i  # noqa: E731
+    ops = []
+    for o in prog.ops:
+        o = list(o)
+        for pos in REFS[o[0]]:
+            o[pos] = shift(o[pos])
+        ops.append(tuple(o))
+    sups = prog.supports[:j] + prog.supports[j + 1 :]
+    return replace(prog, ops=ops, n_inputs=prog.n_inputs - 1, outputs=[shift(i) for i in prog.outputs], supports=sups)
+
+
+def _candidates(prog):
+    for k in range(len(prog.ops)):
+        yield _without_op(prog, k)
+    if len(prog.outputs) > 1:
+        for i in prog.outputs:
+            yield replace(prog, outputs=[o for o in prog.outputs if o != i])
+    for j in range(prog.n_inputs):
+        yield _without_input(prog, j)
+    for j, s in enumerate(prog.supports):
+        if s != ("real",):
+            yield replace(prog, supports=prog.supports[:j] + (("real",),) + prog.supports[j + 1 :])
+
+
+def shrink(prog: RandomProgram, still_fails, max_tries: int = 200) -> RandomProgram:
+    """A smaller program for which ``still_fails(program)`` holds (greedy: drop ops, outputs,
+    unused inputs, supports, while it keeps failing)."""
+    tries = 0
+    improved = True
+    while improved and tries < max_tries:
+        improved = False
+        for cand in _candidates(prog):
+            if cand is None:
+                continue
+            tries += 1
+            try:
+                fails = still_fails(cand)
+            except Exception:  # noqa: BLE001 - a candidate that breaks differently is not a reduction
+                fails = False
+            if fails:
+                prog, improved = cand, True
+                break
+            if tries >= max_tries:
+                break
+    return prog
