@@ -38,7 +38,7 @@ FAST = {
     "sum",
     "log1mexp",
     "gaussian_linear",
-    "eight_schools_noncentered",
+    "eight_schools_transform_reparam",
     "ideal_gas",
     "kinetic_energy",
 }

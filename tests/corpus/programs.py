@@ -65,6 +65,7 @@ MECHANISMS = {
                   "see through",
     "numeric": "a provably unique inverse with no closed form (u·exp(δu²/2), a planar flow) that the monotone "
                "solve does not recognise",
+    "polynomial": "a polynomial of degree 3 or more in one unknown (closed-form roots, a discrete θ picks one)",
     "elementwise": "an elementwise primitive with no inverse rule",
 }
 
@@ -666,8 +667,9 @@ def stacked(x):
 
 
 def bij_coupling(x):
-    """Coupling(θ -> Shift(θ), mask [1, 0]) as coupling.jl builds it: y2 = x2 + x1, y1 = x1."""
-    return jnp.stack([x[0], x[1] + x[0]])
+    """Coupling(x -> Shift(x[1]), PartitionMask(3, [1], [2])) of test/bijectors/coupling.jl:
+    [1, 2, 3] -> [3, 2, 3] (the first entry shifted by the second, the rest unchanged)."""
+    return jnp.stack([x[0] + x[1], x[1], x[2]])
 
 
 add("bounded_logit", BIJ + "logit.jl", bounded_logit(jnp.asarray(-1.0), jnp.asarray(2.0)), [0.5],
@@ -695,8 +697,8 @@ add("simplex_bijector", BIJ + "simplex.jl", simplex_bijector, [arr(0.2, 0.3, 0.1
 add("stacked", BIJ + "stacked.jl", stacked, [arr(0.1, 0.5, 1.5, 0.3)],
     points=((arr(0.1, 0.5, 1.5, 0.3),), (arr(-1.0, 2.0, 0.2, 0.9),), (arr(0.7, 0.1, 3.0, 0.05),)),
     today=Refusal("mobius", COUPLED + " (slice(x); logit(x[3:4]) divides on an entry with no support)"))
-add("coupling_shift", BIJ + "coupling.jl", bij_coupling, [arr(0.1, 0.2)])
-add("exp_log", BIJ + "exp_log.jl", lambda x: jnp.log(jnp.exp(x) * 2.0), [0.5])
+add("coupling_shift", "Bijectors.jl: test/bijectors/coupling.jl", bij_coupling, [arr(1.0, 2.0, 3.0)])
+add("log_bijector", BIJ + "exp_log.jl", jnp.log, [jnp.ones(3)], positive)
 
 
 # =============================================================================================
@@ -1171,16 +1173,40 @@ def simplex_to_ordered(anchor_point):
     return f
 
 
-def regression(X):
-    def f(beta, c):  # mu = X @ beta + c
-        return X @ beta + c
+def horseshoe_mean(X):
+    def f(tau, lambdas, unscaled_betas):  # examples/horseshoe_regression.py
+        scaled_betas = tau * lambdas * unscaled_betas
+        return jnp.dot(X, scaled_betas)
 
     return f
 
 
-def regression_noise(X):
-    def f(beta, sigma, eps):
-        return X @ beta + sigma * eps
+def horseshoe_likelihood(X):
+    def f(scaled_betas, prec_obs, eps):  # Normal(jnp.dot(X, betas), 1/√prec_obs), its noise as a latent
+        sigma_obs = 1.0 / jnp.sqrt(prec_obs)
+        return jnp.dot(X, scaled_betas) + sigma_obs * eps
+
+    return f
+
+
+def covtype_logits(data):
+    def f(coefs):  # examples/covtype.py: logits = jnp.dot(data[idx], coefs)
+        return jnp.dot(data, coefs)
+
+    return f
+
+
+def covtype_probs(data):
+    def f(coefs):  # Bernoulli(logits=jnp.dot(data, coefs)) as probabilities
+        return jax.nn.sigmoid(jnp.dot(data, coefs))
+
+    return f
+
+
+def imputed_logits(age_data, age_nanidx):
+    def f(age_impute, a, b):  # notebooks/source/bayesian_imputation.ipynb: impute, then a linear predictor
+        age = jnp.asarray(age_data).at[age_nanidx].set(age_impute)
+        return a + b * age
 
     return f
 
@@ -1201,21 +1227,30 @@ def group_mean_segment_sum(groups, num_groups):
     return f
 
 
-def noncentered(mu, tau, eta):  # eight_schools / funnel: theta = mu + tau * eta
-    return mu + tau * eta
+def eight_schools_transform_reparam(mu, tau, theta_base):
+    # README.md: TransformReparam of Normal(mu, tau) = AffineTransform(mu, tau) of Normal(0, 1)
+    return mu + tau * theta_base
 
 
-def random_walk(sigma, eps):  # GaussianRandomWalk as cumsum
-    return jnp.cumsum(sigma * eps)
+def funnel_loc_scale_reparam(y, x_decentered):
+    # examples/funnel.py: LocScaleReparam(0) of Normal(0, exp(y / 2))
+    return jnp.exp(y / 2) * x_decentered
 
 
-def ar1(phi):
-    def f(eps):
-        def step(y, e):
-            y = phi * y + e
-            return y, y
+def mortality_age_drift(alpha_age_drift):
+    # examples/mortality.py: alpha_age = jnp.cumsum(alpha_age_drift, -3) (a random walk over age)
+    return jnp.cumsum(alpha_age_drift, -3)
 
-        _, ys = lax.scan(step, jnp.zeros((), eps.dtype), eps)
+
+def ar2_scan(alpha_1, alpha_2, const, sigma):
+    def f(eps):  # examples/ar2.py: y_t ~ Normal(const + alpha_1 y_{t-1} + alpha_2 y_{t-2}, sigma)
+        def transition(carry, e):
+            y_prev, y_prev_prev = carry
+            m_t = const + alpha_1 * y_prev + alpha_2 * y_prev_prev
+            y_t = m_t + sigma * e
+            return (y_t, y_prev), y_t
+
+        _, ys = lax.scan(transition, (jnp.zeros(()), jnp.zeros(())), eps)
         return ys
 
     return f
@@ -1223,13 +1258,6 @@ def ar1(phi):
 
 def dirichlet_from_gammas_head(x):
     return (x / jnp.sum(x))[:-1]
-
-
-def logistic_regression_probs(X):
-    def f(beta):
-        return jax.nn.sigmoid(X @ beta)
-
-    return f
 
 
 add("stick_breaking", NPT, stick_breaking, [arr(0.1, -0.3, 0.2)], expect="refuse",
@@ -1257,32 +1285,34 @@ add("affine_transform", NPT, lambda x: arr(1.0, -2.0) + arr(0.5, 3.0) * x, [jnp.
 add("exp_transform", NPT, jnp.exp, [jnp.zeros(2)])
 add("abs_transform", NPT, jnp.abs, [jnp.zeros(2)])
 add("reshape_transform", NPT, lambda x: jnp.reshape(x, (2, 3)), [jnp.zeros(6)])
-add("regression_underdetermined", NPX + "baseball.py / bnn.py (mu = X @ beta + c)",
-    regression(jnp.asarray([[1.0, 0.5, -0.2, 0.3], [0.2, -1.0, 0.4, 0.1], [0.3, 0.3, 0.3, -0.6]])),
-    [jnp.zeros(4), 0.0])
-add("regression_overdetermined", NPX + "baseball.py / bnn.py (mu = X @ beta + c)",
-    regression(jnp.asarray([[1.0, 0.5], [0.2, -1.0], [0.3, 0.3], [-0.7, 0.1], [0.4, 0.9]])),
-    [jnp.zeros(2), 0.0], expect="refuse",
-    why="overdetermined: 5 observations of a 3-parameter affine map")
-add("regression_with_noise", NPX + "baseball.py / bnn.py (mu = X @ beta + c)",
-    regression_noise(jnp.asarray([[1.0, 0.5], [0.2, -1.0], [0.3, 0.3]])), [jnp.zeros(2), 1.0, jnp.zeros(3)],
-    [real, positive, real])
-add("group_sum_at_add", NPX + "hierarchical group totals (jnp .at[].add)",
+X3 = jnp.asarray([[1.0, 0.5, -0.2, 0.3], [0.2, -1.0, 0.4, 0.1], [0.3, 0.3, 0.3, -0.6]])
+add("horseshoe_mean_function", NPX + "horseshoe_regression.py", horseshoe_mean(X3),
+    [1.0, jnp.ones(4), jnp.zeros(4)], [positive, positive, real])
+add("horseshoe_likelihood", NPX + "horseshoe_regression.py", horseshoe_likelihood(X3[:, :2]),
+    [jnp.zeros(2), 1.0, jnp.zeros(3)], [real, positive, real])
+add("covtype_logits_underdetermined", NPX + "covtype.py", covtype_logits(X3), [jnp.zeros(4)])
+add("covtype_logits_overdetermined", NPX + "covtype.py",
+    covtype_logits(jnp.asarray([[1.0, 0.5], [0.2, -1.0], [0.3, 0.3], [-0.7, 0.1], [0.4, 0.9]])), [jnp.zeros(2)],
+    expect="refuse", why="overdetermined: 5 logits of a 2-coefficient linear map")
+add("covtype_probabilities", NPX + "covtype.py", covtype_probs(X3[:2, :3]), [jnp.zeros(3)])
+add("bayesian_imputation", "NumPyro: notebooks/source/bayesian_imputation.ipynb",
+    imputed_logits(jnp.asarray([30.0, 0.0, 25.0, 0.0]), jnp.asarray([1, 3])), [jnp.zeros(2), 0.0, 0.1],
+    today=Refusal("scatter", COUPLED + " (add(a, b * age) with age = data.at[idx].set(age_impute))"))
+add("group_sum_at_add", "JAX: jax/_src/numpy/array_methods.py (x.at[idx].add, group totals)",
     group_sum_at(jnp.asarray([0, 1, 0, 2, 1]), 3), [jnp.zeros(5)],
     today=Refusal("scatter", "no inverse rule for primitive 'scatter-add'"))
-add("group_mean_segment_sum", NPX + "hierarchical group means (jax.ops.segment_sum)",
+add("group_mean_segment_sum", "JAX: jax/_src/ops/scatter.py (segment_sum, group means)",
     group_mean_segment_sum(jnp.asarray([0, 1, 0, 2, 1]), 3), [jnp.zeros(5)],
     today=Refusal("scatter", "no inverse rule for primitive 'scatter-add'"))
-add("eight_schools_noncentered", NPX + "eight schools (non-centered, theta = mu + tau * eta)", noncentered,
-    [0.0, 1.0, jnp.zeros(4)], [real, positive, real])
-add("gaussian_random_walk", NPX + "stochastic_volatility.py (GaussianRandomWalk as cumsum)", random_walk,
-    [1.0, jnp.zeros(4)], [positive, real])
-add("ar1_scan", NPX + "ar2.py (an AR process by lax.scan)", ar1(jnp.asarray(0.7)), [jnp.zeros(4)])
-add("dirichlet_from_gammas_head", NPX + "normalised gammas (Dirichlet construction), first K−1 shares",
+add("eight_schools_transform_reparam", "NumPyro: README.md (eight schools, TransformReparam)",
+    eight_schools_transform_reparam, [0.0, 1.0, jnp.zeros(8)], [real, positive, real])
+add("funnel_loc_scale_reparam", NPX + "funnel.py", funnel_loc_scale_reparam, [0.0, jnp.zeros(4)])
+add("mortality_age_drift", NPX + "mortality.py", mortality_age_drift, [jnp.zeros((4, 1, 1))])
+add("ar2_scan", NPX + "ar2.py", ar2_scan(jnp.asarray(0.5), jnp.asarray(-0.3), jnp.asarray(0.1), jnp.asarray(0.8)),
+    [jnp.zeros(5)])
+add("dirichlet_from_gammas_head", "JAX: jax/_src/random.py (dirichlet: gamma draws over their sum), first K−1",
     dirichlet_from_gammas_head, [jnp.ones(3)], positive,
     today=Refusal("coupled", COUPLED + " (div(x, sum))"))
-add("logistic_regression_probs", NPX + "logistic regression probabilities sigmoid(X @ beta)",
-    logistic_regression_probs(jnp.asarray([[1.0, 0.5, -0.2], [0.2, -1.0, 0.4]])), [jnp.zeros(3)])
 
 
 # =============================================================================================
@@ -1424,6 +1454,20 @@ def van_der_waals_temperature(n, a, b):
     return pressure
 
 
+def van_der_waals_volume(n, a, b, T):
+    def pressure(V):  # P(V) at fixed T: a cubic in V, one to three real roots
+        return n * R_GAS * T / (V - n * b) - a * n**2 / V**2
+
+    return pressure
+
+
+def finite_square_well(z0):
+    def mismatch(z):  # Griffiths eq. 2.156: tan z = √((z0/z)² − 1), written as z tan z − √(z0² − z²)
+        return z * jnp.tan(z) - jnp.sqrt(z0**2 - z**2)
+
+    return mismatch
+
+
 def polar_to_cartesian(r, t):
     return r * jnp.cos(t), r * jnp.sin(t)
 
@@ -1527,6 +1571,16 @@ add_formula("poiseuille", PHYS + "Bird, Stewart & Lightfoot, Transport Phenomena
 add_formula("van_der_waals_temperature", CHEM + "Atkins, Physical Chemistry, ch. 1 (van der Waals equation)",
     van_der_waals_temperature(jnp.asarray(1.0), jnp.asarray(0.137), jnp.asarray(3.87e-5)), [300.0, 0.02],
     [positive, constraints.greater_than(3.87e-5)], note="T and V latent, P observed")
+add_formula("van_der_waals_volume", CHEM + "Atkins, Physical Chemistry, ch. 1 (van der Waals equation)",
+    van_der_waals_volume(jnp.asarray(1.0), jnp.asarray(0.137), jnp.asarray(3.87e-5), jnp.asarray(100.0)),
+    [2e-4], constraints.greater_than(3.87e-5),
+    note="N2 at 100 K, below its critical 126 K: the isotherm loops, up to three V for one P "
+         "(Cardano's roots of the cubic, a discrete θ picking one)",
+    today=Refusal("polynomial", COUPLED + " (sub(nRT/(V − nb), a n²/V²))"))
+add_formula("finite_square_well", PHYS + "Griffiths, Introduction to Quantum Mechanics, eq. 2.156",
+    finite_square_well(jnp.asarray(8.0)), [1.0], constraints.interval(0.0, 8.0), expect="refuse",
+    why="non_unique: z tan z − √(z0² − z²) takes each value once per branch of tan (three for z0 = 8), "
+        "with no closed form")
 add_formula("polar_to_cartesian", PHYS + "Taylor, Classical Mechanics, ch. 1 (x = r cos t, y = r sin t)",
     polar_to_cartesian, [1.0, 0.3], [positive, constraints.interval(-math.pi, math.pi)])
 add_formula("spherical_to_cartesian", PHYS + "Taylor, Classical Mechanics, ch. 1 (spherical coordinates)",
