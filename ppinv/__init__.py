@@ -20,6 +20,7 @@ from .handlers import ConditionedModel, condition
 from .custom import custom_inverse
 from . import diagnostics, infer, testing
 from .rules import overlay, register_function_rule, register_rule
+from .cache import enable_compilation_cache  # noqa: F401
 
 __version__ = "0.1.0"
 
