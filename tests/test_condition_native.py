@@ -9,8 +9,6 @@
 * data errors are raised by ``condition()`` and name the site.
 """
 
-import warnings
-
 import arviz as az
 import jax
 import jax.numpy as jnp
@@ -19,7 +17,6 @@ import numpyro
 import numpyro.distributions as dist
 import pytest
 from numpyro import handlers
-from numpyro.distributions import constraints
 from numpyro.distributions.transforms import biject_to
 from numpyro.infer import MCMC, NUTS, SVI, Predictive, Trace_ELBO
 from numpyro.infer.autoguide import AutoNormal
