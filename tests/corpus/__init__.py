@@ -72,7 +72,8 @@ def _inside(x, supports):
 def draw_points(program, n_points, key):
     """The points to check at: the program's own, or draws inside its supports where ``f`` is finite."""
     if program.points is not None:
-        return [tuple(jnp.asarray(a) for a in pt) for pt in program.points[:n_points]]
+        dtypes = [np.dtype(jnp.result_type(a)) for a in program.args]  # strong dtypes, not Python's weak ones
+        return [tuple(jnp.asarray(a, d) for a, d in zip(pt, dtypes)) for pt in program.points[:n_points]]
     supports = _supports(program)
     fn = jax.jit(program.fn)
     points = []
@@ -107,8 +108,9 @@ def grad_of_inverse_error(inv, x, key, *, step=1e-5):
     theta = inv.pgf(*x)
     names = _continuous_leaves(inv, theta)
     y_flat, y_unravel = ravel_pytree(y)
-    t_flat, t_unravel = ravel_pytree({n: jnp.asarray(theta[n], y_flat.dtype) for n in names})
-    z0 = jnp.concatenate([y_flat, t_flat])
+    dtype = np.dtype(y_flat.dtype)  # a strong dtype: an empty θ would otherwise promote weak float64 to float32
+    t_flat, t_unravel = ravel_pytree({n: jnp.asarray(theta[n], dtype) for n in names})
+    z0 = jnp.concatenate([y_flat.astype(dtype), t_flat.astype(dtype)])
     ny = y_flat.size
     x_flat0 = ravel_pytree(x)[0]
     w = jax.random.normal(key, x_flat0.shape, z0.dtype)

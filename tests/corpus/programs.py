@@ -550,7 +550,8 @@ def masked_coupling(mask):
 
 
 add("gumbel_cdf_standard", DISTRAX + "gumbel_cdf.py", distrax_gumbel_cdf, [0.5])
-add("more_stable_sigmoid", DISTRAX + "sigmoid.py", more_stable_sigmoid, [0.5], scale=4.0)
+add("more_stable_sigmoid", DISTRAX + "sigmoid.py", more_stable_sigmoid, [0.5],
+    points=((-12.0,), (-8.5,), (2.0,)), note="points in every case of the where")
 add("tanh_vector", DISTRAX + "tanh.py", jnp.tanh, [arr(0.1, -0.2)])
 add("scalar_affine", DISTRAX + "scalar_affine.py", scalar_affine(arr(0.5, -1.0), arr(2.0, 0.3)),
     [arr(0.1, 0.2)])
@@ -974,9 +975,11 @@ def invsoftplus_a(a):
     return f
 
 
-add("log1pexp", LEF, log1pexp, [0.5], scale=3.0,
-    today=Refusal("piece_domain", PIECE + ": case x + exp(-x) on 18 <= x < 33.2, these relations are coupled"))
-add("logexpm1", LEF, logexpm1, [0.5], positive, scale=1.5)
+add("log1pexp", LEF, log1pexp, [0.5],
+    today=Refusal("piece_domain", PIECE + ": case x + exp(-x) on 18 <= x < 33.2, these relations are coupled"),
+    points=((-40.0,), (0.5,), (25.0,)), note="points in every case of the where")
+add("logexpm1", LEF, logexpm1, [0.5], positive,
+    points=((0.5,), (20.0,), (40.0,)), note="points in every case of the where")
 add("log1mexp", LEF, log1mexp, [-0.5], constraints.less_than(0.0), scale=1.5)
 add("log2mexp", LEF, log2mexp, [-0.5], constraints.less_than(np.log(2.0)))
 add("logistic", LEF, lef_logistic, [0.5], scale=3.0,
@@ -985,14 +988,20 @@ add("logit", LEF, lef_logit, [0.5], open_unit, scale=2.0)
 add("cloglog", LEF, cloglog, [0.5], open_unit)
 add("cexpexp", LEF, cexpexp, [0.5])
 add("loglogistic", LEF, loglogistic, [0.5],
-    today=Refusal("piece_domain", PIECE + ": case x + exp(-x) on 18 <= x < 33.2, these relations are coupled"))
-add("logitexp", LEF, logitexp, [-0.5], constraints.less_than(0.0))
+    today=Refusal("piece_domain", PIECE + ": case x + exp(-x) on 18 <= x < 33.2, these relations are coupled"),
+    points=((40.0,), (-0.5,), (-25.0,)), note="points in every case of the where")
+add("logitexp", LEF, logitexp, [-0.5], constraints.less_than(0.0),
+    points=((-0.5,), (-20.0,), (-40.0,)), note="points in every case of the where")
 add("log1mlogistic", LEF, log1mlogistic, [0.5],
-    today=Refusal("piece_domain", PIECE + ": case x + exp(-x) on 18 <= x < 33.2, these relations are coupled"))
-add("logit1mexp", LEF, logit1mexp, [-0.5], constraints.less_than(0.0))
+    today=Refusal("piece_domain", PIECE + ": case x + exp(-x) on 18 <= x < 33.2, these relations are coupled"),
+    points=((-40.0,), (0.5,), (25.0,)), note="points in every case of the where")
+add("logit1mexp", LEF, logit1mexp, [-0.5], constraints.less_than(0.0),
+    points=((-0.5,), (-20.0,), (-40.0,)), note="points in every case of the where")
 add("softplus_with_a", LEF, softplus_a(jnp.asarray(2.5)), [0.5],
-    today=Refusal("piece_domain", PIECE + ": case x + exp(-x) on 18 <= x < 33.2, these relations are coupled"))
-add("invsoftplus_with_a", LEF, invsoftplus_a(jnp.asarray(2.5)), [0.5], positive)
+    today=Refusal("piece_domain", PIECE + ": case x + exp(-x) on 18 <= x < 33.2, these relations are coupled"),
+    points=((-16.0,), (0.2,), (10.0,)), note="points in every case of the where")
+add("invsoftplus_with_a", LEF, invsoftplus_a(jnp.asarray(2.5)), [0.5], positive,
+    points=((0.3,), (8.0,), (16.0,)), note="points in every case of the where")
 
 
 # =============================================================================================
