@@ -20,10 +20,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from numpyro.distributions import constraints
 
 from .._compat import COND_P, SCAN_P, WHILE_P, Literal, call_name, jaxpr_parts, scan_counts
 from ..errors import InversionError, NoRuleError
-from ..theta import ThetaSpec
+from ..theta import ThetaSpec, is_constrained
 from . import DEFAULT_RULES
 from ._base import Solution, Solver
 
@@ -460,40 +461,93 @@ class _CondSolver(Solver):
 
     def _lay_out_theta(self, eqn):
         per_branch = [list(sub.theta.items()) for sub in self.subs]
-        cont = [[(n, s) for n, s in items if not s.discrete] for items in per_branch]
-        disc = [[(n, s) for n, s in items if s.discrete] for items in per_branch]
-        if any(_theta_signature(c) != _theta_signature(cont[0]) for c in cont[1:]):
+        specs, hints = [], []
+        # per branch: its θ name -> (position in self.theta, offset, shape); offset None: the whole leaf
+        self.leaf_index = [{} for _ in self.subs]
+        self._lay_out_continuous([[(n, s) for n, s in items if not s.discrete] for items in per_branch],
+                                 specs, hints, eqn)
+        self._lay_out_discrete([[(n, s) for n, s in items if s.discrete] for items in per_branch], specs, hints)
+        self.theta = tuple(specs)
+        self.theta_hints = tuple(hints)
+
+    def _lay_out_continuous(self, cont, specs, hints, eqn):
+        """One continuous θ space for every branch: leaf by leaf when the branches' leaves agree,
+        else one flat real vector each branch splits into its own leaves (when all are real)."""
+        if all(_theta_signature(c) == _theta_signature(cont[0]) for c in cont[1:]):
+            for i, (name, spec) in enumerate(cont[0]):
+                for k, group in enumerate(cont):
+                    self.leaf_index[k][group[i][0]] = (len(specs), None, None)
+                specs.append(spec)
+                hints.append(f"cond_{name}")
+            return
+        sizes = [sum(s.continuous_size for _, s in c) for c in cont]
+        dtypes = {np.dtype(s.dtype) for c in cont for _, s in c}
+        if len(set(sizes)) != 1 or len(dtypes) != 1 or any(is_constrained(s.support) for c in cont for _, s in c):
             raise InversionError(
                 f"the branches of the cond at {eqn.source} need different continuous parameters θ "
                 f"({[_theta_signature(c) for c in cont]}); ppinv requires every branch to be invertible "
-                "with the same continuous θ shapes and supports. Rewrite the branches to have the same "
-                "structure, or declare the inverse with @ppinv.custom_inverse."
+                "with continuous θ of one size, and of the same supports where any is constrained. Rewrite "
+                "the branches to have the same structure, or declare the inverse with @ppinv.custom_inverse."
             )
-        specs, hints = [], []
-        self.leaf_index = [{} for _ in self.subs]  # per branch: its θ name -> position in self.theta
-        self.held = [[] for _ in self.subs]  # per branch: (position, value) of other branches' leaves
+        for k, group in enumerate(cont):
+            offset = 0
+            for name, spec in group:
+                self.leaf_index[k][name] = (len(specs), offset, tuple(spec.shape))
+                offset += spec.continuous_size
+        specs.append(ThetaSpec((sizes[0],), dtypes.pop(), constraints.real_vector, "value", eqn.describe()))
+        hints.append("cond_values")
 
-        def share(groups):
-            for i, (name, spec) in enumerate(groups[0]):
-                for k, group in enumerate(groups):
-                    self.leaf_index[k][group[i][0]] = len(specs)
-                specs.append(spec)
-                hints.append(f"cond_{name}")
-
-        share(cont)
-        if all(_theta_signature(d) == _theta_signature(disc[0]) for d in disc[1:]):
-            share(disc)
-        else:
-            for k, group in enumerate(disc):
-                for name, spec in group:
-                    for j in range(len(self.subs)):
-                        if j != k:
-                            self.held[j].append((len(specs), _held_value(spec)))
-                    self.leaf_index[k][name] = len(specs)
+    def _lay_out_discrete(self, disc, specs, hints):
+        """The j-th discrete leaf of a kind in one branch shares a slot with the j-th of that kind
+        in the others; a branch holds the slots it does not use at a fixed value."""
+        slots = []  # (signature, position, users)
+        for k, group in enumerate(disc):
+            used = {}
+            for name, spec in group:
+                (sig,) = _theta_signature([(name, spec)])
+                same_kind = [slot for slot in slots if slot[0] == sig]
+                j = used[sig] = used.get(sig, -1) + 1
+                if j < len(same_kind):
+                    slot = same_kind[j]
+                else:
+                    slot = (sig, len(specs), [])
+                    slots.append(slot)
                     specs.append(spec)
                     hints.append(f"cond_branch{k}_{name}")
-        self.theta = tuple(specs)
-        self.theta_hints = tuple(hints)
+                slot[2].append(k)
+                self.leaf_index[k][name] = (slot[1], None, None)
+        self.held = [[] for _ in self.subs]  # per branch: (position, value) of the slots it leaves unused
+        for _, i, users in slots:
+            if len(users) == len(self.subs):
+                hints[i] = "cond_" + hints[i].split("_", 2)[2]
+            for k in range(len(self.subs)):
+                if k not in users:
+                    self.held[k].append((i, _held_value(specs[i])))
+
+    def _branch_theta(self, k, theta):
+        """Branch ``k``'s θ leaves, by its own names, from the cond's θ."""
+        own = {}
+        for name, (i, offset, shape) in self.leaf_index[k].items():
+            if offset is None:
+                own[name] = theta[i]
+            else:
+                size = int(np.prod(shape, dtype=np.int64))
+                own[name] = jnp.reshape(theta[i][offset : offset + size], shape)
+        return own
+
+    def _cond_theta(self, k, own):
+        """The cond's θ from branch ``k``'s leaves (the inverse of ``_branch_theta``)."""
+        out, pieces = [None] * len(self.theta), {}
+        for name, (i, offset, _) in self.leaf_index[k].items():
+            if offset is None:
+                out[i] = own[name]
+            else:
+                pieces.setdefault(i, []).append((offset, jnp.ravel(own[name])))
+        for i, parts in pieces.items():
+            out[i] = jnp.concatenate([p for _, p in sorted(parts, key=lambda part: part[0])])
+        for i, value in self.held[k]:
+            out[i] = value
+        return tuple(jnp.asarray(v, s.dtype) for v, s in zip(out, self.theta))
 
     def _variable_values(self, ops):
         return [ops[i] for i in self.first]
@@ -507,7 +561,7 @@ class _CondSolver(Solver):
 
         def branch(k):
             def run(known, observed, theta):
-                own = {name: theta[i] for name, i in self.leaf_index[k].items()}
+                own = self._branch_theta(k, theta)
                 solved, ld, ok, extra = run_schedule_extra(self.subs[k], list(known), list(observed), own)
                 for i, value in self.held[k]:
                     ok = jnp.logical_and(ok, jnp.all(theta[i] == value))
@@ -539,13 +593,7 @@ class _CondSolver(Solver):
         def branch(k):
             def run(values):
                 _, env = self.branches[k].evaluate(*values, record=True)
-                own = theta_from_env(self.subs[k], env)
-                out = [None] * len(self.theta)
-                for name, i in self.leaf_index[k].items():
-                    out[i] = own[name]
-                for i, value in self.held[k]:
-                    out[i] = value
-                return tuple(jnp.asarray(v, s.dtype) for v, s in zip(out, self.theta))
+                return self._cond_theta(k, theta_from_env(self.subs[k], env))
 
             return run
 
