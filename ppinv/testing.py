@@ -11,7 +11,8 @@ inverse must have:
 * derivatives — ``jax.jacfwd`` and ``jax.jacrev`` of ``(y, θ) ↦ x`` and
   ``jax.grad``/``jax.jacfwd`` of ``log|det|`` agree with central finite
   differences (samplers and optimizers follow these, so a value that is exact
-  with a derivative that is not is still a wrong answer).
+  with a derivative that is not is still a wrong answer);
+* batching — under ``jax.vmap`` the inverse gives what it gives one point at a time.
 
 :func:`check_conditioned` checks the gradient of a conditioned model's
 potential energy (what NUTS and SVI differentiate) against finite differences.
@@ -389,6 +390,12 @@ def check_inverse(
             if jac is None:
                 z, disc = flat.flatten(y, theta)
                 jac = flat.x_jacobian(z, disc)
+            if jac.shape[0] != jac.shape[1]:
+                report.failures.append(
+                    f"point {i}: θ dimension: the Jacobian of x over (y, θ) is {tuple(jac.shape)}, not square "
+                    f"({inv.n_theta} continuous θ dims, dim X − dim Y = {jac.shape[0] - flat.ny})"
+                )
+                continue
             dense = _slogdet(jac)
         else:
             dense = ld
@@ -425,8 +432,17 @@ def _check_point_gradients(flat: _FlatInverse, y, theta, where, report, rtol, st
     if not bool(jnp.all(jnp.isfinite(f0))):
         return jac_fwd[:-1]
     names = {"jacfwd": jac_fwd, "jacrev": jac_rev}
-    res = check_gradient(lambda rows: flat.batch(rows, disc), z, f0, names, step=step, rtol=rtol,
-                         precision=flat.precision)
+    at_z = []
+
+    def batch(rows):  # the point itself rides along: under vmap it must give what one call gives
+        out = flat.batch(jnp.concatenate([rows, z[None].astype(rows.dtype)]), disc)
+        at_z.append(out[-1])
+        return out[:-1]
+
+    res = check_gradient(batch, z, f0, names, step=step, rtol=rtol, precision=flat.precision)
+    if not np.allclose(np.asarray(at_z[0]), np.asarray(f0), rtol=1e-9, atol=1e-12, equal_nan=True):
+        report.failures.append(f"{where}: under jax.vmap (x, log|det|) = {np.asarray(at_z[0])}, "
+                               f"one point at a time {np.asarray(f0)}")
     report.n_grad_checked += res.checked
     report.n_grad_skipped += res.skipped
     report.max_grad_error = max(report.max_grad_error, res.max_error)
@@ -434,7 +450,7 @@ def _check_point_gradients(flat: _FlatInverse, y, theta, where, report, rtol, st
     for name, i, j, ad, fd in res.mismatches[:4]:
         what = "log|det|" if i == nx else f"x[{i}]"
         wrt = f"y[{j}]" if j < flat.ny else f"θ[{j - flat.ny}]"
-        kind = {"jacfwd": "jax.jacfwd", "jacrev": "jax.grad"}[name] if i == nx else name
+        kind = {"jacfwd": "jax.jacfwd", "jacrev": "jax.grad" if i == nx else "jax.jacrev"}[name]
         report.failures.append(f"{where}: {kind} of {what} w.r.t. {wrt} is {ad:.10g}, finite differences {fd:.10g}")
     return jac_fwd[:-1]
 

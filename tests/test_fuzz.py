@@ -32,13 +32,13 @@ _SETTINGS = dict(deadline=None, suppress_health_check=list(HealthCheck), derando
                  phases=[Phase.explicit, Phase.generate])
 
 
-@settings(max_examples=25, **_SETTINGS)
+@settings(max_examples=16, **_SETTINGS)
 @given(programs(max_ops=6), st.integers(0, 10_000))
 def test_random_programs(prog, seed):
     OUTCOMES[check_program(prog, seed).status] += 1
 
 
-@settings(max_examples=15, **_SETTINGS)
+@settings(max_examples=8, **_SETTINGS)
 @given(programs(max_inputs=2, max_ops=4, arrays=False, control_flow=False))
 def test_small_scalar_programs_mostly_invert(prog):
     OUTCOMES["scalar:" + check_program(prog).status] += 1
@@ -62,7 +62,7 @@ def test_ill_conditioned_points_are_not_counted_as_failures():
            ("cond", 0, 4), ("cond", 4, 4), ("cond", 1, 2), ("unary", "neg", 2), ("binary", "sub", 5, 1),
            ("binary", "mul", 8, 6), ("unary", "tanh", 7), ("const", "add", 6, 1)]
     prog = RandomProgram(ops, 1, 0, [11], consts=(("float", -0.663), ("float", 0.663)))
-    assert all(check_program(prog, seed).status == "inverted" for seed in range(3))
+    assert all(check_program(prog, seed).status == "inverted" for seed in range(2))
 
 
 def test_program_source_is_its_own_reproducer():

@@ -276,6 +276,41 @@ def test_check_gradient_skips_steps_leaving_the_domain():
     assert not res.mismatches and (res.skipped, res.checked) == (1, 3)  # √ of a negative: only that entry
 
 
+def _log_with_wrong_derivative(pattern):
+    """exp's inverse rule with a derivative off by 1%: values exact, jax.grad wrong."""
+
+    @jax.custom_jvp
+    def log(z):
+        return jnp.log(z)
+
+    log.defjvp(lambda primals, tangents: (jnp.log(primals[0]), 1.01 * tangents[0] / primals[0]))
+    return ppinv.rules.UnaryRule(log, lambda z, x: -jnp.log(z), domain=lambda z: z > 0)(pattern)
+
+
+def test_check_inverse_catches_a_rule_with_a_wrong_derivative():
+    f = lambda a, b: jnp.exp(a) + b  # noqa: E731
+    with ppinv.overlay({lax.exp_p: _log_with_wrong_derivative}):
+        inv = ppinv.inverse(f, 1.0, 1.0, free="b")  # a = log(y − b): the wrong rule
+        report = check_inverse(f, 1.0, 1.0, inv=inv, n_points=2, raise_on_failure=False)
+    assert report.n_in_domain == 2 and report.max_roundtrip_error < 1e-12  # the values are exact
+    assert any("jax.jacfwd of x[0] w.r.t. y[0]" in f for f in report.failures), report.failures
+    assert any("jax.jacrev of x[0] w.r.t. θ[0]" in f for f in report.failures), report.failures
+
+
+def exp_plus_noise():
+    a = numpyro.sample("a", dist.Normal(0.0, 1.0))
+    b = numpyro.sample("b", dist.Normal(0.0, 0.5))
+    numpyro.deterministic("y", jnp.exp(a) + b)
+
+
+def test_check_conditioned_catches_a_wrong_potential_gradient():
+    with ppinv.overlay({lax.exp_p: _log_with_wrong_derivative}):
+        cm = ppinv.condition(exp_plus_noise, {"y": 2.0}, free=["b"])  # a = log(y − b): the wrong rule
+        report = check_conditioned(cm, n_points=1, raise_on_failure=False)
+    assert report.n_points == 1
+    assert any("jax.grad of the potential w.r.t. b" in f for f in report.failures), report.failures
+
+
 def test_strong_curvature_is_not_a_false_alarm():
     """1/θ near 0.01: the central difference at h has truncation error ~6e-6; h/10 resolves it."""
     fn = lambda z: 1.0 / z  # noqa: E731
