@@ -113,7 +113,7 @@ class InverseHMC(InverseKernel):
     >>> def model():
     ...     a = numpyro.sample("a", dist.Normal(0.0, 1.0))
     ...     numpyro.deterministic("y", a * a)
-    >>> mcmc = MCMC(ppinv.infer.InverseHMC(ppinv.condition(model, {"y": 1.0}), num_steps=5),
+    >>> mcmc = MCMC(ppinv.infer.InverseHMC(ppinv.condition(model, {"y": 1.0}), num_steps=5, trajectory_length=None),
     ...             num_warmup=50, num_samples=50, progress_bar=False)
     >>> mcmc.run(jax.random.PRNGKey(0))
     """
