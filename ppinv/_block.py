@@ -443,7 +443,8 @@ class LinearBlock:
             adaptive = not any(structure.moves_with_theta(v) for v in self.known_inputs)
             self.matrix = MatrixSolve(
                 (), self.rows, self.cols, generic=self._matrix_at(structure.generic),
-                typical=None if adaptive else self._matrix_at(structure.typical), adaptive=adaptive,
+                typical=self._matrix_at(structure.typical) if self.null and not adaptive else None,
+                adaptive=adaptive,
                 rank_message=self._rank_message,
             )
         self.description = (

@@ -27,9 +27,10 @@ def inverse(f, *example_args, support=None, free=None):
     """Build the parametric inverse of ``f``.
 
     ``f`` is traced once at the shapes and dtypes of ``example_args`` (their
-    values do not matter) and scheduled; the result ``inv`` maps ``(y, θ)`` to
-    the inputs ``x`` with ``f(*x) == y``, and every such ``x`` is reached by
-    some θ.
+    values do not change what the inverse computes; a linear map whose matrix
+    depends on other unknowns takes its θ chart from them) and scheduled; the
+    result ``inv`` maps ``(y, θ)`` to the inputs ``x`` with ``f(*x) == y``, and
+    every such ``x`` is reached by some θ.
 
     Parameters
     ----------

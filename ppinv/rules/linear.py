@@ -9,9 +9,10 @@
 * ``y = A x`` (``dot_general`` with one operand known, ``A`` m×n of rank m):
   for a constant ``A``, ``x = A⁺ y + N θ`` with ``N`` an orthonormal basis of
   the null space (decomposed once); for an ``A`` known only at run time (a
-  model argument, or computed from other unknowns), θ is n − m coordinates of
-  ``x`` and the others are solved from an m×m block of ``A``, so that
-  derivatives are exact too (see ``MatrixSolve`` in ``_block.py``).
+  model argument, or computed from other unknowns) a parametrisation whose
+  derivatives are exact too: pivots chosen per call when ``A`` is the same at
+  every θ, a null space projected from a fixed basis when it moves with θ
+  (see ``MatrixSolve`` in ``_block.py``).
 
 These rules consume θ only when the scheduler is stuck and the unknown operand
 has no other pending use (``pattern.exclusive``); otherwise the operand is
@@ -248,12 +249,14 @@ class _DotSolver(Solver):
         if constant is not None:
             self.matrix = MatrixSolve(lay.batch, lay.m, lay.n, constant=lay.k(np.asarray(constant)), **common)
         else:
-            generic, typical = structure.generic(known_v), structure.typical(known_v)
+            adaptive = not structure.moves_with_theta(known_v)
+            generic = structure.generic(known_v)
+            typical = structure.typical(known_v) if lay.null and not adaptive else None  # the chart's point
             self.matrix = MatrixSolve(
                 lay.batch, lay.m, lay.n,
                 generic=None if generic is None else lay.k(np.asarray(generic)),
                 typical=None if typical is None else lay.k(np.asarray(typical)),
-                adaptive=not structure.moves_with_theta(known_v),
+                adaptive=adaptive,
                 **common,
             )
         self.description = (
