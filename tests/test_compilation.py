@@ -22,7 +22,7 @@ from numpyro.infer import MCMC
 
 import ppinv
 from models import bilinear
-from ppinv.infer import InverseMH, InverseNUTS
+from ppinv.infer import InverseHMC, InverseMH, InverseNUTS
 from ppinv.infer import _base
 from ppinv.infer._args import ModelArgs
 
@@ -63,11 +63,16 @@ def _ppinv_programs(counts):
     return {k: v for k, v in counts.items() if "ppinv" in k}
 
 
+def _short_hmc(cm):
+    """HMC with 3 leapfrog steps: NUTS's start-up (the same programs) at a fraction of its loop's compile time."""
+    return InverseHMC(cm, num_steps=3, trajectory_length=None)
+
+
 def test_sequential_chains_and_a_second_run_compile_the_start_up_once(start_traces):
     """The benchmark model (x0 + x1·x2 = 1), 2 sequential chains, then MCMC.run again."""
     cm = bilinear.conditioned()
     cm.plan()
-    mcmc = MCMC(InverseNUTS(cm), num_warmup=5, num_samples=5, num_chains=2, chain_method="sequential",
+    mcmc = MCMC(_short_hmc(cm), num_warmup=5, num_samples=5, num_chains=2, chain_method="sequential",
                 progress_bar=False)
     with compilations() as counts:
         mcmc.run(jax.random.PRNGKey(0))
@@ -82,31 +87,40 @@ def test_sequential_chains_and_a_second_run_compile_the_start_up_once(start_trac
 
 
 def test_vectorized_chains_compile_the_start_up_once(start_traces):
-    """4 vectorized chains: one start-up program for all keys, reused by the next run."""
+    """4 vectorized chains: one start-up program for all keys, reused when the chains start again."""
     cm = bilinear.conditioned()
     cm.plan()
-    mcmc = MCMC(InverseNUTS(cm), num_warmup=5, num_samples=5, num_chains=4, chain_method="vectorized",
+    mcmc = MCMC(_short_hmc(cm), num_warmup=5, num_samples=5, num_chains=4, chain_method="vectorized",
                 progress_bar=False)
     with compilations() as counts:
         mcmc.run(jax.random.PRNGKey(0))
     assert _ppinv_programs(counts) == {"jit(ppinv_start)": 1, "jit(ppinv_postprocess)": 1}, counts
+    assert mcmc.get_samples(group_by_chain=True)["x0"].shape == (4, 5)
     traced = len(start_traces)
-    with compilations() as again:
-        mcmc.run(jax.random.PRNGKey(1))
+    with compilations() as again:  # what MCMC.run does at its next start: init with 4 new keys
+        mcmc.sampler.init(jax.random.split(jax.random.PRNGKey(1), 4), 5, None, (), {})
     assert _ppinv_programs(again) == {}
     assert len(start_traces) == traced
-    assert mcmc.get_samples(group_by_chain=True)["x0"].shape == (4, 5)
+
+
+def test_nuts_start_up_once_for_sequential_and_once_for_vectorized_chains():
+    """What MCMC asks of InverseNUTS: one init per sequential chain, or one for all vectorized chains."""
+    kernel = InverseNUTS(bilinear.conditioned())
+    with compilations() as counts:
+        for key in range(2):
+            kernel.init(jax.random.PRNGKey(key), 5, None, (), {})
+        for key in range(2):
+            kernel.init(jax.random.split(jax.random.PRNGKey(key), 4), 5, None, (), {})
+    assert _ppinv_programs(counts) == {"jit(ppinv_start_one)": 1, "jit(ppinv_start)": 1}, counts
 
 
 def test_mh_kernel_shares_the_compiled_start_up():
-    cm = bilinear.conditioned()
-    cm.plan()
-    mcmc = MCMC(InverseMH(cm), num_warmup=5, num_samples=5, num_chains=2, chain_method="sequential",
-                progress_bar=False)
+    """InverseMH has the same start-up: sequential chains (one init per key) compile it once."""
+    kernel = InverseMH(bilinear.conditioned())
     with compilations() as counts:
-        mcmc.run(jax.random.PRNGKey(0))
-        mcmc.run(jax.random.PRNGKey(1))
-    assert _ppinv_programs(counts) == {"jit(ppinv_start_one)": 1, "jit(ppinv_postprocess)": 1}, counts
+        for key in range(3):
+            kernel.init(jax.random.PRNGKey(key), 5, None, (), {})
+    assert _ppinv_programs(counts) == {"jit(ppinv_start_one)": 1}, counts
 
 
 def test_postprocess_is_one_program():
@@ -121,21 +135,20 @@ def test_postprocess_is_one_program():
     np.testing.assert_allclose(out["x0"] + out["x1"] * out["x2"], 1.0, atol=1e-12)
 
 
+def linear_with_argument(c):
+    x = numpyro.sample("x", dist.Normal(0.0, 1.0).expand([2]).to_event(1))
+    numpyro.deterministic("y", x[0] + x[1] * c)
+
+
 def test_new_data_of_the_same_shape_reuses_the_programs():
     """Model arguments are traced: new values of the same shapes compile nothing new."""
-
-    def model(y_obs):
-        x = numpyro.sample("x", dist.Normal(0.0, 1.0).expand([2]).to_event(1))
-        numpyro.deterministic("y", x[0] + x[1] * y_obs)
-
-    cm = ppinv.condition(model, {"y": 1.0})
-    mcmc = MCMC(InverseNUTS(cm), num_warmup=5, num_samples=5, progress_bar=False)
-    mcmc.run(jax.random.PRNGKey(0), jnp.asarray(2.0))
+    kernel = InverseNUTS(ppinv.condition(linear_with_argument, {"y": 1.0}))
+    kernel.init(jax.random.PRNGKey(0), 5, None, (jnp.asarray(2.0),), {})
     with compilations() as counts:
-        mcmc.run(jax.random.PRNGKey(1), jnp.asarray(3.0))
-    assert _ppinv_programs(counts) == {}, counts
-    x = np.asarray(mcmc.get_samples()["x"])
-    np.testing.assert_allclose(x[:, 0] + 3.0 * x[:, 1], 1.0, atol=1e-12)
+        state = kernel.init(jax.random.PRNGKey(1), 5, None, (jnp.asarray(3.0),), {})
+        x = kernel.postprocess_fn((jnp.asarray(3.0),), {})(state.z)["x"]
+    assert _ppinv_programs(counts) == {"jit(ppinv_postprocess)": 1}, counts
+    np.testing.assert_allclose(x[0] + 3.0 * x[1], 1.0, atol=1e-12)
 
 
 def _start_program_hlo(init_tries):
@@ -174,16 +187,22 @@ def _count_primitives(jaxpr, names):
     return total
 
 
+def _key_passes_through(kernel, state):
+    """Whether one step returns the state's key unchanged (read off the step's jaxpr)."""
+    closed = jax.make_jaxpr(lambda st: kernel.step(st, (), {}))(state)
+    leaves = jax.tree_util.tree_leaves(state)
+    i = next(j for j, leaf in enumerate(leaves) if leaf is state.rng_key)
+    return closed.jaxpr.outvars[i] is closed.jaxpr.invars[i]
+
+
 RANDOM = {"random_split", "random_bits", "random_fold_in", "threefry2x32"}
 
 
 def test_no_key_split_per_step_without_discrete_theta_or_jumps():
     """ppinv adds no PRNG work to NUTS's step when there is nothing of its own to draw."""
-    cm = bilinear.conditioned()
-    kernel = InverseNUTS(cm)
+    kernel = InverseNUTS(bilinear.conditioned())
     state = kernel.init(jax.random.PRNGKey(0), 5, None, (), {})
-    new = kernel.sample(state, (), {})
-    np.testing.assert_array_equal(np.asarray(new.rng_key), np.asarray(state.rng_key))
+    assert _key_passes_through(kernel, state)
     core = kernel._current.core["sample_kernel"]
     ours = jax.make_jaxpr(lambda s: kernel.step(s, (), {}))(state).jaxpr
     theirs = jax.make_jaxpr(lambda h: core(h, model_args=(state.discrete, (), {}), model_kwargs={}))(
@@ -191,12 +210,12 @@ def test_no_key_split_per_step_without_discrete_theta_or_jumps():
     assert _count_primitives(ours, RANDOM) == _count_primitives(theirs, RANDOM) > 0
 
 
-def test_discrete_theta_still_draw_their_own_keys():
+def test_discrete_theta_and_jumps_still_draw_their_own_keys():
     def model():
         x = numpyro.sample("x", dist.Normal(0.3, 1.0))
         numpyro.deterministic("y", x * x)
 
     kernel = InverseNUTS(ppinv.condition(model, {"y": 1.0}))
-    state = kernel.init(jax.random.PRNGKey(0), 5, None, (), {})
-    new = kernel.sample(state, (), {})
-    assert not np.array_equal(np.asarray(new.rng_key), np.asarray(state.rng_key))
+    assert not _key_passes_through(kernel, kernel.init(jax.random.PRNGKey(0), 5, None, (), {}))
+    jumps = InverseNUTS(bilinear.conditioned(), jump_every=3)
+    assert not _key_passes_through(jumps, jumps.init(jax.random.PRNGKey(0), 5, None, (), {}))

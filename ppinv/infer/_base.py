@@ -26,7 +26,7 @@ from numpyro.util import is_prng_key
 
 from .._compat import is_concrete
 from ._args import ModelArgs
-from ._start import StartRule, check_start_flags, start_point
+from ._start import StartRule, raise_if_no_valid_start, start_point
 from ._target import Target, as_conditioned
 
 __all__ = ["InverseKernel"]
@@ -56,8 +56,8 @@ class _Programs:
             args, kwargs = margs.rebuild(dynamic)
             plan = kernel._model.plan(*args, **kwargs)
             key_start, key_chain = random.split(key)
-            values, _, flags = start_point(kernel._model, plan, rule, key_start, chain_index, args, kwargs, tries)
-            return kernel._init_state_with(self, values, key_chain, args, kwargs), flags
+            values, _, valid = start_point(kernel._model, plan, rule, key_start, chain_index, args, kwargs, tries)
+            return kernel._init_state_with(self, values, key_chain, args, kwargs), valid
 
         def ppinv_start(keys, chain_indices, dynamic):
             return jax.vmap(one_chain, in_axes=(0, 0, None))(keys, chain_indices, dynamic)
@@ -147,11 +147,11 @@ class InverseKernel(MCMCKernel):
             run = progs.from_values if vectorized else progs.from_values_one
             state = run(init_params, rng_key, margs.dynamic)
         elif vectorized:
-            state, flags = progs.start(rng_key, jnp.arange(rng_key.shape[0]), margs.dynamic)
-            self._check_start(progs, margs, flags)
+            state, valid = progs.start(rng_key, jnp.arange(rng_key.shape[0]), margs.dynamic)
+            self._check_start(progs, margs, rng_key, valid)
         else:
-            state, flags = progs.start_one(rng_key, self._chain_number(rng_key), margs.dynamic)
-            self._check_start(progs, margs, flags)
+            state, valid = progs.start_one(rng_key, self._chain_number(rng_key), margs.dynamic)
+            self._check_start(progs, margs, rng_key[None], valid)
         self._sample_fn = jax.vmap(self.step, in_axes=(0, None, None)) if vectorized else self.step
         return state
 
@@ -193,16 +193,20 @@ class InverseKernel(MCMCKernel):
             return -1
         return self._chain_numbers.setdefault(_key_bytes(key), len(self._chain_numbers))
 
-    def _check_start(self, progs, margs, flags):
-        args, kwargs = margs.rebuild(margs.dynamic)
-        plan = self._model.plan(*args, **kwargs)
-        if not all(is_concrete(f) for f in flags) and all(is_concrete(d) for d in margs.dynamic):
+    def _check_start(self, progs, margs, keys, valid):
+        """Fail with the reason when a chain found no valid start (``keys``: the chains' keys)."""
+        if not all(is_concrete(d) for d in margs.dynamic):
+            return
+        if not is_concrete(valid):
             # Traced keys (chain_method="parallel" initialises inside pmap): check with a
             # concrete key that a valid start exists at all, to fail here with the reason
             # instead of running chains at −∞.
             with jax.ensure_compile_time_eval():
-                _, flags = progs.start_one(random.PRNGKey(0), 0, margs.dynamic)
-        check_start_flags(plan, self._start_rule, args, kwargs, self._init_tries, flags)
+                keys = random.PRNGKey(0)[None]
+                _, valid = progs.start_one(keys[0], 0, margs.dynamic)
+        if not bool(np.all(np.asarray(valid))):
+            start_keys = jax.vmap(lambda k: random.split(k)[0])(keys)  # start_point's keys (see one_chain)
+            raise_if_no_valid_start(self._model, self._start_rule, start_keys, valid, margs, self._init_tries)
 
     def start_values(self, key, model_args=(), model_kwargs=None, chain_index=0):
         """The start of one chain (constrained values by site): traceable, for use inside ``jit``/``vmap``."""

@@ -31,7 +31,8 @@ from .._compat import is_concrete
 from ..errors import ConditionError
 from ._args import ModelArgs
 
-__all__ = ["pgf_initial_values", "StartRule", "start_point", "pick_start", "BRANCH_LOG_DENSITY_GAP"]
+__all__ = ["pgf_initial_values", "StartRule", "start_point", "pick_start", "raise_if_no_valid_start",
+           "BRANCH_LOG_DENSITY_GAP"]
 
 #: A branch whose best try is this far (in log density) below the best try of all is
 #: treated as holding negligible mass: no chain is sent to start there.
@@ -84,26 +85,36 @@ def _latent_start(cm, plan, strategy, key, args, kwargs):
     return {n: tr[n]["value"] for n in plan.latents}
 
 
-def _one_try(cm, plan, rule, key, args, kwargs):
-    """One candidate start: ``(values by site, log density, (inverse ok, latents in support))``."""
+def _theta_of_try(cm, plan, rule, key, args, kwargs):
+    """θ of one try, the latents it came from, and the values of the sampled sites."""
     strategy, theta_fixed = rule.bind(plan)
     latents = _latent_start(cm, plan, strategy, key, args, kwargs)
-    ctx = plan.ctx_of(args, kwargs)
-    theta = dict(plan.pgf(ctx, latents))
+    theta = dict(plan.pgf(plan.ctx_of(args, kwargs), latents))
     for n, v in theta_fixed.items():
         theta[n] = jnp.broadcast_to(jnp.asarray(v, theta[n].dtype), jnp.shape(theta[n]))
     values = {plan.theta_sites[n]: theta[n] for n in theta}
     values.update({n: latents[n] for n in plan.untouched})
-    x, _, ok = plan.invert(ctx, theta)
+    return theta, values
+
+
+def _one_try(cm, plan, rule, key, args, kwargs):
+    """One candidate start: ``(values by site, log density of the conditioned model)``."""
+    _, values = _theta_of_try(cm, plan, rule, key, args, kwargs)
+    ld, _ = log_density(cm, args, kwargs, values)
+    return values, jnp.where(jnp.isfinite(ld), ld, -jnp.inf)
+
+
+def _why_invalid(cm, plan, rule, key, args, kwargs):
+    """``(inverse ok, solved latents inside their supports)`` of one try: why its density is zero."""
+    theta, _ = _theta_of_try(cm, plan, rule, key, args, kwargs)
+    x, _, ok = plan.invert(plan.ctx_of(args, kwargs), theta)
     in_support = jnp.asarray(True)
     for n, val in x.items():
         sup = plan.sites[n].support
         if sup is not None:  # NaN is a domain failure of the inverse, not a support violation
             inside = jnp.logical_or(jnp.all(sup.check(val)), jnp.any(jnp.isnan(val)))
             in_support = jnp.logical_and(in_support, inside)
-    ld, _ = log_density(cm, args, kwargs, values)
-    ld = jnp.where(jnp.isfinite(ld), ld, -jnp.inf)
-    return values, ld, (ok, in_support)
+    return ok, in_support
 
 
 def discrete_theta_sites(plan):
@@ -143,17 +154,16 @@ def pick_start(lds, branches, chain_index, gap=BRANCH_LOG_DENSITY_GAP):
 
 
 def start_point(cm, plan, rule, key, chain_index, args, kwargs, num_tries):
-    """The start of chain ``chain_index``: ``(values by site, log density, flags)``.
+    """The start of chain ``chain_index``: ``(values by site, log density, some try valid)``.
 
-    ``flags`` are ``(some try valid, some try inside the inverse's domain, some try
-    with its latents inside their supports)``, to say why no start was found. A
-    negative ``chain_index`` picks the branch at random (chains that cannot tell
-    their index, such as those initialised inside ``pmap``).
+    The tries are made from ``jax.random.split(key, num_tries)``. A negative
+    ``chain_index`` picks the branch at random (chains that cannot tell their
+    index, such as those initialised inside ``pmap``).
     """
     keys = jax.random.split(key, num_tries)
     # a loop over the tries, not a vmap: the same program (and the same compile time) for
     # any num_tries, and a loop body XLA compiles faster than its 64-wide batched form
-    values, lds, (inv_ok, in_support) = jax.lax.map(lambda k: _one_try(cm, plan, rule, k, args, kwargs), keys)
+    values, lds = jax.lax.map(lambda k: _one_try(cm, plan, rule, k, args, kwargs), keys)
     branches = _branch_codes(values, discrete_theta_sites(plan), num_tries)
     if branches is not None:
         chain_index = jnp.asarray(chain_index)
@@ -162,18 +172,31 @@ def start_point(cm, plan, rule, key, chain_index, args, kwargs, num_tries):
         chain_index = jnp.where(chain_index < 0, bits, chain_index)
     idx = pick_start(lds, branches, chain_index)
     pick = jax.tree_util.tree_map(lambda v: v[idx], values)
-    flags = (jnp.any(jnp.isfinite(lds)), jnp.any(inv_ok), jnp.any(in_support))
-    return pick, lds[idx], flags
+    return pick, lds[idx], jnp.any(jnp.isfinite(lds))
 
 
-def check_start_flags(plan, rule, args, kwargs, num_tries, flags):
-    """Raise the no-valid-start error when concrete ``flags`` (one row per chain) say so."""
-    if not all(is_concrete(f) for f in flags):
+def raise_if_no_valid_start(cm, rule, keys, valid, margs, num_tries):
+    """Raise the no-valid-start error if ``valid`` (concrete; one entry per chain) says so.
+
+    ``keys`` holds the start key (``start_point``'s) of each chain. Why the tries
+    failed is worked out here, in a program compiled only on this failure path.
+    """
+    valid = np.asarray(valid).reshape(-1)
+    if valid.all():
         return
-    valid, inv_ok, in_support = (np.asarray(f).reshape(-1) for f in flags)
-    for i in range(valid.shape[0]):
-        if not valid[i]:
-            raise_no_valid_start(plan, args, kwargs, num_tries, bool(inv_ok[i]), bool(in_support[i]), rule)
+    key = keys[int(np.argmin(valid))]
+    args, kwargs = margs.rebuild(margs.dynamic)
+    plan = cm.plan(*args, **kwargs)
+
+    def why(key, dynamic):
+        a, kw = margs.rebuild(dynamic)
+        p = cm.plan(*a, **kw)
+        keys = jax.random.split(key, num_tries)
+        ok, in_support = jax.lax.map(lambda k: _why_invalid(cm, p, rule, k, a, kw), keys)
+        return jnp.any(ok), jnp.any(in_support)
+
+    inv_ok, in_support = jax.jit(why)(key, margs.dynamic)
+    raise_no_valid_start(plan, args, kwargs, num_tries, bool(inv_ok), bool(in_support), rule)
 
 
 def _fmt(v):
@@ -247,23 +270,23 @@ def pgf_initial_values(cm, rng_key, args=(), kwargs=None, num_tries=64, check=Tr
     ``g(y_obs, θ)`` is then a point on the constraint set whenever ``(y_obs, θ)``
     is inside the domain. The try of highest log density under the conditioned
     model is returned (constrained values by site name); with discrete θ,
-    ``chain_index`` picks the branch (see :func:`pick_start`). With
-    ``check=False`` no error is raised when no try is valid (for use inside
-    ``vmap`` over data sets).
+    ``chain_index`` picks the branch (see :func:`pick_start`). The tries are
+    made from ``jax.random.split(rng_key, num_tries)``. With ``check=False`` no
+    error is raised when no try is valid (for use inside ``vmap`` over data sets).
     """
     kwargs = dict(kwargs or {})
     args = tuple(args)
-    plan = cm.plan(*args, **kwargs)
     margs = ModelArgs(args, kwargs)
     fn = _compiled_start(cm, margs, num_tries)
-    if check and not is_concrete(rng_key) and all(is_concrete(d) for d in margs.dynamic):
+    concrete_args = all(is_concrete(d) for d in margs.dynamic)
+    if check and not is_concrete(rng_key) and concrete_args:
         # Traced key (MCMC's chain_method="parallel" initialises inside pmap): the draws
         # below cannot be inspected, so check once with a concrete key that a valid point
         # exists at all, to fail here with the reason instead of running chains at −∞.
         with jax.ensure_compile_time_eval():
-            _, _, flags = fn(jax.random.PRNGKey(0), 0, margs.dynamic)
-        check_start_flags(plan, None, args, kwargs, num_tries, flags)
-    pick, _, flags = fn(rng_key, chain_index, margs.dynamic)
-    if check:
-        check_start_flags(plan, None, args, kwargs, num_tries, flags)
+            key0 = jax.random.PRNGKey(0)
+            raise_if_no_valid_start(cm, StartRule(), key0[None], fn(key0, 0, margs.dynamic)[2], margs, num_tries)
+    pick, _, valid = fn(rng_key, chain_index, margs.dynamic)
+    if check and is_concrete(valid) and concrete_args:
+        raise_if_no_valid_start(cm, StartRule(), rng_key[None], valid, margs, num_tries)
     return pick
