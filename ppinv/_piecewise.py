@@ -539,6 +539,7 @@ class PiecewiseBlock:
         pred, cases = anchor.ins[0], anchor.ins[1:]
         self.feeds = []
         self.pred_prog, self.pred_feeds = self._scalar(pred, known)
+        self.out_prog, self.out_feeds = self._scalar(anchor.outs[0], known, extra=[anchor])
         self.pieces, self.flat_pieces = [], []
         offset = 0
         for k, c in enumerate(cases):
@@ -577,9 +578,9 @@ class PiecewiseBlock:
         n = len(cases)
         self.description = f"piecewise: invert each of {n} pieces, θ picks the piece, predicate re-checked"
 
-    def _scalar(self, out, known, assume=None):
+    def _scalar(self, out, known, assume=None, extra=()):
         """The scalar program of ``out`` and the positions of its feeds in ``self.feeds``."""
-        prog, feeds = _sub_program(self.eqns, self.leaf, out, known, assume)
+        prog, feeds = _sub_program(self.eqns + list(extra), self.leaf, out, known, assume)
         index = []
         for v in feeds:
             if v not in self.feeds:
@@ -635,11 +636,24 @@ class PiecewiseBlock:
             return ()
 
         def one(xi, *feeds):
+            # The piece the predicate picks, unless its inverse misses: at a boundary between
+            # pieces (ndtr at −1) the recovered x can round to the other side, and the
+            # neighbouring piece, which takes the same value there, is the one that inverts.
             case = self._predicate(xi, feeds).astype(int_dtype())
-            code = jnp.zeros((), int_dtype())
+            z = self.out_prog.evaluate(xi, *[feeds[i] for i in self.out_feeds])[0]
+            tries = []
             for piece in self.pieces:
-                code = jnp.where(case == piece.case, piece.code_of(xi, feeds), code)
-            return code
+                code = piece.code_of(xi, feeds)
+                xk, _, okk = piece.invert(z, code, feeds)
+                okk = okk & (self._predicate(xk, feeds).astype(int_dtype()) == piece.case)
+                tries.append((case == piece.case, okk, code))
+            # first the predicate's piece if it inverts, then any piece that does, then the predicate's
+            ranked = [p & ok for p, ok, _ in tries] + [ok for _, ok, _ in tries] + [p for p, _, _ in tries]
+            chosen, done = jnp.zeros((), int_dtype()), jnp.asarray(False)
+            for take, code in zip(ranked, [code for _, _, code in tries] * 3):
+                chosen = jnp.where(~done & take, code, chosen)
+                done = done | take
+            return chosen
 
         return (self._per_element(one, known_env, x),)
 
