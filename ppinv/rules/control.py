@@ -379,16 +379,6 @@ def _scan_rule(pat):
     nc, nk = scan_counts(eqn.params)
     if not all(pat.known_in[:nc]):
         return None
-    shared = _shared_unknown(pat, nc, nk)
-    if shared is not None:
-        if not pat.allow_theta:
-            return None  # it may become known later; refuse only when the scheduler is stuck
-        raise InversionError(
-            f"the loop at {eqn.source} takes the unknown {shared!r} at several places (as more than "
-            "one component of its initial carry, or as a carry and a scanned array); inverted step by "
-            "step those places would be solved separately and could disagree. Pass the value once "
-            "(close over it, or carry it once), or declare the inverse with @ppinv.custom_inverse."
-        )
     init_known = pat.known_in[nc : nc + nk]
     final_known = pat.known_out[:nk]
     ys_known = pat.known_out[nk:]
@@ -403,6 +393,16 @@ def _scan_rule(pat):
     if all(final_known[j] or j in kfwd for j in range(nk)) and not all(init_known):
         if any(final_known[j] and j in kfwd for j in range(nk)):
             return None
+        shared = _shared_unknown(pat, nc, nk)
+        if shared is not None:
+            if not pat.allow_theta:
+                return None  # it may become known later; refuse only when the scheduler is stuck
+            raise InversionError(
+                f"the loop at {eqn.source} takes the unknown {shared!r} at several places (as more than "
+                "one component of its initial carry, or as a carry and a scanned array); run backwards, "
+                "the loop would solve those places separately and they could disagree. Pass the value "
+                "once (close over it, or carry it once), or declare the inverse with @ppinv.custom_inverse."
+            )
         return _ScanSolver(pat, "backward")
     return None
 
