@@ -179,11 +179,15 @@ def _nested(a, b):
     return lax.cond(a > 0.0, outer_true, lambda v: v * 2.0 + b * a, a)
 
 
+def _two_outputs(a, b):
+    return lax.cond(a > b, lambda u: (u * b, u + a), lambda u: (u - b, jnp.exp(u) + a), a)
+
+
 @pytest.mark.parametrize(
     "f,args",
     [(_switch_closure, (0.5,)), (_two_operands_one_variable, (0.5, 0.5)),
-     (_closure_of_another_variable, (0.5, 0.5)), (_nested, (0.5, 0.5))],
-    ids=["switch-closure", "two-operands-one-variable", "closure-of-another", "nested"],
+     (_closure_of_another_variable, (0.5, 0.5)), (_nested, (0.5, 0.5)), (_two_outputs, (0.5, 0.5))],
+    ids=["switch-closure", "two-operands-one-variable", "closure-of-another", "nested", "two-outputs"],
 )
 def test_cond_fan_out_exact(f, args):
     inv = ppinv.inverse(f, *args)

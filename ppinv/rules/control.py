@@ -456,8 +456,9 @@ class _CondSolver(Solver):
         observed = [v for v, kk in zip(body.outvars, self.kout) if kk]
         try:
             return build_schedule(body, known, unknown, observed, {}, pat.table, {}, list(body.outvars))
-        except InversionError as err:
-            raise type(err)(f"branch {k} of the cond at {pat.eqn.source}: {err}") from None
+        except InversionError as err:  # the same error, saying where
+            err.args = (f"branch {k} of the cond at {pat.eqn.source}: {err}",) + err.args[1:]
+            raise err from None
 
     def _lay_out_theta(self, eqn):
         per_branch = [list(sub.theta.items()) for sub in self.subs]
