@@ -10,14 +10,22 @@ runs unchanged on a GPU and records the device):
 2. **Vectorized chains** — ``MCMC(InverseNUTS(...), chain_method="vectorized")``
    with 1 … 1,024 chains on the product model: draws per second and min-ESS
    per second, sampling phase only (compile time is reported separately);
-   300 + 500 iterations, 100 + 100 from 256 chains up.
+   300 + 500 iterations, 100 + 100 from 256 chains up. ``MCMC.run`` compiles
+   its loop again, so ``steady_draws_per_s`` times the kernel's step looped
+   under one ``jit`` after compiling it.
 
 Usage::
 
     python experiments/scaling.py [--quick] [--out experiments/results]
+        [--max-batch N] [--max-chains N] [--warmup N] [--samples N] [--repeats N]
+        [--suffix _gpu] [--budget-s S]
 
 Writes ``scaling[_quick].json``, ``scaling_inverse[_quick].csv``,
-``scaling_chains[_quick].csv`` and ``scaling[_quick].png``.
+``scaling_chains[_quick].csv`` and ``scaling[_quick].png`` (``--suffix``
+replaces ``_quick``). ``--max-chains`` above 1,024 goes on in powers of 4
+(4,096: ``experiments/gpu_check.sh``); with ``--budget-s`` the sizes not yet
+started when the budget is spent are skipped (and listed in the JSON), and what
+was measured is written.
 """
 
 from __future__ import annotations
@@ -104,31 +112,61 @@ def time_chains(cm, n_chains, num_warmup, num_samples):
     a = np.asarray(mcmc.get_samples(group_by_chain=True)["a"])
     ess = float(effective_sample_size(a)) if n_chains > 1 else float(effective_sample_size(a[None, 0]))
     draws = n_chains * num_samples
+    # MCMC.run compiles its loop again, so sampling_s includes a compilation; the steady rate
+    # is the kernel's own step looped under one jit, compiled first and then timed
+    kernel, state = mcmc.sampler, mcmc.last_state
+    loop = jax.jit(lambda st, n: jax.lax.fori_loop(0, n, lambda i, x: kernel.sample(x, (), {}), st))
+    jax.block_until_ready(loop(state, 2))
+    t0 = time.perf_counter()
+    jax.block_until_ready(loop(state, num_samples))
+    steady_s = time.perf_counter() - t0
     return dict(chains=n_chains, warmup_and_compile_s=warm_s, sampling_s=run_s, draws_per_s=draws / run_s,
-                ess=ess, ess_per_s=ess / run_s)
+                ess=ess, ess_per_s=ess / run_s, steady_s=steady_s, steady_draws_per_s=draws / steady_s)
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out", default=str(ROOT / "experiments" / "results"))
+    p.add_argument("--max-batch", type=int, default=None, help="largest batch of inverse evaluations")
+    p.add_argument("--max-chains", type=int, default=None, help="largest number of vectorized chains")
+    p.add_argument("--warmup", type=int, default=None)
+    p.add_argument("--samples", type=int, default=None)
+    p.add_argument("--repeats", type=int, default=None)
+    p.add_argument("--suffix", default=None, help="suffix of the result files (default: '_quick' or '')")
+    p.add_argument("--budget-s", type=float, default=None, help="skip the sizes not started after this many seconds")
     args = p.parse_args(argv)
     jax.config.update("jax_enable_x64", True)
     quick = args.quick
     batches = [1, 100] if quick else [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000]
     chains = [1, 4] if quick else [1, 4, 16, 64, 256, 1024]
-    repeats = 2 if quick else 7
+    if args.max_batch is not None:
+        batches = [10**k for k in range(int(np.log10(args.max_batch) + 1e-9) + 1)]
+    if args.max_chains is not None:
+        chains = [4**k for k in range(int(np.log(args.max_chains) / np.log(4) + 1e-9) + 1)]
+    repeats = args.repeats or (2 if quick else 7)
     warm, samp = (20, 20) if quick else (300, 500)
+    warm = warm if args.warmup is None else args.warmup
+    samp = samp if args.samples is None else args.samples
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    suffix = "_quick" if quick else ""
+    suffix = args.suffix if args.suffix is not None else ("_quick" if quick else "")
+    t_start = time.perf_counter()
+    skipped = []
+
+    def over_budget(what):
+        if args.budget_s is not None and time.perf_counter() - t_start > args.budget_s:
+            skipped.append(what)
+            return True
+        return False
+
     cases = _inverse_cases()
     inv_rows, chain_rows = [], []
     with tqdm(total=len(cases) * len(batches) + len(chains), desc="scaling", dynamic_ncols=True) as bar:
         for name, (f, x0) in cases.items():
             inv = ppinv.inverse(f, *x0)
             for b in batches:
-                if name.startswith("lotka") and b > 100_000:
+                if (name.startswith("lotka") and b > 100_000) or over_budget(f"{name} x{b}"):
                     bar.update(1)
                     continue  # 10⁶ × 100-dim trajectories do not fit comfortably in memory
                 bar.set_postfix_str(f"{name} x{b}")
@@ -136,14 +174,20 @@ def main(argv=None):
                 bar.update(1)
         cm = chains_case()
         for c in chains:
+            if over_budget(f"{c} chains"):
+                bar.update(1)
+                continue
             bar.set_postfix_str(f"{c} chains")
             # a vectorized step costs ~ chains on 2 CPU cores: shorter runs keep 1,024 chains in minutes
             w, s = (warm, samp) if c < 256 else (min(warm, 100), min(samp, 100))
             chain_rows.append(time_chains(cm, c, w, s))
             bar.update(1)
     machine = machine_info()
-    (out / f"scaling{suffix}.json").write_text(json.dumps(dict(machine=machine, inverse=inv_rows, chains=chain_rows), indent=1))
+    (out / f"scaling{suffix}.json").write_text(json.dumps(dict(machine=machine, inverse=inv_rows, chains=chain_rows,
+                                                               skipped=skipped), indent=1))
     for rows, name in ((inv_rows, "inverse"), (chain_rows, "chains")):
+        if not rows:
+            continue
         with open(out / f"scaling_{name}{suffix}.csv", "w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=list(rows[0]))
             w.writeheader()
@@ -153,10 +197,13 @@ def main(argv=None):
     print(f"{'case':<28}{'batch':>10}{'evals/s':>14}{'compile s':>11}")
     for r in inv_rows:
         print(f"{r['case']:<28}{r['batch']:>10}{r['evals_per_s']:>14.3g}{r['compile_s']:>11.2f}")
-    print(f"{'chains':>8}{'draws/s':>12}{'ESS/s':>10}{'warmup+compile s':>18}")
+    print(f"{'chains':>8}{'draws/s':>12}{'steady draws/s':>16}{'ESS/s':>10}{'warmup+compile s':>18}")
     for r in chain_rows:
-        print(f"{r['chains']:>8}{r['draws_per_s']:>12.3g}{r['ess_per_s']:>10.3g}{r['warmup_and_compile_s']:>18.2f}")
-    return dict(inverse=inv_rows, chains=chain_rows)
+        print(f"{r['chains']:>8}{r['draws_per_s']:>12.3g}{r['steady_draws_per_s']:>16.3g}{r['ess_per_s']:>10.3g}"
+              f"{r['warmup_and_compile_s']:>18.2f}")
+    if skipped:
+        print(f"skipped (time budget): {', '.join(skipped)}")
+    return dict(inverse=inv_rows, chains=chain_rows, skipped=skipped)
 
 
 def _plot(inv_rows, chain_rows, path, machine):

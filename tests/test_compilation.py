@@ -219,3 +219,22 @@ def test_discrete_theta_and_jumps_still_draw_their_own_keys():
     assert not _key_passes_through(kernel, kernel.init(jax.random.PRNGKey(0), 5, None, (), {}))
     jumps = InverseNUTS(bilinear.conditioned(), jump_every=3)
     assert not _key_passes_through(jumps, jumps.init(jax.random.PRNGKey(0), 5, None, (), {}))
+
+
+def test_startup_experiment_quick(tmp_path):
+    """experiments/startup.py at tiny sizes: a cold process fills the cache, the next one reads every program."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "experiments" / "startup.py"
+    spec = importlib.util.spec_from_file_location("ppinv_experiments_startup", path)
+    startup = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(startup)
+    result = startup.main(["--quick", "--methods", "ppinv", "--modes", "fill,warm", "--warmup", "5", "--samples", "5",
+                           "--out", str(tmp_path)])
+    for name in ("startup_quick.csv", "startup_quick.md", "startup_quick.json"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    by = {r["mode"]: r for r in result["runs"]}
+    assert by["fill"]["cache_hits"] < by["fill"]["programs"]
+    assert by["warm"]["cache_hits"] == by["warm"]["programs"] > 0
+    assert by["warm"]["violation"] <= 1e-9
