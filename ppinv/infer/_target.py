@@ -119,13 +119,15 @@ class Target:
 
     def postprocess_fn(self, args=None, kwargs=None):
         args, kwargs = self._a(args, kwargs)
+        # the model's own sites only: θ that are not latents of the model are the sampler's
+        # coordinates, given on request by cm.theta_of(samples)
+        hidden = set(self.plan.extra_theta_sites)
 
         def fn(z_all):
             disc = {k: z_all[k] for k in self.discrete_sites}
             z = {k: z_all[k] for k in self.continuous_sites}
             out = constrain_fn(self._model, (disc,) + args, kwargs, z, return_deterministic=True)
-            out.update(disc)
-            return out
+            return {k: v for k, v in out.items() if k not in hidden}
 
         return fn
 
