@@ -12,6 +12,13 @@ loop counter) are computed by a forward pre-pass and treated as known.
 the index; when the index depends on unknowns it is drawn from θ as a
 discrete choice and re-checked on the recovered values (the scheduler turns
 its defining relation into a check).
+
+Bodies are imported in their *distinct* inputs (``_ir.body_inputs``): JAX
+passes a value a branch closes over as one more operand, so ``lax.cond(p,
+lambda v: v * a, ..., a)`` hands the branch ``a`` twice; inverted as two
+unknowns, the two could come back different. Operands holding one variable
+share one body input, and so do ``xs`` of a loop that scan one array; an
+unknown at two carry places of a loop run backwards is refused.
 """
 
 from __future__ import annotations
@@ -425,9 +432,9 @@ class _CondSolver(Solver):
 
     Each branch is scheduled as a relation in the cond's *distinct* operand variables: a value
     closed over by a branch and also passed as an operand is one unknown, not two. The branches
-    share their continuous θ (which must agree in shape and support, so that one θ space maps
-    into every branch); their discrete θ are shared when they agree, otherwise each branch keeps
-    its own, held at a fixed value while another branch runs, so that every ``x`` is reached by
+    share one continuous θ space (their leaves, or one flat real vector when the leaves differ
+    only in shape) and their discrete θ of the same kind; a discrete leaf only some branches
+    have is held at a fixed value while another branch runs, so that every ``x`` is reached by
     exactly one θ.
     """
 
