@@ -196,6 +196,25 @@ def test_cond_fan_out_exact(f, args):
     assert report.perturbed > 0  # θ away from the PGF's was exercised
 
 
+@pytest.mark.parametrize("order", ["cond-first", "cond-last"])
+def test_cond_frees_a_value_only_when_nothing_else_determines_it(order):
+    """The branches leave ``b`` free, but another observation determines it: the cond waits
+    for it instead of drawing ``b`` from θ (which over-determined the other relation)."""
+
+    def cond(a, b):
+        return lax.cond(jnp.array(2.0) > 1, lambda u, w: u * 2.0, lambda u, w: u + w, a, b)
+
+    def f(a, b):
+        other = jnp.exp(b) + b
+        return (cond(a, b), other) if order == "cond-first" else (other, cond(a, b))
+
+    inv = ppinv.inverse(f, 0.5, 0.5)
+    assert inv.n_theta == 0
+    x = (jnp.asarray(0.3), jnp.asarray(-0.8))
+    back = inv(f(*x), inv.pgf(*x))
+    np.testing.assert_allclose(jnp.stack(back), jnp.stack(x), rtol=1e-12)
+
+
 def test_cond_branches_with_differently_shaped_theta_share_one_flat_theta():
     """Branch 0 frees a scalar, branch 1 a one-element slice: one real vector θ serves both."""
 

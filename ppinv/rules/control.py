@@ -609,12 +609,37 @@ class _CondSolver(Solver):
         return lax.switch(jnp.clip(index, 0, n - 1), [branch(k) for k in range(n)], tuple(self._variable_values(ops)))
 
 
+_cond_solvers: dict = {}  # (relation, what is known, table) -> the solver or the error building it
+
+
+def _cond_solver(pat):
+    """The solver for this knowledge pattern, built once (it schedules every branch)."""
+    key = (id(pat.eqn), pat.known_in, pat.known_out, id(pat.table))
+    hit = _cond_solvers.get(key)
+    if hit is None or hit[0] is not pat.eqn:
+        if len(_cond_solvers) > 512:
+            _cond_solvers.clear()
+        try:
+            hit = (pat.eqn, _CondSolver(pat), None)
+        except InversionError as err:
+            hit = (pat.eqn, None, err)
+        _cond_solvers[key] = hit
+    if hit[2] is not None:
+        raise hit[2]
+    return hit[1]
+
+
 def _cond_rule(pat):
     if not pat.known_in[0] or not any(pat.known_out):
         return None
     if all(pat.known_in):
         return None
-    return _CondSolver(pat)
+    solver = _cond_solver(pat)
+    if not pat.allow_theta and any(not s.discrete for s in solver.theta):
+        # continuous θ frees a value inside the branches: wait until nothing else can move,
+        # as for any rule that consumes θ (the value may be determined by another relation)
+        return None
+    return solver
 
 
 DEFAULT_RULES.register(COND_P, _cond_rule)
