@@ -73,7 +73,8 @@ class _Programs:
             return jax.vmap(from_values, in_axes=(0, 0, None))(values, keys, dynamic)
 
         def ppinv_start_from_values_one(values, key, dynamic):
-            return _first(ppinv_start_from_values(jax.tree_util.tree_map(lambda v: v[None], values), key[None], dynamic))
+            batch = jax.tree_util.tree_map(lambda v: v[None], values)
+            return _first(ppinv_start_from_values(batch, key[None], dynamic))
 
         self.start = jax.jit(ppinv_start)
         self.start_one = jax.jit(ppinv_start_one)
@@ -147,11 +148,11 @@ class InverseKernel(MCMCKernel):
             run = progs.from_values if vectorized else progs.from_values_one
             state = run(init_params, rng_key, margs.dynamic)
         elif vectorized:
-            state, valid = progs.start(rng_key, jnp.arange(rng_key.shape[0]), margs.dynamic)
+            state, valid = progs.start(rng_key, np.arange(rng_key.shape[0]), margs.dynamic)
             self._check_start(progs, margs, rng_key, valid)
         else:
             state, valid = progs.start_one(rng_key, self._chain_number(rng_key), margs.dynamic)
-            self._check_start(progs, margs, rng_key[None], valid)
+            self._check_start(progs, margs, rng_key, valid)
         self._sample_fn = jax.vmap(self.step, in_axes=(0, None, None)) if vectorized else self.step
         return state
 
@@ -174,14 +175,14 @@ class InverseKernel(MCMCKernel):
         return progs
 
     def _abstract_start(self, margs):
-        """Shapes and dtypes of a start (by site), from an abstract evaluation."""
-
-        def values(key, dynamic):
-            args, kwargs = margs.rebuild(dynamic)
-            plan = self._model.plan(*args, **kwargs)
-            return start_point(self._model, plan, self._start_rule, key, 0, args, kwargs, 1)[0]
-
-        return jax.eval_shape(values, random.PRNGKey(0), margs.dynamic)
+        """Shapes and dtypes of a start (by site): θ as the plan declares it, untouched latents as traced."""
+        args, kwargs = margs.rebuild(margs.dynamic)
+        plan = self._model.plan(*args, **kwargs)
+        spec = plan.schedule.theta
+        values = {plan.theta_sites[n]: jax.ShapeDtypeStruct(tuple(s.shape), s.dtype) for n, s in spec.items()}
+        for n in plan.untouched:
+            values[n] = jax.ShapeDtypeStruct(tuple(plan.sites[n].shape), plan.sites[n].dtype)
+        return values
 
     def _chain_number(self, key):
         """The chain a sequential ``init`` starts: in order of first use of its key (−1 if traced).
@@ -194,7 +195,7 @@ class InverseKernel(MCMCKernel):
         return self._chain_numbers.setdefault(_key_bytes(key), len(self._chain_numbers))
 
     def _check_start(self, progs, margs, keys, valid):
-        """Fail with the reason when a chain found no valid start (``keys``: the chains' keys)."""
+        """Fail with the reason when a chain found no valid start (``keys``: the chain's key or keys)."""
         if not all(is_concrete(d) for d in margs.dynamic):
             return
         if not is_concrete(valid):
@@ -202,9 +203,10 @@ class InverseKernel(MCMCKernel):
             # concrete key that a valid start exists at all, to fail here with the reason
             # instead of running chains at −∞.
             with jax.ensure_compile_time_eval():
-                keys = random.PRNGKey(0)[None]
-                _, valid = progs.start_one(keys[0], 0, margs.dynamic)
+                keys = random.PRNGKey(0)
+                _, valid = progs.start_one(keys, 0, margs.dynamic)
         if not bool(np.all(np.asarray(valid))):
+            keys = keys if np.ndim(valid) else keys[None]
             start_keys = jax.vmap(lambda k: random.split(k)[0])(keys)  # start_point's keys (see one_chain)
             raise_if_no_valid_start(self._model, self._start_rule, start_keys, valid, margs, self._init_tries)
 

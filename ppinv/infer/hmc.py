@@ -96,7 +96,11 @@ class InverseHMC(InverseKernel):
     potential_fn:
         Not supported (the potential is the conditioned model's); use
         ``numpyro.infer.HMC(potential_fn=...)`` for a hand-written potential.
-    kinetic_fn, step_size, inverse_mass_matrix, adapt_step_size, adapt_mass_matrix, dense_mass, target_accept_prob, num_steps, trajectory_length, find_heuristic_step_size, forward_mode_differentiation, regularize_mass_matrix:
+    kinetic_fn, step_size, inverse_mass_matrix, adapt_step_size, adapt_mass_matrix:
+        As in :class:`numpyro.infer.HMC`.
+    dense_mass, target_accept_prob, num_steps, trajectory_length:
+        As in :class:`numpyro.infer.HMC` (the mass matrix is over the sampled sites).
+    find_heuristic_step_size, forward_mode_differentiation, regularize_mass_matrix:
         As in :class:`numpyro.infer.HMC`.
     init_strategy:
         A NumPyro init strategy applied to the original model's latents (see above).
