@@ -45,14 +45,15 @@ class StartRule:
     ``strategy`` is a NumPyro init strategy (``init_to_sample``, ``init_to_median``,
     ``init_to_uniform``, ``init_to_value``, ...) applied to the latent sites of the
     original model; ``None`` (the default) draws them from the prior, which is what
-    ``init_to_sample`` means. Values that ``init_to_value`` gives for θ sites (named
-    ``theta_<latent>``) replace the θ the PGF computes.
+    ``init_to_sample`` means. Values that ``init_to_value`` gives for θ sites (by
+    their names in the conditioned model, ``plan.theta_sites``) replace the θ the
+    PGF computes.
     """
 
     def __init__(self, strategy=None):
         self.description = "prior draws mapped through the PGF"
         self.strategy = None
-        self.theta_values = {}
+        self.values = None  # init_to_value's values, split by bind()
         if strategy is None:
             return
         strategy = strategy if isinstance(strategy, partial) else strategy()
@@ -66,7 +67,7 @@ class StartRule:
 
     def bind(self, plan):
         """Split ``init_to_value``'s values into θ values and latent values (once per plan)."""
-        values = getattr(self, "values", None)
+        values = self.values
         if values is None:
             return self.strategy, {}
         theta_of_site = {site: n for n, site in plan.theta_sites.items()}
@@ -86,7 +87,7 @@ def _latent_start(cm, plan, strategy, key, args, kwargs):
 
 
 def _theta_of_try(cm, plan, rule, key, args, kwargs):
-    """θ of one try, the latents it came from, and the values of the sampled sites."""
+    """``(θ by leaf name, values of the conditioned model's sampled sites)`` of one try."""
     strategy, theta_fixed = rule.bind(plan)
     latents = _latent_start(cm, plan, strategy, key, args, kwargs)
     theta = dict(plan.pgf(plan.ctx_of(args, kwargs), latents))

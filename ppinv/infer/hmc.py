@@ -77,8 +77,8 @@ class InverseHMC(InverseKernel):
       (best branch first, skipping branches of negligible density; sequential
       chains count in the order their keys are first seen). Latent values the
       strategy gives for latents the observations determine are replaced by the
-      solved ones; ``init_to_value(values=...)`` may also name θ sites
-      (``theta_<latent>``) to fix θ itself;
+      solved ones; ``init_to_value(values=...)`` may also name θ sites (by
+      their names in the conditioned model) to fix θ itself;
     * discrete θ (signs, roots, periods, branches) are updated after each
       trajectory: small choices by exact Gibbs over all values, unbounded ones
       (periods) by a ±1 Metropolis step;
