@@ -30,8 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 from jax.tree_util import tree_flatten, tree_map, tree_unflatten
-from numpyro.distributions import constraints
 from numpyro import handlers
+from numpyro.distributions import constraints
 from numpyro.distributions.transforms import biject_to
 from numpyro.infer.util import potential_energy
 

@@ -120,7 +120,7 @@ LONG_FAILURES = []
 
 
 @pytest.mark.slow
-@settings(max_examples=int(os.environ.get("PPINV_FUZZ_EXAMPLES", 2000)), **_SETTINGS)
+@settings(max_examples=int(os.environ.get("PPINV_FUZZ_EXAMPLES", "2000")), **_SETTINGS)
 @given(programs(max_inputs=4, max_ops=12), st.integers(0, 10_000))
 def test_random_programs_many(prog, seed):
     outcome = check_program(prog, seed, raise_on_failure=False)
