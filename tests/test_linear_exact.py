@@ -17,8 +17,10 @@ import numpyro
 import numpyro.distributions as dist
 import pytest
 from jax.flatten_util import ravel_pytree
-from numpyro.infer import MCMC, NUTS, Predictive
-from numpyro.infer.util import potential_energy, unconstrain_fn
+from numpyro.infer import MCMC, NUTS, SVI, Predictive, Trace_ELBO
+from numpyro.infer.autoguide import AutoDelta
+from numpyro.infer.util import constrain_fn, log_density, potential_energy, unconstrain_fn
+from numpyro.optim import Minimize
 from scipy import integrate, stats
 
 import ppinv
@@ -124,9 +126,18 @@ def test_bilinear_inverse_has_exact_derivatives():
     assert inv.n_theta == 5
 
 
+def test_matrix_fixed_by_an_observation_has_exact_derivatives():
+    # w observed as well: the matrix of w @ x is the same at every θ, pivots chosen per call
+    # (piecewise constant in y, so derivatives with respect to y are exact too)
+    inv = check_inverse_exactly(lambda w, x: (w, w @ x), jnp.asarray(W_MEAN), jnp.ones(3))
+    assert inv.n_theta == 2
+    check_inverse_exactly(lambda w, x: (w, w @ x), jnp.asarray(RNG.normal(size=(2, 3))), jnp.ones(3), n_points=1,
+                          derivatives=False)
+
+
 def test_bilinear_potential_gradient_matches_finite_differences():
-    """The reproducer of the issue: grad wrt theta_w was [-0.9685, -1.5984, 2.8843] against
-    central differences [-0.9795, -1.5767, 2.8675] (the null-space basis was held fixed)."""
+    """The reproducer of the issue: the gradient with respect to θ_w was [-0.9685, -1.5984, 2.8843]
+    against central differences [-0.9795, -1.5767, 2.8675] (the null-space basis was held fixed)."""
     cm = ppinv.condition(bilinear, {"y": 1.0})
     potential_gradient_check(cm, n_points=4)
 
@@ -135,7 +146,7 @@ def test_bilinear_posterior_against_importance_sampling():
     """p(w | y) ∝ p(w) N(y; 0, |w|²) (x | w is Gaussian); E[x | w, y] = w y / |w|².
     The reference is importance sampling from the prior of w, without ppinv."""
     y = 1.0
-    mcmc = run_mcmc(InverseNUTS(ppinv.condition(bilinear, {"y": y})), num_warmup=500, num_samples=2000)
+    mcmc = run_mcmc(InverseNUTS(ppinv.condition(bilinear, {"y": y})), num_warmup=400, num_samples=1500)
     s = mcmc.get_samples()
     w, x = np.asarray(s["w"]), np.asarray(s["x"])
     np.testing.assert_allclose(np.sum(w * x, -1), y, atol=1e-10)
@@ -159,12 +170,12 @@ def test_linear_block_with_unknown_coefficients_has_exact_derivatives():
 
 
 def test_matrix_product_with_unknown_matrix_and_several_columns():
-    # W (2×3) freed, then W @ X (X 3×2 unknown): two columns share one pivot solve
+    # W (2×3) freed, then W @ X (X 3×2 unknown): two columns share one chart
     check_inverse_exactly(lambda w, x: w @ x, jnp.asarray(RNG.normal(size=(2, 3))), jnp.ones((3, 2)), n_points=1)
     # batched: one matrix per batch element, both moving with θ
     check_inverse_exactly(
         lambda k, u: jnp.einsum("bij,bj->bi", k, u), jnp.asarray(RNG.normal(size=(2, 1, 3))), jnp.ones((2, 3)),
-        n_points=1,
+        n_points=1, derivatives=False,
     )
 
 
@@ -245,6 +256,24 @@ def test_mixing_model_nuts_step_size_and_posterior():
     assert_var(f[:, :2], var)
 
 
+@pytest.mark.slow
+def test_mixing_model_map_by_svi_is_a_stationary_point():
+    """SVI with an AutoDelta guide (BFGS) follows ``jax.grad``: it must stop where the central
+    differences of the exact log density vanish too (with the held-fixed basis it stopped 79
+    nats below the optimum)."""
+    cm = ppinv.condition(mixing, {"t": TRACERS})
+    start = pgf_initial_values(cm, jax.random.PRNGKey(0))
+    guide = AutoDelta(cm, init_loc_fn=numpyro.infer.init_to_value(values=start))
+    svi = SVI(cm, guide, Minimize(method="BFGS"), Trace_ELBO())
+    result = svi.run(jax.random.PRNGKey(1), 1, progress_bar=False)
+    point = guide.median(result.params)
+    flat, unravel = ravel_pytree(unconstrain_fn(cm, (), {}, point))
+    neg_log_density = jax.vmap(lambda z: -log_density(cm, (), {}, constrain_fn(cm, (), {}, unravel(z)))[0])
+    fd = central_differences(lambda zs: neg_log_density(zs)[:, None], flat)[0]
+    assert np.isfinite(float(result.losses[-1]))
+    np.testing.assert_allclose(fd, 0.0, atol=1e-4)
+
+
 # --- plain regression: a constant design matrix with more columns than rows ---------------------------
 X_WIDE = RNG.normal(size=(2, 4))
 Y_WIDE = np.array([0.7, -1.3])
@@ -256,15 +285,9 @@ def wide_regression():
 
 
 def test_wide_regression_with_a_constant_design():
+    """(Its posterior is checked against the closed form in test_condition.py.)"""
     cm = ppinv.condition(wide_regression, {"y": Y_WIDE})
     potential_gradient_check(cm)
-    mcmc = run_mcmc(InverseNUTS(cm), num_warmup=300, num_samples=2000)
-    beta = np.asarray(mcmc.get_samples()["beta"])
-    pinv = X_WIDE.T @ np.linalg.inv(X_WIDE @ X_WIDE.T)
-    cov = np.eye(4) - pinv @ X_WIDE
-    assert_mean(beta, pinv @ Y_WIDE, sd=np.sqrt(np.diag(cov)))
-    assert_var(beta, np.diag(cov))
-    np.testing.assert_allclose(beta @ X_WIDE.T, np.broadcast_to(Y_WIDE, (len(beta), 2)), atol=1e-10)
 
 
 # --- known operands of every kind ---------------------------------------------------------------------
@@ -323,7 +346,7 @@ def _linear_coefficients(op, xs):
     return a, b
 
 
-@pytest.mark.parametrize("op", ["mul", "div"])
+@pytest.mark.parametrize("op", ["mul"])
 def test_model_argument_operand_with_nuts_and_predictive(op):
     """w ~ N(0, I) given a·w + b = y: mean a (y − b)/|a|², covariance I − a aᵀ/|a|²."""
     xs, y = jnp.asarray(XS), 2.0
@@ -342,7 +365,7 @@ def test_model_argument_operand_with_nuts_and_predictive(op):
         np.testing.assert_allclose(np.asarray(inv_mcmc.get_samples()["w"]) @ a + b, y, atol=1e-10)
 
 
-@pytest.mark.parametrize("op", ["mul-left", "add", "sub"])
+@pytest.mark.parametrize("op", ["mul-left", "div", "add", "sub"])
 def test_model_argument_operand_potential_and_predictive(op):
     xs, y = jnp.asarray(XS), 2.0
     cm = ppinv.condition(covariate_model(op), {"y": y})
@@ -392,7 +415,7 @@ def test_regression_on_a_model_argument_design():
     x = jnp.asarray(X_REG)
     cm = ppinv.condition(regression, {"y": Y_REG})
     potential_gradient_check(cm, (x,), n_points=2)
-    mcmc = MCMC(NUTS(cm), num_warmup=300, num_samples=1500, progress_bar=False, jit_model_args=True)
+    mcmc = MCMC(NUTS(cm), num_warmup=300, num_samples=1000, progress_bar=False, jit_model_args=True)
     mcmc.run(jax.random.PRNGKey(0), x)
     s = mcmc.get_samples()
     z = np.concatenate([np.asarray(s["beta"]), np.asarray(s["c"])[:, None]], axis=1)
