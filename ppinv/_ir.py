@@ -191,6 +191,10 @@ def fold_constants(prog: Program, max_size: int = 1 << 20) -> Program:
     eqns = []
     for e in prog.eqns:
         ins = tuple(canon.get(v, v) for v in e.ins)
+        picked = _constant_pick(e, ins)
+        if picked is not None:  # the relation is the identity on one case; the others are unused
+            canon[e.outs[0]] = picked
+            continue
         foldable = (
             ins
             and all(v.is_const for v in ins)
@@ -211,6 +215,17 @@ def fold_constants(prog: Program, max_size: int = 1 << 20) -> Program:
         new.id = e.id
         eqns.append(new)
     return Program(prog.invars, [canon.get(v, v) for v in prog.outvars], eqns)
+
+
+def _constant_pick(e, ins):
+    """The case a ``select_n`` (``jnp.where``) with a constant predicate picks everywhere, else ``None``."""
+    if e.prim is not lax.select_n_p or not ins[0].is_const:
+        return None
+    k = np.asarray(ins[0].value)
+    if k.size == 0 or not np.all(k == k.flat[0]):
+        return None
+    case, out = ins[1 + int(k.flat[0])], e.outs[0]
+    return case if case.shape == out.shape and case.dtype == out.dtype else None
 
 
 def _const(value) -> V:
