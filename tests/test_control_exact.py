@@ -238,6 +238,20 @@ def test_cond_with_a_constant_branch_is_refused_naming_it():
         ppinv.inverse(f, 0.5)
 
 
+@pytest.mark.parametrize(
+    "f",
+    [lambda a, b: jnp.where(jnp.array(-1.09) > -0.67, b**3, a**3),
+     lambda a, b: jnp.where(jnp.array([True]), jnp.sinh(a - b), a)[0]],
+    ids=["false", "true-vector"],
+)
+def test_where_with_a_constant_predicate_is_the_case_it_picks(f):
+    """The unpicked case is unconstrained (freed), not solved: the inverse used to crash."""
+    inv = ppinv.inverse(f, 0.5, 0.5)
+    assert inv.n_theta == 1
+    report = check_exact(f, (0.5, 0.5), inv, seed=2)
+    assert report.ok and report.perturbed > 0, report
+
+
 # --- loops: the same variable at several places ---------------------------------------------------
 def test_scan_over_one_array_twice_is_one_unknown():
     def f(u):
