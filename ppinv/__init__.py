@@ -19,7 +19,7 @@ from .inverse import DomainError, Inverse, inverse
 from .handlers import ConditionedModel, condition
 from .custom import custom_inverse
 from . import diagnostics, infer, testing
-from .rules import overlay, register_function_rule, register_rule
+from .rules import overlay, register_function_rule, register_rule, unregister_rule
 from .cache import enable_compilation_cache  # noqa: F401
 
 __version__ = "0.1.0"
@@ -51,6 +51,7 @@ __all__ = [
     "overlay",
     "register_rule",
     "register_function_rule",
+    "unregister_rule",
     "rules",
     "theta",
     "errors",

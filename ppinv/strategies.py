@@ -53,7 +53,7 @@ import numpy as np
 from hypothesis import strategies as st
 from numpyro.distributions import constraints
 
-__all__ = ["RandomProgram", "programs", "check_program", "FuzzOutcome", "shrink", "SUPPORTS"]
+__all__ = ["RandomProgram", "programs", "check_program", "check_model_program", "FuzzOutcome", "shrink", "SUPPORTS"]
 
 # name -> expression over the operand {a}
 UNARY = {
@@ -109,7 +109,9 @@ WITH_CONST = {
     "min": "jnp.minimum({c}, {a})",
 }
 # how a known operand is written: literal, numpy, jnp made while tracing, jnp captured from outside
-CONST_KINDS = ("float", "np_scalar", "jnp_scalar", "captured_scalar", "np_vector", "jnp_vector", "captured_vector")
+# (argument_*: an argument of f with that default, which a model passes as its own argument)
+CONST_KINDS = ("float", "np_scalar", "jnp_scalar", "captured_scalar", "argument_scalar",
+               "np_vector", "jnp_vector", "captured_vector", "argument_vector")
 
 #: The input supports drawn, as (name, arguments) so that programs print as code.
 SUPPORTS = (
@@ -131,6 +133,8 @@ VECTOR_ONLY = {"sum", "cumsum", "rev", "pick", "roll", "dot", "matvec", "vecmat"
 _HEADER = """import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro
+import numpyro.distributions as dist
 from jax import lax
 from numpyro.distributions import constraints
 
@@ -207,27 +211,66 @@ class RandomProgram:
     @property
     def source(self) -> str:
         """The program as Python code, followed by the inverse's construction."""
+        shape = "()" if self.size == 0 else f"({self.size},)"
+        sup = ", ".join(support_code(s) for s in self.supports)
+        return (self._definitions() + f"inv = ppinv.inverse(f, {', '.join(['jnp.ones(' + shape + ')'] * self.n_inputs)}, "
+                f"support=[{sup}])\n")
+
+    def model_source(self, data=None) -> str:
+        """The program as a NumPyro model: inputs are sample sites with priors on their supports,
+        ``argument`` constants are model arguments, outputs are ``deterministic`` sites ``y0, y1, ...``;
+        followed by its conditioning on ``data``."""
+        kargs = self.model_argument_names
+        lines = [f"def model({', '.join(kargs)}):"]
+        for i, spec in enumerate(self.supports):
+            lines.append(f"    v{i} = numpyro.sample('v{i}', {_prior_code(spec, self.size)})")
+        call = ", ".join([f"v{i}" for i in range(self.n_inputs)] + [f"{k}={k}" for k in kargs])
+        lines.append(f"    for k, out in enumerate(f({call})):")
+        lines.append("        numpyro.deterministic(f'y{k}', out)")
+        model = "\n".join(lines) + "\n\n\n"
+        values = ", ".join(f"jnp.asarray({_const_literal(v)})" for kind, v in self.consts if kind.startswith("argument"))
+        data_code = "{" + ", ".join(f"'{k}': jnp.asarray({np.asarray(v, np.float64).tolist()!r})"
+                                    for k, v in (data or {}).items()) + "}"
+        return (self._definitions() + model + f"args = ({values}{',' if values else ''})\n"
+                f"data = {data_code}\nconditioned = ppinv.condition(model, data)\n")
+
+    @property
+    def model_argument_names(self):
+        return [f"K{i}" for i, (kind, _) in enumerate(self.consts) if kind.startswith("argument")]
+
+    @property
+    def model_arguments(self):
+        return tuple(jnp.asarray(v) for kind, v in self.consts if kind.startswith("argument"))
+
+    def _definitions(self) -> str:
         kinds = {op[0] for op in self.ops}
         helpers = "".join(h + "\n" for k, h in _HELPERS.items() if k in kinds)
         captured = "".join(
             f"C{i} = jnp.asarray({_const_literal(vals)})\n"
             for i, (kind, vals) in enumerate(self.consts) if kind.startswith("captured")
         )
-        args = ", ".join(f"v{i}" for i in range(self.n_inputs))
+        args = ", ".join([f"v{i}" for i in range(self.n_inputs)] + [
+            f"K{i}=jnp.asarray({_const_literal(vals)})" for i, (kind, vals) in enumerate(self.consts)
+            if kind.startswith("argument")
+        ])
         body = "".join(f"    v{self.n_inputs + k} = {_expr(op, self)}\n" for k, op in enumerate(self.ops))
         outs = ", ".join(f"v{i}" for i in self.outputs)
-        shape = "()" if self.size == 0 else f"({self.size},)"
-        sup = ", ".join(support_code(s) for s in self.supports)
-        call = (f"inv = ppinv.inverse(f, {', '.join(['jnp.ones(' + shape + ')'] * self.n_inputs)}, "
-                f"support=[{sup}])\n")
         return (_HEADER + "\n" + captured + ("\n" if captured else "") + helpers
-                + f"def f({args}):\n{body}    return ({outs},)\n\n\n{call}")
+                + f"def f({args}):\n{body}    return ({outs},)\n\n\n")
+
+    @property
+    def model(self):
+        """The NumPyro model of :meth:`model_source` (call it with ``*prog.model_arguments``)."""
+        namespace = {}
+        code = self.model_source().rsplit("args = (", 1)[0]
+        exec(compile(code, "<ppinv.strategies model>", "exec"), namespace)  # noqa: S102 - generated here
+        return namespace["model"]
 
     @property
     def fn(self):
         """The program as written (what ``ppinv.inverse`` is given)."""
         if self._fn is None:
-            code = self.source.rsplit("inv = ppinv.inverse", 1)[0]
+            code = self._definitions()
             namespace = {}
             exec(compile(code, "<ppinv.strategies program>", "exec"), namespace)  # noqa: S102 - generated here
             self._fn = namespace["f"]
@@ -242,6 +285,24 @@ class RandomProgram:
 
     def __repr__(self):
         return "RandomProgram:\n" + self.source
+
+
+def _prior_code(spec, size) -> str:
+    """A prior whose support is ``spec`` (for the model form of a program)."""
+    name, *a = spec
+    base = {
+        "real": "dist.Normal(0.0, 1.0)",
+        "positive": "dist.LogNormal(0.0, 1.0)",
+        "nonnegative": "dist.Exponential(1.0)",
+        "unit_interval": "dist.Beta(2.0, 2.0)",
+    }.get(name)
+    if name == "interval":
+        base = f"dist.Uniform({_fmt(a[0])}, {_fmt(a[1])})"
+    elif name == "greater_than":
+        base = f"dist.LeftTruncatedDistribution(dist.Normal({_fmt(a[0] + 1)}, 1.0), low={_fmt(a[0])})"
+    elif name == "less_than":
+        base = f"dist.RightTruncatedDistribution(dist.Normal({_fmt(a[0] - 1)}, 1.0), high={_fmt(a[0])})"
+    return base + (f".expand([{size}]).to_event(1)" if size else "")
 
 
 def _const_literal(vals):
@@ -260,6 +321,8 @@ def _const_code(prog, idx):
         return f"np.array({_vec(vals)})"
     if kind == "jnp_vector":
         return f"jnp.array({_vec(vals)})"
+    if kind.startswith("argument"):
+        return f"K{idx}"
     return f"C{idx}"  # captured
 
 
@@ -279,19 +342,19 @@ def _expr(op, prog) -> str:
     if kind == "cond_closure":  # the operand may also be closed over, and be the predicate's input
         _, i, j, k = op
         return f"lax.cond(jnp.all({v(j)} > 0.5), lambda v: v * {v(k)}, lambda v: v + jnp.exp({v(k)}), {v(i)})"
-    if kind == "sum":
-        return f"jnp.sum({v(op[1])}) * jnp.ones_like({v(op[1])})"
+    if kind == "sum":  # the total replaces the first entry (shapes stay uniform, nothing is lost)
+        return f"jnp.concatenate([jnp.sum({v(op[1])}, keepdims=True), {v(op[1])}[1:]])"
     if kind == "cumsum":
         return f"jnp.cumsum({v(op[1])})"
     if kind == "rev":
         return f"{v(op[1])}[::-1]"
-    if kind == "pick":
-        return f"jnp.full_like({v(op[1])}, {v(op[1])}[{op[2] % prog.size}])"
+    if kind == "pick":  # one entry broadcast and added to all (a gather with fan-out)
+        return f"{v(op[1])} + {v(op[1])}[{op[2] % prog.size}]"
     if kind == "roll":
         k = 1 + op[2] % (prog.size - 1)
         return f"jnp.concatenate([{v(op[1])}[{k}:], {v(op[1])}[:{k}]])"
-    if kind == "dot":  # w @ x with both unknown (or x @ x)
-        return f"jnp.dot({v(op[1])}, {v(op[2])}) * jnp.ones_like({v(op[1])})"
+    if kind == "dot":  # w @ x with both unknown (or x @ x), joined to the rest of x
+        return f"jnp.concatenate([jnp.dot({v(op[1])}, {v(op[2])})[None], {v(op[2])}[1:]])"
     if kind == "matvec":  # a matrix whose rows are unknowns
         _, i, j, k, row = op
         rows = [v(i), v(j), f"jnp.array({_vec(row)})"][: prog.size] + [f"jnp.array({_vec(row)})"] * (prog.size - 3)
@@ -525,6 +588,64 @@ def _check(prog, seed, n_points, rtol, log_det_atol, gradients, ppinv, check_inv
     if report.failures:
         return FuzzOutcome("failed", f"{report.failures[:3]}\n{inv.describe()}", _classify(report.failures))
     return FuzzOutcome("inverted")
+
+
+def check_model_program(prog: RandomProgram, seed: int = 0, rtol=1e-6, raise_on_failure: bool = True) -> FuzzOutcome:
+    """``prog`` as a NumPyro model (:meth:`RandomProgram.model_source`), conditioned exactly
+    on its outputs simulated at a random point inside the supports.
+
+    Either :func:`ppinv.condition` refuses (an ``InversionError`` or
+    ``ConditionError``), or the conditioned model is sound (the original model,
+    run on the latents the conditioned model reports, reproduces the data), the
+    point the data came from is a valid start (its θ from the PGF has a finite
+    potential), and the potential's gradient agrees with finite differences
+    (:func:`ppinv.testing.check_conditioned`). Constants of kind ``argument``
+    are passed as model arguments, so traced known operands are exercised.
+    Programs that ``ppinv.inverse`` refuses are counted as refused.
+    """
+    import ppinv
+    from ppinv.testing import check_conditioned
+
+    outcome, data = _check_model(prog, seed, rtol, ppinv, check_conditioned)
+    if outcome.status == "failed" and raise_on_failure:
+        raise FuzzFailure(f"{outcome.failure}: {outcome.detail}\n{prog.model_source(data)}")
+    return outcome
+
+
+def _check_model(prog, seed, rtol, ppinv, check_conditioned):
+    try:
+        inv = ppinv.inverse(prog.fn, *prog.example_args, support=prog.support)
+    except ppinv.InversionError as err:
+        return FuzzOutcome("refused", type(err).__name__), None
+    except Exception as err:  # noqa: BLE001
+        return FuzzOutcome("failed", *reversed(_crash("while building", err))), None
+    try:
+        points = _points(prog, inv, seed, 1, 1e-7)
+    except Exception as err:  # noqa: BLE001
+        return FuzzOutcome("failed", *reversed(_crash("in the PGF or the inverse", err))), None
+    if not points:
+        return FuzzOutcome("skipped", "no finite points"), None
+    x = points[0]
+    data = {f"y{k}": v for k, v in enumerate(prog.forward(*x))}
+    latents = {f"v{i}": v for i, v in enumerate(x)}
+    margs = prog.model_arguments
+    try:
+        cm = ppinv.condition(prog.model, data)
+        cm.plan(*margs)
+    except (ppinv.InversionError, ppinv.ConditionError) as err:
+        return FuzzOutcome("refused", f"condition: {type(err).__name__}: {str(err)[:200]}"), data
+    except Exception as err:  # noqa: BLE001
+        return FuzzOutcome("failed", *reversed(_crash("while conditioning", err))), data
+    try:
+        report = check_conditioned(cm, args=margs, latents=[latents], n_points=2, rtol=rtol, raise_on_failure=False)
+    except Exception as err:  # noqa: BLE001
+        return FuzzOutcome("failed", *reversed(_crash("checking the conditioned model", err))), data
+    if report.failures:
+        text = report.failures[0]
+        cls = ("model: unsound" if "unsound" in text else "model: no valid start" if "no start" in text
+               else "model: gradient")
+        return FuzzOutcome("failed", f"{report.failures[:3]}", cls), data
+    return FuzzOutcome("inverted"), data
 
 
 # -- shrinking --------------------------------------------------------------------------------

@@ -471,9 +471,16 @@ def _perturb(inv, theta, key, scale=0.1):
 
 @dataclass
 class ConditionedReport:
-    """What :func:`check_conditioned` measured (the potential energy's gradient)."""
+    """What :func:`check_conditioned` measured.
+
+    ``max_soundness_error``: the largest relative distance between an observed
+    value and the same site recomputed by the *original* model from the latents
+    the conditioned model reports (an independent check: the conditioned model's
+    own report of the observation is the data by construction).
+    """
 
     n_points: int = 0
+    max_soundness_error: float = 0.0
     max_grad_error: float = 0.0
     n_grad_checked: int = 0
     n_grad_skipped: int = 0
@@ -492,18 +499,24 @@ def check_conditioned(
     kwargs=None,
     key=None,
     n_points: int = 3,
+    latents=None,
     perturb: float = 0.3,
+    rtol: float = 1e-6,
     grad_rtol: float | None = None,
     grad_step: float | None = None,
     raise_on_failure: bool = True,
     **condition_kwargs,
 ) -> ConditionedReport:
-    """Check ``jax.grad`` of a conditioned model's potential energy against central differences.
+    """Check a conditioned model: soundness, and ``jax.grad`` of its potential energy.
 
     The potential is NumPyro's, over the unconstrained continuous sites (θ sites
     and latents no observation touches) with discrete θ held fixed: what NUTS,
-    HMC and SVI differentiate. Points are prior draws mapped to θ by the PGF
-    (``n_points`` of them), and each moved by ``perturb`` (a normal step in
+    HMC and SVI differentiate; its gradient is compared with central
+    differences. At every point the latents the conditioned model reports are
+    run through the original model, and the observed sites it computes must
+    equal the data (relative ``rtol``). Points are the given ``latents`` and
+    prior draws, mapped to θ by the PGF (``n_points`` of them where the
+    potential is finite), each also moved by ``perturb`` (a normal step in
     unconstrained space) where the potential stays finite.
 
     Parameters
@@ -514,6 +527,9 @@ def check_conditioned(
         model :func:`ppinv.condition` already returned (then ``data`` is ``None``).
     args, kwargs:
         The model's arguments.
+    latents:
+        Optional list of dicts ``latent site -> value`` to start from (for
+        example the draw the data were simulated from), before prior draws.
 
     Examples
     --------
@@ -534,8 +550,11 @@ def check_conditioned(
     report = ConditionedReport()
     plan = cm.plan(*args, **kwargs)
     n_draws = 8 * n_points
-    draws = jax.jit(jax.vmap(lambda k: _prior_theta_point(cm, plan, k, args, kwargs)))(jax.random.split(key, n_draws))
-    draws = [tree_map(lambda v, i=i: v[i], draws) for i in range(n_draws)]
+    draws = [_theta_point(plan, lat, args, kwargs) for lat in (latents or [])]
+    prior = jax.jit(jax.vmap(lambda k: _theta_point(plan, _prior_latents(cm, plan, k, args, kwargs), args, kwargs)))(
+        jax.random.split(key, n_draws)
+    )
+    draws += [tree_map(lambda v, i=i: v[i], prior) for i in range(n_draws)]
     discrete = [plan.theta_sites[n] for n, s in plan.schedule.theta.items() if s.discrete]
     transforms = _continuous_transforms(cm, plan, draws[0], discrete, args, kwargs)
     names = sorted(transforms)
@@ -547,11 +566,16 @@ def check_conditioned(
         # numpyro's own potential energy, as NUTS and SVI see it (discrete θ observed)
         return jnp.reshape(potential_energy(handlers.condition(cm, data=disc), args, kwargs, unravel(zf)), (1,))
 
+    def soundness(zf, disc):
+        values = {k: transforms[k](v) for k, v in unravel(zf).items()}
+        return _observation_error(cm, plan, {**values, **disc}, args, kwargs)
+
     derivatives = jax.jit(lambda zf, disc: (potential(zf, disc), jax.jacfwd(potential)(zf, disc),
                                             jax.jacrev(potential)(zf, disc)))
     batch = jax.jit(jax.vmap(potential, in_axes=(0, None)))
+    soundness = jax.jit(soundness)
     site_names = _flat_site_names(z_example)
-    pkeys = iter(jax.random.split(jax.random.fold_in(key, 1), n_draws))
+    pkeys = iter(jax.random.split(jax.random.fold_in(key, 1), len(draws)))
     for values in draws:
         if report.n_points >= n_points:
             break
@@ -565,6 +589,11 @@ def check_conditioned(
             f0, jac_fwd, jac_rev = derivatives(z, disc)
             if not bool(jnp.all(jnp.isfinite(f0))):
                 continue
+            err = float(soundness(z, disc))
+            report.max_soundness_error = max(report.max_soundness_error, err)
+            if not err <= rtol:
+                report.failures.append(f"{where}: unsound: the original model run on the reported latents is "
+                                       f"{err:.3g} (relative) away from the observations, at z={z}")
             if not bool(jnp.all(jnp.isfinite(jac_rev))):
                 report.failures.append(f"{where}: jax.grad of the potential is not finite: {jac_rev} at z={z}")
                 continue
@@ -578,21 +607,43 @@ def check_conditioned(
                     f"{where}: {name} of the potential w.r.t. {site_names[j]} is {ad:.10g}, finite differences {fd:.10g}"
                 )
     if report.n_points == 0:
-        report.failures.append(f"no prior draw of {n_draws} gave a finite potential")
+        report.failures.append(f"no start ({len(draws)} PGF points) gave a finite potential")
     if raise_on_failure and report.failures:
         raise AssertionError("check_conditioned failed:\n  " + "\n  ".join(report.failures[:10]))
     return report
 
 
-def _prior_theta_point(cm, plan, key, args, kwargs):
-    """Sampled sites of the conditioned model at a prior draw: θ from the PGF, untouched latents as drawn."""
+def _prior_latents(cm, plan, key, args, kwargs):
     model = handlers.seed(handlers.condition(cm.model, data=plan.sample_data), key)
     tr = handlers.trace(model).get_trace(*args, **kwargs)
-    latents = {n: tr[n]["value"] for n in plan.latents}
+    return {n: tr[n]["value"] for n in plan.latents}
+
+
+def _theta_point(plan, latents, args, kwargs):
+    """Sampled sites of the conditioned model for given latents: θ from the PGF, untouched latents as they are."""
     theta = plan.pgf(plan.ctx_of(args, kwargs), latents)
-    values = {plan.theta_sites[n]: theta[n] for n in theta}
-    values.update({n: latents[n] for n in plan.untouched})
+    values = {plan.theta_sites[n]: jnp.asarray(theta[n]) for n in theta}
+    values.update({n: jnp.asarray(latents[n]) for n in plan.untouched})
     return values
+
+
+def _observation_error(cm, plan, values, args, kwargs):
+    """Max relative distance between the observations and the original model's sites at the reported latents."""
+    tr = handlers.trace(handlers.substitute(handlers.seed(cm, 0), data=values)).get_trace(*args, **kwargs)
+    latents = {n: tr[n]["value"] for n in plan.latents}
+    original = handlers.substitute(handlers.seed(handlers.condition(cm.model, data=plan.sample_data), 0), data=latents)
+    tr0 = handlers.trace(original).get_trace(*args, **kwargs)
+    observed = plan.observed_values(plan.ctx_of(args, kwargs))
+    err = jnp.zeros(())
+    for n, obs in zip(plan.exact, observed):
+        site = tr0[n]
+        fn = site.get("fn")
+        while fn is not None and hasattr(fn, "base_dist"):
+            fn = fn.base_dist
+        value = fn.v if site["type"] == "sample" and hasattr(fn, "v") else site["value"]
+        obs = jnp.asarray(obs, jnp.result_type(value))
+        err = jnp.maximum(err, jnp.max(jnp.abs(value - obs) / (1 + jnp.abs(obs)), initial=0.0))
+    return err
 
 
 def _continuous_transforms(cm, plan, values, discrete, args, kwargs):

@@ -31,6 +31,12 @@ def test_sphinx_builds_without_warnings(tmp_path):
 
 @pytest.mark.parametrize("module", PUBLIC_MODULES)
 def test_docstring_examples_run(module):
+    from ppinv.rules import _USER_RULES
+
     mod = importlib.import_module(module)
+    before = {p: list(rs) for p, rs in _USER_RULES._rules.items()}
     result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0
+    # An example that leaves a global rule behind breaks every later test of that primitive
+    # (its closures refer to the example's namespace, which doctest clears).
+    assert {p: list(rs) for p, rs in _USER_RULES._rules.items()} == before

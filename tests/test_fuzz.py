@@ -3,12 +3,16 @@
 Property: ppinv either refuses a program with an InversionError that explains
 itself, or its inverse is sound (at the PGF's θ and at perturbed θ), complete
 through the PGF, has the right log|det|, derivatives that agree with finite
-differences, and the same values under jit(vmap); any other exception is a
-failure. The default tier draws a few dozen programs (well under a minute on
-two cores; each program is traced and compiled several times); the slow tier
-(``-m slow``) draws thousands, counts outcomes by class instead of stopping at
-the first failure, and writes one JSON line per program to the file named by
-``PPINV_FUZZ_LOG`` when that is set.
+differences, and the same values under jax.vmap; any other exception is a
+failure. The same programs as NumPyro models, conditioned with ppinv.condition
+on outputs simulated inside the supports, must be refused or sound, start at
+the simulating draw, and have potential-energy gradients that agree with
+finite differences. The default tier draws a few dozen programs (about a
+minute of CPU: every program is traced and compiled several times); the slow
+tier (``-m slow``) draws thousands, counts outcomes by class instead of
+stopping at the first failure, and writes one JSON line per program to the
+file named by ``PPINV_FUZZ_LOG`` when that is set (``PPINV_FUZZ_EXAMPLES`` and
+``PPINV_FUZZ_MODEL_EXAMPLES`` set how many).
 """
 
 import collections
@@ -21,7 +25,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from ppinv.strategies import RandomProgram, check_program, programs, shrink
+from ppinv.strategies import RandomProgram, check_model_program, check_program, programs, shrink
 
 # hypothesis's report of a failing example imports a module that warns on import; keep the report readable
 pytestmark = pytest.mark.filterwarnings("ignore:mypy_extensions.TypedDict is deprecated:DeprecationWarning")
@@ -44,9 +48,17 @@ def test_small_scalar_programs_mostly_invert(prog):
     OUTCOMES["scalar:" + check_program(prog).status] += 1
 
 
+@settings(max_examples=4, **_SETTINGS)
+@given(programs(max_inputs=3, max_ops=5), st.integers(0, 10_000))
+def test_random_programs_as_models(prog, seed):
+    """The same programs as NumPyro models conditioned with ppinv.condition (constants of kind
+    ``argument`` passed as model arguments): sound, valid start, potential gradient."""
+    OUTCOMES["model:" + check_model_program(prog, seed).status] += 1
+
+
 def test_fuzz_pass_rate_reported():
     """Runs after the property tests in this module: most programs must invert."""
-    inverted = OUTCOMES["inverted"] + OUTCOMES["scalar:inverted"]
+    inverted = OUTCOMES["inverted"] + OUTCOMES["scalar:inverted"] + OUTCOMES["model:inverted"]
     total = sum(OUTCOMES.values())
     if total == 0:
         pytest.skip("property tests did not run")
@@ -119,22 +131,32 @@ LONG = collections.Counter()
 LONG_FAILURES = []
 
 
-@pytest.mark.slow
-@settings(max_examples=int(os.environ.get("PPINV_FUZZ_EXAMPLES", "2000")), **_SETTINGS)
-@given(programs(max_inputs=4, max_ops=12), st.integers(0, 10_000))
-def test_random_programs_many(prog, seed):
-    outcome = check_program(prog, seed, raise_on_failure=False)
+def _record(kind, prog, seed, outcome):
     key = outcome.status if outcome.status != "failed" else "failed: " + outcome.failure
-    LONG[key] += 1
+    LONG[f"{kind}: {key}"] += 1
     if outcome.status == "failed":
         LONG_FAILURES.append((outcome.failure, prog))
     path = os.environ.get("PPINV_FUZZ_LOG")
     if path:
         with open(path, "a") as fh:
-            fh.write(json.dumps({"status": outcome.status, "failure": outcome.failure, "seed": seed,
+            fh.write(json.dumps({"kind": kind, "status": outcome.status, "failure": outcome.failure, "seed": seed,
                                  "detail": outcome.detail[:2000], "source": prog.source,
                                  "program": [repr(prog.ops), prog.n_inputs, prog.size, prog.outputs,
                                              repr(prog.supports), repr(prog.consts)]}) + "\n")
+
+
+@pytest.mark.slow
+@settings(max_examples=int(os.environ.get("PPINV_FUZZ_EXAMPLES", "2000")), **_SETTINGS)
+@given(programs(max_inputs=4, max_ops=12), st.integers(0, 10_000))
+def test_random_programs_many(prog, seed):
+    _record("inverse", prog, seed, check_program(prog, seed, raise_on_failure=False))
+
+
+@pytest.mark.slow
+@settings(max_examples=int(os.environ.get("PPINV_FUZZ_MODEL_EXAMPLES", "300")), **_SETTINGS)
+@given(programs(max_inputs=3, max_ops=8), st.integers(0, 10_000))
+def test_random_models_many(prog, seed):
+    _record("model", prog, seed, check_model_program(prog, seed, raise_on_failure=False))
 
 
 @pytest.mark.slow

@@ -43,6 +43,7 @@ __all__ = [
     "DEFAULT_RULES",
     "register_rule",
     "register_function_rule",
+    "unregister_rule",
     "overlay",
     "current_table",
 ]
@@ -78,6 +79,16 @@ class RuleTable:
             return r
 
         return add(rule) if rule is not None else add
+
+    def unregister(self, primitive, rule) -> None:
+        """Remove ``rule`` from this layer's rules for ``primitive`` (a ``ValueError`` if it is not there)."""
+        rules = self._rules.get(primitive, [])
+        if rule not in rules:
+            raise ValueError(f"{rule!r} is not registered for {primitive} in the {self.name or 'unnamed'} layer")
+        rules.remove(rule)
+        if not rules:
+            del self._rules[primitive]
+            self._images.pop(primitive, None)
 
     def register_function(self, name: str, rule):
         """Add a rule for calls to the ``jit``/``custom_jvp`` function called ``name``."""
@@ -124,7 +135,10 @@ def current_table() -> RuleTable:
 
 
 def register_rule(primitive, rule=None, *, image=None):
-    """Register a rule for ``primitive`` globally (above the defaults).
+    """Register a rule for ``primitive`` globally (above the defaults); returns the rule.
+
+    The rule stays in effect for every inverse built afterwards until
+    :func:`unregister_rule` removes it (use :func:`overlay` for a block of code).
 
     Examples
     --------
@@ -134,8 +148,16 @@ def register_rule(primitive, rule=None, *, image=None):
     >>> exp_rule = ppinv.rules.UnaryRule(lambda z: jnp.log(z), lambda z, x: -jnp.log(z),
     ...                                  domain=lambda z: z > 0)
     >>> _ = ppinv.register_rule(lax.exp_p, exp_rule)
+    >>> ppinv.inverse(jnp.exp, 1.0)(2.0)[0]                # doctest: +ELLIPSIS
+    Array(0.693..., dtype=float...)
+    >>> ppinv.unregister_rule(lax.exp_p, exp_rule)
     """
     return _USER_RULES.register(primitive, rule, image=image)
+
+
+def unregister_rule(primitive, rule) -> None:
+    """Remove a rule :func:`register_rule` added."""
+    _USER_RULES.unregister(primitive, rule)
 
 
 def register_function_rule(name, rule):
