@@ -41,7 +41,7 @@ from ._compat import is_concrete
 from ._piecewise import FlatPieceError, PiecewiseBlock, UnionSchedule, piecewise_cone, theta_dependent, union_of_flat_pieces
 from ._monotone import MonotoneBlock, derivative_sign, is_elementwise_analytic
 from ._polar import PolarBlock
-from ._poly import MAX_DEGREE, PolynomialBlock, poly_degree
+from ._poly import PolynomialBlock, cone_degree, poly_degree, worth_solving
 from .errors import InversionError, NoRuleError, OverdeterminedError, UnderdeterminedError
 from .rules import Pattern
 from .theta import ThetaSpec, int_dtype, is_constrained
@@ -569,7 +569,7 @@ class _Scheduler:
         return False
 
     def _unstick_with_poly(self, queue):
-        """A relation whose unknowns trace back to one variable through a polynomial."""
+        """A relation whose unknowns trace back to one variable through a rational function."""
         for anchor in self._stalled():
             if len(anchor.outs) != 1 or not anchor.outs[0].is_float:
                 continue
@@ -577,7 +577,7 @@ class _Scheduler:
             if found is None:
                 continue
             eqns, leaf, degree = found
-            block = PolynomialBlock(anchor, eqns, leaf, degree, anchor.describe())
+            block = PolynomialBlock(anchor, eqns, leaf, degree, anchor.describe(), self.supports.get(leaf))
             names = tuple(self._add_theta(spec, "poly_root") for spec in block.theta)
             self.steps.append(PolyStep(block, names))
             self._finish(anchor)
@@ -644,12 +644,13 @@ class _Scheduler:
             frontier.update(v for v in d.ins if not self._is_known(v))
 
     def _poly_cone(self, anchor):
-        """The smallest polynomial cone of degree 2 … MAX_DEGREE to a single variable."""
+        """The smallest rational cone to a single variable that ``_poly.py`` solves."""
         for cone, leaf in self._single_leaf_cones(anchor, lambda d: poly_degree(d, {}) is not None):
-            degree = self._cone_degree(cone, leaf)
-            if degree is None or degree > MAX_DEGREE:
+            degree = cone_degree(anchor, cone, leaf)
+            verdict = None if degree is None else worth_solving(degree)
+            if verdict is None:
                 return None
-            if degree >= 2:
+            if verdict:
                 return cone, leaf, degree
         return None
 
@@ -680,17 +681,6 @@ class _Scheduler:
             if sign:
                 return cone, leaf, sign
         return None
-
-    def _cone_degree(self, cone, leaf):
-        if leaf.shape != cone[0].outs[0].shape or any(o.shape != leaf.shape for e in cone for o in e.outs):
-            return None
-        degrees = {leaf: 1}
-        for e in sorted(cone, key=self.order.__getitem__):
-            deg = poly_degree(e, degrees)
-            if deg is None:
-                return None
-            degrees[e.outs[0]] = deg
-        return degrees[cone[0].outs[0]]
 
     def _linear_block(self, anchor):
         """Grow a linear block from ``anchor``: (anchors, interior relations, leaves, known inputs)."""
