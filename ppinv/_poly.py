@@ -23,9 +23,24 @@ degree (``(a − a)·2a`` looks quadratic); the block evaluates the coefficients
 at random values of its known inputs, and a coefficient that vanishes at every
 one of them (within its own rounding bound) is identically zero. The equation
 is solved at the degree that remains, and refused when the unknown cancels out.
+
+**Kinks.** ``|u|`` of a rational ``u`` (softsign's ``x / (1 + |x|)``) is
+``s·u`` with a sign ``s`` per kink: each sign pattern is a rational branch,
+and a root of a branch is admissible only where every ``u`` has that branch's
+sign (``u ≥ 0`` for ``+``, ``u < 0`` for ``−``). The candidates are then the
+roots of every branch; a discrete θ picks one, unless the block proves at
+build time that at most one is ever admissible: every coefficient a constant,
+degree 1, each kink's argument affine in the unknown, and the Möbius map of
+every region between the kinks free of poles and increasing (or every one
+decreasing). The function is then strictly monotone and the one admissible
+candidate is taken. A branch on which the output does not depend on the
+unknown (``x − |x|`` for ``x ≥ 0``) is a flat piece: refused.
 """
 
 from __future__ import annotations
+
+import itertools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -34,16 +49,17 @@ from jax import lax
 from numpyro.distributions import constraints
 
 from ._ir import inputs_from_outside
-from .errors import UnderdeterminedError
+from .errors import InversionError, UnderdeterminedError
 from .theta import ThetaSpec, int_dtype
 
-__all__ = ["poly_degree", "cone_degree", "worth_solving", "PolynomialBlock", "MAX_DEGREE"]
+__all__ = ["poly_degree", "cone_degree", "worth_solving", "Degree", "PolynomialBlock", "MAX_DEGREE"]
 
 MAX_DEGREE = 2
+MAX_KINKS = 2  # |u| terms in one cone: 2^k sign branches
 _SAMPLE_POINTS = 3  # random points of the known inputs at which identically-zero coefficients are found
 _PASS_THROUGH = {lax.convert_element_type_p} | {getattr(lax, n) for n in ("copy_p",) if hasattr(lax, n)}
 _SQUARE = getattr(lax, "square_p", None)
-_OPS = {lax.add_p, lax.sub_p, lax.mul_p, lax.div_p, lax.neg_p, lax.integer_pow_p} | _PASS_THROUGH
+_OPS = {lax.add_p, lax.sub_p, lax.mul_p, lax.div_p, lax.neg_p, lax.integer_pow_p, lax.abs_p} | _PASS_THROUGH
 if _SQUARE is not None:
     _OPS.add(_SQUARE)
 
@@ -73,13 +89,21 @@ def poly_degree(eqn, degrees):
         k = _power(eqn)
         num, den = d[0]
         return (k * num, k * den) if k >= 0 else (-k * den, -k * num)
-    return d[0]  # neg, convert_element_type, copy
+    return d[0]  # neg, abs (a sign per branch), convert_element_type, copy
+
+
+class Degree(NamedTuple):
+    """Structural degrees of a cone's output ``P/Q`` in its leaf, and how many ``|u|`` it has."""
+
+    num: int
+    den: int
+    kinks: int = 0
 
 
 def cone_degree(anchor, eqns, leaf):
-    """Structural ``(deg P, deg Q)`` of ``anchor``'s output in ``leaf`` through ``eqns`` (the cone,
-    anchor included, any order); ``None`` when a relation is not rational or not elementwise in
-    the leaf's shape."""
+    """Structural :class:`Degree` of ``anchor``'s output in ``leaf`` through ``eqns`` (the cone,
+    anchor included, any order); ``None`` when a relation is not rational (with kinks) or not
+    elementwise in the leaf's shape."""
     if any(o.shape != leaf.shape for e in eqns for o in e.outs):
         return None
     degrees = {leaf: (1, 0)}
@@ -88,17 +112,17 @@ def cone_degree(anchor, eqns, leaf):
         if deg is None:
             return None
         degrees[e.outs[0]] = deg
-    return degrees[anchor.outs[0]]
+    return Degree(*degrees[anchor.outs[0]], kinks=sum(e.prim is lax.abs_p for e in eqns))
 
 
 def worth_solving(degrees):
     """``True``: solve this cone; ``False``: grow it (a degree-1 polynomial is the linear
     block's, a larger cone may be of higher degree); ``None``: give up (degree too high)."""
-    num, den = degrees
+    num, den, kinks = degrees if isinstance(degrees, Degree) else Degree(*degrees)
     degree = max(num, den)
-    if degree > MAX_DEGREE:
+    if degree > MAX_DEGREE or kinks > MAX_KINKS:
         return None
-    return degree >= 2 or (den > 0 and degree >= 1)
+    return degree >= 2 or (degree >= 1 and (den > 0 or kinks > 0))
 
 
 # --- rational arithmetic on coefficient lists ------------------------------------------
@@ -128,10 +152,14 @@ def _ppow(a, k, one):
     return out
 
 
-def _rational(eqn, args, one, magnitude):
-    """The ratio ``eqn`` computes from its inputs' ratios. With ``magnitude`` every sign is
-    dropped (``−`` adds), which bounds each coefficient's size before cancellation."""
+def _rational(eqn, args, one, magnitude, sign=1):
+    """The ratio ``eqn`` computes from its inputs' ratios (``sign``: the branch's sign of a kink
+    ``|u| = sign·u``). With ``magnitude`` every sign is dropped (``−`` adds), which bounds each
+    coefficient's size before cancellation."""
     p = eqn.prim
+    if p is lax.abs_p:
+        num, den = args[0]
+        return (num if magnitude or sign > 0 else [-c for c in num]), den
     if p in (lax.add_p, lax.sub_p):
         (n1, d1), (n2, d2) = args
         if p is lax.sub_p and not magnitude:
@@ -168,7 +196,7 @@ def _horner(coeffs, x):
 class PolynomialBlock:
     """Solve ``anchor`` (known output) for the single leaf ``x`` of a rational cone.
 
-    ``degree`` is the structural bound (an int, or ``(deg P, deg Q)`` as :func:`cone_degree`
+    ``degree`` is the structural bound (an int, or a :class:`Degree` as :func:`cone_degree`
     gives it); the block solves at the true degree. ``support`` is the leaf's support or
     image constraint: a root outside it is not admissible.
     """
@@ -179,32 +207,54 @@ class PolynomialBlock:
         self.leaf = leaf
         self.known_inputs = inputs_from_outside(self.eqns, leaf)
         self.support = None if support is constraints.real else support
-        bound = max(degree) if isinstance(degree, tuple) else degree
+        self.kinks = [e for e in self.eqns if e.prim is lax.abs_p]
+        self.branches = list(itertools.product((1, -1), repeat=len(self.kinks)))  # one sign per kink
+        bound = max(degree[:2]) if isinstance(degree, tuple) else degree
         self._has_denominator = isinstance(degree, tuple) and degree[1] > 0
-        self.degree = self._true_degree(bound)
-        if self.degree == 0:
-            raise UnderdeterminedError(
-                f"the relation\n    {anchor.describe()}\ndoes not depend on {leaf!r}: written as a ratio of "
-                f"polynomials in it, every coefficient that involves {leaf!r} is identically zero (the unknown "
-                "cancels out), so its output does not determine it. Remove the cancelling terms, or make "
-                f"{leaf!r} a free parameter of the program."
-            )
+        degrees = [self._true_degree(bound, signs) for signs in self.branches]
+        self._refuse_constant_branches(degrees)
+        self.degree = max(degrees)
+        self.n_codes = len(self.branches) * self.degree  # candidates: a root of a branch
+        self.unique = self.n_codes == 1 or self._monotone_certificate()
         self.theta = ()
-        if self.degree == 2:
-            self.theta = (
-                ThetaSpec(leaf.shape, np.dtype(int_dtype()), constraints.integer_interval(0, 1), "root", origin),
-            )
+        if not self.unique:
+            support = constraints.integer_interval(0, self.n_codes - 1)
+            self.theta = (ThetaSpec(leaf.shape, np.dtype(int_dtype()), support, "root", origin),)
+        self.description = self._describe()
+
+    def _describe(self):
         what = "rational" if self._has_denominator else "polynomial"
         kind = "Möbius (degree-1 rational)" if (self.degree, what) == (1, "rational") else f"degree-{self.degree} {what}"
-        tail = "θ picks the root" if self.theta else "one root"
-        self.description = f"solve a {kind} equation in {leaf!r}; {tail}"
+        kinks = f" ({len(self.kinks)} |·| kink(s): a sign per branch)" if self.kinks else ""
+        tail = "θ picks the root" if self.theta else ("one root" if self.n_codes == 1 else "provably one admissible root")
+        return f"solve a {kind} equation in {self.leaf!r}{kinks}; {tail}"
+
+    def _refuse_constant_branches(self, degrees):
+        if all(d > 0 for d in degrees):
+            return
+        if len(self.branches) == 1:
+            raise UnderdeterminedError(
+                f"the relation\n    {self.anchor.describe()}\ndoes not depend on {self.leaf!r}: written as a ratio "
+                f"of polynomials in it, every coefficient that involves {self.leaf!r} is identically zero (the "
+                "unknown cancels out), so its output does not determine it. Remove the cancelling terms, or make "
+                f"{self.leaf!r} a free parameter of the program."
+            )
+        flat = self.branches[degrees.index(0)]
+        where = ", ".join(f"{k.ins[0]!r} {'≥ 0' if s > 0 else '< 0'}" for k, s in zip(self.kinks, flat))
+        raise InversionError(
+            f"the relation\n    {self.anchor.describe()}\nhas a flat piece: where {where}, its output does not "
+            f"depend on {self.leaf!r}, so a whole interval of {self.leaf!r} maps to one value and solving would "
+            "drop that piece. Write the piece with jnp.where, or make the variable a free parameter."
+        )
 
     # -- the ratio ------------------------------------------------------------------
-    def _ratio(self, read, xp, magnitude=False):
-        """``(num, den)`` of the anchor's output in the leaf; ``read(v)`` gives known values."""
+    def _walk(self, read, xp, signs, magnitude=False):
+        """``(num, den)`` of every variable of the cone in the leaf, in the branch ``signs``;
+        ``read(v)`` gives known values."""
         dtype = self.leaf.dtype
         one = xp.ones(self.leaf.shape, dtype)
         env = {self.leaf: ([0 * one, one], None)}
+        sign_of = dict(zip(self.kinks, signs))
 
         def value(v):
             if v in env:
@@ -213,18 +263,19 @@ class PolynomialBlock:
             return [abs(val) if magnitude else val], None
 
         for e in self.eqns:
-            env[e.outs[0]] = _rational(e, [value(v) for v in e.ins], one, magnitude)
-        return env[self.anchor.outs[0]]
+            env[e.outs[0]] = _rational(e, [value(v) for v in e.ins], one, magnitude, sign_of.get(e, 1))
+        return env
 
     def _known_reader(self, known_env):
         return lambda v: v.value if v.is_const else known_env[v]
 
-    def _true_degree(self, bound):
+    def _true_degree(self, bound, signs):
         """The highest power of the leaf whose coefficient (in ``P`` or ``Q``) is not zero at
         every random point of the known inputs; ``bound`` where that cannot be evaluated."""
         rng = np.random.RandomState(0)
         eps = np.finfo(self.leaf.dtype).eps
         tol = 8 * (len(self.eqns) + 1) * eps  # a coefficient within its rounding bound of zero
+        out = self.anchor.outs[0]
         nonzero = set()
         try:
             for _ in range(_SAMPLE_POINTS):
@@ -234,8 +285,8 @@ class PolynomialBlock:
                     known[v] = draw.astype(v.dtype) if v.is_float else np.ones(v.shape, v.dtype)
                 read = lambda v, known=known: np.asarray(v.value) if v.is_const else known[v]
                 with jax.ensure_compile_time_eval():
-                    values = self._ratio(read, np)
-                    sizes = self._ratio(read, np, magnitude=True)
+                    values = self._walk(read, np, signs)[out]
+                    sizes = self._walk(read, np, signs, magnitude=True)[out]
                 for coeffs, bounds in zip(values, sizes):
                     if coeffs is None:
                         nonzero.add(0)  # a denominator of 1
@@ -247,9 +298,52 @@ class PolynomialBlock:
             return bound
         return min(max(nonzero, default=0), bound)
 
-    def equation(self, known_env, z):
+    def _monotone_certificate(self):
+        """True when at most one candidate can ever be admissible (see the module notes): constant
+        coefficients, degree 1, kinks affine in the leaf, and the Möbius map of every region
+        between the kinks pole-free with a derivative of one sign throughout."""
+        if self.known_inputs or self.degree != 1:
+            return False
+        try:
+            with jax.ensure_compile_time_eval():
+                return self._certify_regions(lambda v: np.asarray(v.value))
+        except Exception:  # a constant that is not concrete here
+            return False
+
+    def _certify_regions(self, read):
+        base = self._walk(read, np, self.branches[0])
+        lines = []  # each kink's argument a·x + c
+        for k in self.kinks:
+            num, den = base[k.ins[0]]
+            coeffs = [_one_value(c) for c in num]
+            if den is not None or len(coeffs) > 2 or any(c is None for c in coeffs) or len(coeffs) < 2 or coeffs[1] == 0:
+                return False
+            lines.append((coeffs[1], coeffs[0]))
+        lo, hi = _support_bounds(self.support)
+        cuts = sorted({-c / a for a, c in lines if lo < -c / a < hi})
+        edges = [lo] + cuts + [hi]
+        directions = set()
+        for left, right in zip(edges[:-1], edges[1:]):
+            mid = _interior_point(left, right)
+            signs = tuple(1 if a * mid + c >= 0 else -1 for a, c in lines)
+            num, den = self._walk(read, np, signs)[self.anchor.outs[0]]
+            p = [_one_value(c) for c in (list(num) + [0.0, 0.0])[:2]]
+            q = [1.0, 0.0] if den is None else [_one_value(c) for c in (list(den) + [0.0, 0.0])[:2]]
+            if any(c is None for c in p + q):
+                return False
+            if q[1] != 0 and left <= -q[0] / q[1] <= right:  # a pole in the region (or at its edge)
+                return False
+            if q[1] == 0 and q[0] == 0:
+                return False
+            det = p[1] * q[0] - p[0] * q[1]  # f' = det / Q²
+            if det == 0:
+                return False
+            directions.add(det > 0)
+        return len(directions) == 1
+
+    def equation(self, env, z):
         """Coefficients ``e₀ … e_d`` of ``E(x) = z·Q(x) − P(x)`` and the denominator ``Q``."""
-        num, den = self._ratio(self._known_reader(known_env), jnp)
+        num, den = env[self.anchor.outs[0]]
         den_c = den if den is not None else [jnp.ones_like(num[0])]
         n = self.degree + 1
         zero = jnp.zeros_like(num[0])
@@ -258,19 +352,50 @@ class PolynomialBlock:
         return e, den_c
 
     # -- solve and PGF --------------------------------------------------------------
+    def _candidates(self, known_env, z):
+        """``(x, log|det|, ok)`` of every candidate root, in code order (branch-major)."""
+        read = self._known_reader(known_env)
+        out = []
+        for signs in self.branches:
+            e, den = self.equation(self._walk(read, jnp, signs), z)
+            for r in range(self.degree):
+                x, slope, ok = self._moebius(e) if self.degree == 1 else self._quadratic(e, r)
+                q = _horner(den, x)
+                ok = ok & (q != 0) & self._admissible(read, signs, x)
+                if self.support is not None:
+                    ok = ok & self.support.check(x)
+                safe = lambda v, ok=ok: jnp.where(ok, jnp.abs(v), 1.0)
+                out.append((x, jnp.log(safe(q)) - jnp.log(safe(slope)), ok))
+        return out
+
+    def _admissible(self, read, signs, x):
+        """The cone evaluated at ``x``: no division by zero, and every kink of the branch's sign."""
+        env = {self.leaf: x}
+        ok = jnp.ones(jnp.shape(x), bool)
+        sign_of = dict(zip(self.kinks, signs))
+        for e in self.eqns:
+            ins = [env[v] if v in env else read(v) for v in e.ins]
+            if e.prim is lax.div_p or (e.prim is lax.integer_pow_p and e.params["y"] < 0):
+                divisor = ins[1] if e.prim is lax.div_p else ins[0]
+                ok = ok & (divisor != 0)
+            if e in sign_of:
+                ok = ok & ((ins[0] >= 0) if sign_of[e] > 0 else (ins[0] < 0))
+            env[e.outs[0]] = e.bind(*ins)[0]
+        return ok
+
     def solve(self, known_env, z, theta):
-        e, den = self.equation(known_env, z)
-        if self.degree == 1:
-            x, slope, ok = self._moebius(e)
-        else:
-            x, slope, ok = self._quadratic(e, theta[0])
-        q = _horner(den, x)
-        ok = ok & (q != 0)
-        if self.support is not None:
-            ok = ok & self.support.check(x)
-        safe = lambda v: jnp.where(ok, jnp.abs(v), 1.0)
-        ld = jnp.log(safe(q)) - jnp.log(safe(slope))
-        return x, jnp.sum(ld), jnp.all(ok)
+        cands = self._candidates(known_env, z)
+        if self.theta:
+            code = theta[0]
+            x, ld, ok = cands[0][0], cands[0][1], (code == 0) & cands[0][2]
+            for i, (xi, ldi, oki) in enumerate(cands[1:], 1):
+                pick = code == i
+                x, ld, ok = jnp.where(pick, xi, x), jnp.where(pick, ldi, ld), jnp.where(pick, oki, ok)
+        else:  # one candidate, or provably at most one admissible: the admissible one
+            x, ld, ok = cands[-1]
+            for xi, ldi, oki in reversed(cands[:-1]):
+                x, ld, ok = jnp.where(oki, xi, x), jnp.where(oki, ldi, ld), oki | ok
+        return x, jnp.sum(jnp.where(ok, ld, 0.0)), jnp.all(ok)
 
     @staticmethod
     def _moebius(e):
@@ -281,6 +406,7 @@ class PolynomialBlock:
 
     @staticmethod
     def _quadratic(e, choice):
+        """Root ``choice`` (0: the larger, 1: the smaller) of ``c0 + c1·x + c2·x²``."""
         c0, c1, c2 = e
         disc = c1 * c1 - 4 * c2 * c0
         quad = c2 != 0
@@ -295,18 +421,59 @@ class PolynomialBlock:
         hi = q / c2s
         lo = jnp.where(q_ok, c0 / qs, hi)  # q = 0 only for c1 = disc = 0: a double root
         hi, lo = jnp.maximum(hi, lo), jnp.minimum(hi, lo)
-        # degenerate to linear where c2 == 0 at this point: a single root, reached with θ = 0
+        # degenerate to linear where c2 == 0 at this point: a single root, reached with choice 0
         lin = -c0 / jnp.where(c1 != 0, c1, 1.0)
-        x = jnp.where(quad, jnp.where(choice == 0, hi, lo), lin)
+        x = jnp.where(quad, hi if choice == 0 else lo, lin)
         slope = jnp.where(quad, sq, c1)  # |E'(x)| at the root
         ok = jnp.where(quad, ok_d & (sq > 0), (c1 != 0) & (choice == 0))
-        return x, slope, ok & ((choice == 0) | (choice == 1))
+        return x, slope, ok
 
     def pgf(self, known_env, x):
-        if self.degree < 2:
+        if not self.theta:
             return ()
-        num, den = self._ratio(self._known_reader(known_env), jnp)
-        z = _horner(num, x) / (_horner(den, x) if den is not None else 1.0)
-        (c0, c1, c2), _ = self.equation(known_env, z)
-        vertex = -c1 / (2 * jnp.where(c2 != 0, c2, 1.0))
-        return (jnp.where(c2 != 0, x < vertex, False).astype(int_dtype()),)
+        read = self._known_reader(known_env)
+        # the branch: the sign of each kink's argument at x
+        env, branch = {self.leaf: x}, jnp.zeros(jnp.shape(x), int_dtype())
+        for e in self.eqns:
+            ins = [env[v] if v in env else read(v) for v in e.ins]
+            if e.prim is lax.abs_p:
+                branch = 2 * branch + (ins[0] < 0).astype(int_dtype())  # itertools.product order
+            env[e.outs[0]] = e.bind(*ins)[0]
+        if self.degree == 1:
+            return (branch,)
+        # the root within the branch: the smaller one (1) left of the vertex
+        z = env[self.anchor.outs[0]]
+        root = jnp.zeros(jnp.shape(x), int_dtype())
+        for b, signs in enumerate(self.branches):
+            (c0, c1, c2), _ = self.equation(self._walk(read, jnp, signs), z)
+            vertex = -c1 / (2 * jnp.where(c2 != 0, c2, 1.0))
+            root = jnp.where(branch == b, jnp.where(c2 != 0, x < vertex, False).astype(int_dtype()), root)
+        return (branch * self.degree + root,)
+
+
+def _one_value(c):
+    """The single value of a coefficient array that is the same in every element, else ``None``."""
+    c = np.asarray(c, dtype=float)
+    flat = c.reshape(-1)
+    return float(flat[0]) if flat.size and np.all(flat == flat[0]) else None
+
+
+def _support_bounds(support):
+    """Scalar ``(lower, upper)`` bounds of a support (``±inf`` where open or unknown)."""
+    lo = getattr(support, "lower_bound", None)
+    hi = getattr(support, "upper_bound", None)
+    as_float = lambda b, default: float(b) if b is not None and np.ndim(b) == 0 else default
+    try:
+        return as_float(lo, -np.inf), as_float(hi, np.inf)
+    except Exception:  # a bound that is not concrete
+        return -np.inf, np.inf
+
+
+def _interior_point(left, right):
+    if np.isinf(left) and np.isinf(right):
+        return 0.0
+    if np.isinf(left):
+        return right - 1.0
+    if np.isinf(right):
+        return left + 1.0
+    return 0.5 * (left + right)
