@@ -243,7 +243,7 @@ def test_samples_and_summaries_show_the_models_sites(capsys):
     mcmc.print_summary()
     out = capsys.readouterr().out
     rows = {line.split()[0] for line in out.splitlines()[2:] if line.strip() and not line.startswith("Number")}
-    assert rows == {"b"}, out  # the sampled sites: θ = b is the latent b; x is solved from it
+    assert rows == {"b", "x"}, out  # the model's latents, solved or not; not its deterministic x_abs
     # the sampler's coordinates on request
     theta = cm.theta_of(s)
     assert set(theta) == set(cm.plan().theta_sites.values())

@@ -160,7 +160,7 @@ def test_kernels_with_every_chain_method(kernel, capsys):
         if method == "sequential":
             capsys.readouterr()  # tqdm's bar, when the environment lets it draw one
         if method == "vectorized":
-            mcmc.print_summary()  # the sampled sites: b (θ); x is solved, a deterministic site
+            mcmc.print_summary()  # the latents x (solved) and b (θ)
             out = capsys.readouterr().out
             assert " b " in out and "r_hat" in out and "theta" not in out
     for site in runs["sequential"]:

@@ -95,6 +95,55 @@ class _Programs:
         return fn
 
 
+@jax.tree_util.register_pytree_node_class
+class SiteNames:
+    """The model's latent sample sites, carried by a kernel state as static data (no leaves)."""
+
+    __slots__ = ("names",)
+
+    def __init__(self, names):
+        self.names = tuple(names)
+
+    def tree_flatten(self):
+        return (), self.names
+
+    @classmethod
+    def tree_unflatten(cls, names, _):
+        return cls(names)
+
+
+@jax.tree_util.register_pytree_node_class
+class Coordinates(dict):
+    """A chain's θ coordinates ``z`` as the sample field MCMC collects.
+
+    ``MCMC.print_summary`` keeps the post-processed sites whose names are ``in``
+    the sample field, to drop deterministic sites. θ coordinates are not the
+    model's sites (a solved latent has none), so membership here is the model's
+    latent sample sites: every latent is summarised, deterministic sites are not.
+    """
+
+    def __init__(self, z, sites=()):
+        super().__init__(z)
+        self.sites = frozenset(sites)
+
+    def __contains__(self, name):
+        return name in self.sites
+
+    def tree_flatten(self):
+        keys = tuple(sorted(dict.keys(self)))
+        return tuple(dict.__getitem__(self, k) for k in keys), (keys, tuple(sorted(self.sites)))
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        keys, sites = aux
+        return cls(dict(zip(keys, children)), sites)
+
+
+def _theta(z):
+    """θ coordinates as a plain dict (MCMC hands post-processing the sample field)."""
+    return dict(z) if isinstance(z, Coordinates) else z
+
+
 class InverseKernel(MCMCKernel):
     """Start-up, post-processing and the ``MCMCKernel`` plumbing shared by ppinv's kernels.
 
@@ -121,7 +170,10 @@ class InverseKernel(MCMCKernel):
 
     @property
     def sample_field(self):
-        return "z"
+        # ``state.z`` holds θ coordinates, not the model's sites. MCMC.print_summary keeps
+        # only the keys of a dict sample field (to drop deterministic sites), which would hide
+        # every solved latent; the view ``state.coordinates`` is not a dict, so it keeps them all.
+        return "coordinates"
 
     @property
     def _target(self):
@@ -129,10 +181,10 @@ class InverseKernel(MCMCKernel):
 
     def postprocess_fn(self, model_args, model_kwargs):
         if self._current is None:
-            return lambda z: z
+            return _theta
         margs = ModelArgs(model_args, model_kwargs)
         fn = self._current.postprocess(margs)
-        return lambda z: fn(z, margs.dynamic)
+        return lambda z: fn(_theta(z), margs.dynamic)
 
     def sample(self, state, model_args, model_kwargs):
         return self._sample_fn(state, tuple(model_args), model_kwargs or {})

@@ -13,7 +13,7 @@ from numpyro.infer.hmc import hmc
 from numpyro.infer.hmc_util import _value_and_grad, euclidean_kinetic_energy
 from numpyro.infer.initialization import init_to_sample
 
-from ._base import InverseKernel
+from ._base import Coordinates, InverseKernel, SiteNames
 from ._target import discrete_neighbours
 from .mh import independence_move
 
@@ -29,6 +29,7 @@ class InverseHMCState(NamedTuple):
     - **discrete_accept** — running mean acceptance of discrete moves.
     - **jump_accept** — running mean acceptance of independence jumps (if enabled).
     - **rng_key** — random key for the next step.
+    - **model_sites** — the model's latent sample sites (static).
     """
 
     z: dict
@@ -37,6 +38,7 @@ class InverseHMCState(NamedTuple):
     discrete_accept: Any
     jump_accept: Any
     rng_key: Any
+    model_sites: Any = SiteNames(())
 
     @property
     def diverging(self):
@@ -57,6 +59,11 @@ class InverseHMCState(NamedTuple):
     @property
     def adapt_state(self):
         return self.hmc_state.adapt_state
+
+    @property
+    def coordinates(self):
+        """``z`` as the sample field MCMC collects."""
+        return Coordinates(self.z, self.model_sites.names)
 
 
 class InverseHMC(InverseKernel):
@@ -229,7 +236,8 @@ class InverseHMC(InverseKernel):
             rng_key=key_hmc,
         )
         zero = jnp.zeros(())
-        return InverseHMCState({**hmc_state.z, **disc}, hmc_state, disc, zero, zero, key_state)
+        return InverseHMCState({**hmc_state.z, **disc}, hmc_state, disc, zero, zero, key_state,
+                               SiteNames(target.plan.latents))
 
     # -- one step ----------------------------------------------------------------------------
     def step(self, state, model_args, model_kwargs):
@@ -261,7 +269,7 @@ class InverseHMC(InverseKernel):
             target.potential_fn(disc, args, kwargs), hmc_state.z, self._hmc_kwargs["forward_mode_differentiation"]
         )
         hmc_state = hmc_state._replace(potential_energy=pe, z_grad=grad)
-        return InverseHMCState({**hmc_state.z, **disc}, hmc_state, disc, disc_acc, jump_acc, rng_key)
+        return InverseHMCState({**hmc_state.z, **disc}, hmc_state, disc, disc_acc, jump_acc, rng_key, state.model_sites)
 
 
 class InverseNUTS(InverseHMC):

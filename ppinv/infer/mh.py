@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from jax import random
 from numpyro.infer.initialization import init_to_sample
 
-from ._base import InverseKernel
+from ._base import Coordinates, InverseKernel, SiteNames
 from ._target import Target
 
 __all__ = ["InverseMH", "InverseMHState", "independence_move"]
@@ -64,6 +64,7 @@ class InverseMHState(NamedTuple):
     - **accept_rw**, **accept_jump**, **accept_discrete** — running mean acceptance.
     - **i** — iteration.
     - **rng_key**.
+    - **model_sites** — the model's latent sample sites (static).
     """
 
     z: dict
@@ -74,6 +75,12 @@ class InverseMHState(NamedTuple):
     accept_discrete: Any
     i: Any
     rng_key: Any
+    model_sites: Any = SiteNames(())
+
+    @property
+    def coordinates(self):
+        """``z`` as the sample field MCMC collects."""
+        return Coordinates(self.z, self.model_sites.names)
 
 
 class InverseMH(InverseKernel):
@@ -127,7 +134,8 @@ class InverseMH(InverseKernel):
         z = target.unconstrain(values)
         pe = target.potential(z, disc, tuple(model_args), model_kwargs)
         zero = jnp.zeros(())
-        return InverseMHState({**z, **disc}, pe, jnp.asarray(self._step_size, pe.dtype), zero, zero, zero, 0, key)
+        return InverseMHState({**z, **disc}, pe, jnp.asarray(self._step_size, pe.dtype), zero, zero, zero, 0, key,
+                              SiteNames(target.plan.latents))
 
     def step(self, state, args, kwargs):
         """One transition of one chain (for model arguments given at run time)."""
@@ -168,4 +176,4 @@ class InverseMH(InverseKernel):
             disc = jax.tree_util.tree_map(lambda a_, b_: jnp.where(do, a_, b_), d2, disc)
             acc_j = jnp.where(do, acc_j + 0.05 * (a - acc_j), acc_j)  # moving average over jumps
         pe = target.potential(z, disc, args, kwargs)
-        return InverseMHState({**z, **disc}, pe, step, acc_rw, acc_j, acc_d, state.i + 1, key)
+        return InverseMHState({**z, **disc}, pe, step, acc_rw, acc_j, acc_d, state.i + 1, key, state.model_sites)
