@@ -72,7 +72,7 @@ _ALWAYS_LINEAR = {
 for _name in ("copy_p", "stack_p", "split_p", "unstack_p", "expand_dims_p"):
     if hasattr(lax, _name):
         _ALWAYS_LINEAR.add(getattr(lax, _name))
-_INDEXED = {lax.dynamic_slice_p, lax.gather_p, lax.dynamic_update_slice_p}
+_INDEXED = {lax.dynamic_slice_p, lax.gather_p, lax.dynamic_update_slice_p, lax.scatter_p, lax.scatter_add_p}
 #: primitives that may have no rule of their own because linear blocks solve them
 JOINTLY_SOLVED = frozenset(_ALWAYS_LINEAR | _INDEXED)
 

@@ -44,6 +44,7 @@ from ._polar import PolarBlock
 from ._poly import PolynomialBlock, cone_degree, poly_degree, worth_solving
 from .errors import InversionError, NoRuleError, OverdeterminedError, UnderdeterminedError
 from .rules import Pattern
+from .rules.structural import entry_split_block
 from .theta import ThetaSpec, int_dtype, is_constrained
 
 _MAX_DECISIONS = 64  # decision points remembered for backtracking
@@ -347,6 +348,8 @@ class _Scheduler:
                     continue
                 candidates = self._free_candidates()
                 if not candidates:
+                    if self._unstick_with_split(queue):
+                        continue
                     self._raise_stuck()
                 if len(decisions) < _MAX_DECISIONS:
                     decisions.append((self._snapshot(), candidates, 1))
@@ -521,6 +524,21 @@ class _Scheduler:
                 self._mark_known(v, queue)
             return True
         return False
+
+    def _unstick_with_split(self, queue):
+        """Every pending relation at once, entry by entry (a triangular system, ``rules/structural.py``)."""
+        pending = sorted(self.pending, key=self.order.__getitem__)
+        block = entry_split_block(pending, self._is_known, self.supports, self.table, self.names)
+        if block is None or sum(spec.continuous_size for spec in block.theta) > self.budget:
+            return False
+        names = tuple(self._add_theta(spec, hint) for spec, hint in zip(block.theta, block.theta_hints))
+        self.budget -= sum(spec.continuous_size for spec in block.theta)
+        self.steps.append(BlockStep(block, names))
+        for e in block.anchors:  # the other relations are evaluated forward from the leaves
+            self._finish(e)
+        for v in block.leaves:
+            self._mark_known(v, queue)
+        return True
 
     def _polar_part(self, e):
         """``(r, t, "cos" | "sin")`` when ``e`` is an observed ``r · cos(t)`` / ``r · sin(t)``."""
@@ -713,6 +731,14 @@ class _Scheduler:
                     frontier.extend(v for v in d.ins if not self._is_known(v))
                 else:
                     leaves.append(u)
+            # a leaf whose every use has joined the block since is computed inside it after all
+            for u in list(leaves):
+                d = self.definer.get(u)
+                if d is not None and d not in members and len(d.outs) == 1 and linear(d) and all(
+                        e in members for e in self.users.get(u, ()) if e in self.pending):
+                    leaves.remove(u)
+                    frontier.append(u)
+                    grew = True
             # other stalled linear relations that share a variable with the block join it
             inside = set(leaves) | {o for e in interior for o in e.outs}
             for e in self._stalled():
