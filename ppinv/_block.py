@@ -51,7 +51,15 @@ from ._compat import is_concrete
 from .errors import InversionError
 from .theta import ThetaSpec
 
-__all__ = ["is_linear", "LinearBlock", "JOINTLY_SOLVED", "MatrixSolve", "KnownStructure", "concrete_const"]
+__all__ = [
+    "is_linear",
+    "LinearBlock",
+    "PieceRankError",
+    "JOINTLY_SOLVED",
+    "MatrixSolve",
+    "KnownStructure",
+    "concrete_const",
+]
 
 _ALWAYS_LINEAR = {
     lax.add_p,
@@ -91,8 +99,20 @@ def const_has_zero(v) -> bool:
     return concrete_const(v) and bool(np.any(np.asarray(v.value) == 0))
 
 
-def is_linear(eqn, known) -> bool:
-    """Whether ``eqn`` is linear (affine) in its unknown inputs, given which inputs are known."""
+def is_linear(eqn, known, moves_with_theta=None) -> bool:
+    """Whether ``eqn`` is linear (affine) in its unknown inputs, given which inputs are known.
+
+    ``moves_with_theta(v)`` says whether a known input changes with θ
+    (:meth:`KnownStructure.moves_with_theta`; by default every non-constant
+    does). A ``select_n`` whose predicate moves with θ is a piecewise map: each
+    value of the predicate is a piece of the preimage, on which the unchosen
+    cases do not enter the output. It is linear only when every case is
+    unknown (a known case would be a flat piece, with no unknown to solve),
+    and a block holding it is solved only if it is square and of full rank on
+    every piece (:class:`LinearBlock`); otherwise the select rule frees the
+    unchosen cases, or the piecewise mechanism inverts each piece.
+    """
+    moves = moves_with_theta or (lambda v: not v.is_const)
     if not all(v.is_float for v in eqn.outs):
         return False
     unknown = [i for i, k in enumerate(known) if not k]
@@ -108,7 +128,8 @@ def is_linear(eqn, known) -> bool:
     if p is lax.div_p:
         return unknown == [0] and not const_has_zero(eqn.ins[1])
     if p is lax.select_n_p:
-        return bool(known[0])
+        # a known case is a flat piece wherever the predicate picks it (``_piecewise.py``)
+        return bool(known[0]) and (not moves(eqn.ins[0]) or not any(known[1:]))
     if p in _INDEXED:  # linear in the operand(s) once the indices are known
         return all(k for v, k in zip(eqn.ins, known) if not v.is_float)
     if p is lax.integer_pow_p:
@@ -408,6 +429,22 @@ def _pivot_solve(k, rhs, free, m):
     return jnp.take_along_axis(stacked, _expand(inverse, -1), axis=-2), log_det, jnp.all(ok)
 
 
+def _piece_values(preds, eqns):
+    """Every combination of values of the select predicates ``preds`` (one array per predicate,
+    stacked along a leading axis), or ``[]`` when there are more than ``_MAX_PIECE_COMBINATIONS``."""
+    n_cases = [max(len(e.ins) - 1 for e in eqns if e.prim is lax.select_n_p and e.ins[0] is p) for p in preds]
+    sizes = [p.size for p in preds]
+    if np.prod([float(n) ** s for n, s in zip(n_cases, sizes)]) > _MAX_PIECE_COMBINATIONS:
+        return []
+    axes = [np.arange(n) for n, s in zip(n_cases, sizes) for _ in range(s)]
+    combos = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, sum(sizes))
+    values, start = [], 0
+    for p, s in zip(preds, sizes):
+        values.append(combos[:, start : start + s].reshape((len(combos),) + p.shape).astype(p.dtype))
+        start += s
+    return values
+
+
 def _generic_rank(k):
     """Smallest rank over the batch of a matrix at a typical point."""
     s = np.linalg.svd(k, compute_uv=False)
@@ -416,6 +453,14 @@ def _generic_rank(k):
 
 
 # --- joint blocks --------------------------------------------------------------------------------------
+class PieceRankError(InversionError):
+    """A linear block through a select whose predicate moves with θ is singular on some piece
+    (or cannot be shown not to be): the scheduler solves the block another way."""
+
+
+_MAX_PIECE_COMBINATIONS = 64  # predicate values a block through moving selects is checked at
+
+
 class LinearBlock:
     """Solve the block's anchors (relations with known outputs) for its leaves."""
 
@@ -447,10 +492,48 @@ class LinearBlock:
                 adaptive=adaptive,
                 rank_message=self._rank_message,
             )
+        self._check_every_piece(structure)
         self.description = (
             f"joint linear solve of {len(self.anchors)} relation(s) for {len(self.leaves)} variable(s) "
             f"({self.rows}×{self.cols}, {self.matrix.kind})"
         )
+
+    def _check_every_piece(self, structure):
+        """Refuse (:class:`PieceRankError`) a block through selects whose predicates move with θ
+        unless it is square and of full rank at every value of those predicates. Each value is a
+        piece of the preimage; the matrix is formed at run time with the values at hand, so a
+        piece on which it is singular would be dropped."""
+        preds = list(dict.fromkeys(
+            e.ins[0] for e in self.eqns if e.prim is lax.select_n_p and structure.moves_with_theta(e.ins[0])
+        ))
+        if not preds:
+            return
+        where = "\n    ".join(e.describe() for e in self.anchors)
+        if self.null:
+            raise PieceRankError(f"a linear block with free directions through a select whose predicate moves "
+                                 f"with θ has a null space that changes with the piece:\n    {where}")
+        values = _piece_values(preds, self.eqns)
+        n_pieces = len(values[0]) if values else 0
+        env = {v: structure.generic(v) for v in self.known_inputs if v not in preds}
+        if not values or any(val is None for val in env.values()):
+            raise PieceRankError(f"a linear block through a select whose predicate moves with θ cannot be checked "
+                                 f"on each of its pieces:\n    {where}")
+
+        def matrix(pred_values):
+            f = self._affine({**env, **dict(zip(preds, pred_values))})
+            return jax.jacfwd(f)(jnp.zeros((self.cols,), self.dtype))
+
+        try:
+            with jax.ensure_compile_time_eval():
+                ms = np.asarray(jax.jit(jax.vmap(matrix))(values))
+        except Exception:  # an input outside some domain: the pieces cannot be checked
+            ms = np.full((n_pieces, self.rows, self.cols), np.nan)
+        ranks = [_generic_rank(m) if np.all(np.isfinite(m)) else -1 for m in ms]
+        if min(ranks) < self.rows:
+            bad = int(np.argmin(ranks))
+            at = ", ".join(f"{p!r} = {np.asarray(v[bad]).tolist()}" for p, v in zip(preds, values))
+            raise PieceRankError(f"a linear block through a select whose predicate moves with θ is singular on "
+                                 f"the piece {at}, which it would drop:\n    {where}")
 
     def _rank_message(self, rank):
         return (

@@ -36,7 +36,7 @@ import numpy as np
 from jax import lax
 from numpyro.distributions import constraints
 
-from ._block import JOINTLY_SOLVED, KnownStructure, LinearBlock, is_linear
+from ._block import JOINTLY_SOLVED, KnownStructure, LinearBlock, PieceRankError, is_linear
 from ._compat import is_concrete
 from ._piecewise import FlatPieceError, PiecewiseBlock, UnionSchedule, piecewise_cone, theta_dependent, union_of_flat_pieces
 from ._monotone import MonotoneBlock, derivative_sign, is_elementwise_analytic
@@ -473,6 +473,8 @@ class _Scheduler:
             n = e.params.get("branches")
             if n is not None and e.ins[0] is v:
                 return constraints.integer_interval(0, len(n) - 1)
+            if e.prim is lax.select_n_p and e.ins[0] is v:  # the index of one of its cases
+                return constraints.integer_interval(0, len(e.ins) - 2)
         from .theta import integer
 
         return integer
@@ -514,7 +516,10 @@ class _Scheduler:
                 # clearer θ than a rotation mixing them; a single leaf has no such alternative
                 if outside or len(leaves) != 1:
                     continue
-            block = LinearBlock(anchors, interior, leaves, known, None, anchors[0].describe(), self.structure)
+            try:
+                block = LinearBlock(anchors, interior, leaves, known, None, anchors[0].describe(), self.structure)
+            except PieceRankError:  # singular on a piece of a select: the select rule or a piecewise solve
+                continue
             names = tuple(self._add_theta(spec, "block_null_space") for spec in block.theta)
             self.budget -= sum(spec.continuous_size for spec in block.theta)
             self.steps.append(BlockStep(block, names))
@@ -703,7 +708,8 @@ class _Scheduler:
     def _linear_block(self, anchor):
         """Grow a linear block from ``anchor``: (anchors, interior relations, leaves, known inputs)."""
         def linear(e):
-            return e in self.pending and is_linear(e, [self._is_known(v) for v in e.ins])
+            known = [self._is_known(v) for v in e.ins]
+            return e in self.pending and is_linear(e, known, self.structure.moves_with_theta)
 
         if not (linear(anchor) and all(self._is_known(o) for o in anchor.outs)):
             return None

@@ -16,6 +16,7 @@ from jax import lax
 from numpyro.distributions import constraints
 
 from .._compat import is_concrete
+from ..theta import ThetaSpec
 from . import DEFAULT_RULES, current_table
 from ._base import Pattern, Solution, Solver, all_true
 
@@ -240,6 +241,61 @@ def _select_n_rule(pat):
 
 
 DEFAULT_RULES.register(lax.select_n_p, _select_n_rule)
+
+
+# --- select_n whose predicate moves with θ, every case unknown -----------------------------
+class _FreeCasesSolver(Solver):
+    """``z = select_n(k, c₀, …)`` with ``k`` known: the case ``k`` picks is ``z``, every other
+    case is free (θ, per element, the unchosen cases in order). Each value of ``k`` is a piece
+    of the preimage and each piece is reached; ``(z, θ) ↦ cases`` permutes values: log|det| = 0."""
+
+    def __init__(self, pat):
+        z, cases = pat.eqn.outs[0], pat.eqn.ins[1:]
+        self.n, self.shape = len(cases), z.shape
+        sups = {id(s): s for s in pat.in_support[1:]}
+        support = next(iter(sups.values())) if len(sups) == 1 else None
+        if support is None or getattr(support, "event_dim", 0):
+            support = constraints.real
+        lead = () if self.n == 2 else (self.n - 1,)
+        self.theta = (ThetaSpec(lead + z.shape, z.dtype, support, "value", pat.eqn.describe()),)
+        self.theta_hints = ("unchosen_case",)
+        self.description = "the predicate's case is the output, the other cases are free"
+
+    def _picks(self, k):
+        return jnp.broadcast_to(jnp.asarray(k).astype(jnp.int32), self.shape)
+
+    def solve(self, ins, outs, theta):
+        k, z = self._picks(ins[0]), outs[0]
+        free = [theta[0]] if self.n == 2 else list(theta[0])
+        cases = []
+        for j in range(self.n):
+            rank = jnp.clip(jnp.where(j < k, j, j - 1), 0, self.n - 2)  # j among the unchosen cases
+            other = free[0] if self.n == 2 else jnp.choose(rank, free, mode="clip")
+            cases.append(jnp.where(k == j, z, other.astype(z.dtype)))
+        ok = jnp.all((k >= 0) & (k < self.n))
+        return Solution([ins[0]] + cases, list(outs), _zero(z), ok)
+
+    def pgf(self, ins, outs):
+        k, cases = self._picks(ins[0]), ins[1:]
+        free = [jnp.choose(jnp.where(r < k, r, r + 1), cases, mode="clip") for r in range(self.n - 1)]
+        return (free[0] if self.n == 2 else jnp.stack(free),)
+
+
+def _free_cases_rule(pat):
+    """A select whose predicate is known but moves with θ (computed from unknowns, or a discrete θ
+    choosing the piece), with every case unknown. (A fixed predicate leaves the select linear.)"""
+    eqn = pat.eqn
+    cases, z = eqn.ins[1:], eqn.outs[0]
+    if not (pat.allow_theta and pat.known_in[0] and pat.known_out[0]) or any(pat.known_in[1:]):
+        return None
+    if pat.structure is None or not pat.structure.moves_with_theta(eqn.ins[0]):
+        return None
+    if len(set(cases)) != len(cases) or any(not c.is_float or c.shape != z.shape for c in cases):
+        return None
+    return _FreeCasesSolver(pat)
+
+
+DEFAULT_RULES.register(lax.select_n_p, _free_cases_rule)
 
 
 # --- placements with indices known now: gather, scatter, scatter-add, ... -----------------------
