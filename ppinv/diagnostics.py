@@ -154,3 +154,9 @@ def _merge_group(idata, group: str, dataset, **attrs):
             idata.add_groups({group: dataset}, warn_on_custom_groups=False)
     else:  # ArviZ 1.x DataTree
         idata[group] = xr.DataTree(dataset)
+
+
+# θ geometry after sampling (walls, folds, singular points; discrete θ stuck on a branch)
+from .geometry import GeometryFeature, GeometryReport, StuckBranch, geometry_report, solve_margins  # noqa: E402
+
+__all__ += ["GeometryFeature", "GeometryReport", "StuckBranch", "geometry_report", "solve_margins"]

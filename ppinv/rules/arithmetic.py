@@ -18,9 +18,9 @@ from numpyro.distributions import constraints
 
 from . import DEFAULT_RULES
 from .._piecewise import FlatPiece
-from ..theta import ThetaSpec, int_dtype
+from ..theta import ThetaSpec, int_dtype, support_bounds
 from .._block import concrete_const, const_has_zero
-from ._base import BinaryRule, Solution, Solver, UnaryRule, known_value, xp_of
+from ._base import BinaryRule, Solution, Solver, UnaryRule, all_true, known_value, xp_of
 from .elementwise import SQUARE_RULE, _root_rule
 
 
@@ -52,22 +52,115 @@ def _positive_const(v):
 
 
 # --- add / sub ----------------------------------------------------------------
-DEFAULT_RULES.register(
-    lax.add_p,
-    BinaryRule(
-        solve_left=lambda z, b: (z - b, _zeros(z), None),
-        solve_right=lambda z, a: (z - a, _zeros(z), None),
-        same=UnaryRule(lambda z: z / 2, lambda z, x: jnp.full(jnp.shape(z), -math.log(2.0), jnp.result_type(z))),
-        image=_both_positive,
-    ),
+# With both operands unknown and one of them bounded, freeing the other outright leaves a wall
+# in θ-space (the solved operand leaves its support). The feasible split instead lets θ range
+# over exactly the values of the freed operand for which the solved one stays in its support:
+# ``x + y = s`` with ``x, y`` in (0, 1) gives ``x = lo + (hi − lo)·θ``, θ in (0, 1), with
+# ``lo = max(0, s − 1)`` and ``hi = min(1, s)``. It generalises the simplex θ of a sum of
+# positives (``x = s·θ``) to interval- and bound-supported summands.
+class _FeasibleSplitSolver(Solver):
+    """``z = a + b`` (``sign=+1``) or ``z = a − b`` (``sign=−1``), both operands unknown: θ places
+    operand ``t`` in the interval where the other one, ``o = c_z·z + c_t·t``, stays in its support.
+
+    The map ``(z, θ) → (t, o)`` has ``|det| = |∂t/∂θ|`` (the other operand is affine in ``z``
+    and ``t`` with unit coefficients), so log|det| is ``log(hi − lo)`` for a bounded interval
+    and 0 for a half-line (``t = lo + θ`` or ``t = hi − θ``, θ positive).
+    """
+
+    keeps_supports = True  # both operands stay in their supports for every θ: no wall
+
+    def __init__(self, pat, t, t_bounds, o_bounds, sign):
+        z = pat.eqn.outs[0]
+        self.t = t
+        # o = c_z·z + c_t·t:  add: o = z − t;  sub, t = a: b = t − z;  sub, t = b: a = z + t
+        self.c_z, self.c_t = {(1, 0): (1, -1), (1, 1): (1, -1), (-1, 0): (-1, 1), (-1, 1): (1, 1)}[(sign, t)]
+        self.t_bounds, self.o_bounds = t_bounds[:2], o_bounds[:2]
+        lo, hi = self._bounds(0.0)
+        self.finite = (math.isfinite(lo), math.isfinite(hi))
+        support = constraints.unit_interval if all(self.finite) else constraints.positive
+        name = pat.eqn.prim.name
+        self.theta = (ThetaSpec(z.shape, z.dtype, support, "feasible", pat.eqn.describe()),)
+        self.theta_hints = (f"{name}_feasible",)
+        self.description = (f"split {name}: θ places operand {t} where operand {1 - t} stays in its support "
+                            f"(the feasible {'interval' if all(self.finite) else 'half-line'})")
+
+    def _bounds(self, z):
+        """``(lo, hi)`` of the feasible values of ``t`` given ``z`` (NumPy-style broadcasting)."""
+        o_lo, o_hi = self.o_bounds
+        # o = c_z·z + c_t·t in [o_lo, o_hi]  <=>  c_t·t in [o_lo − c_z·z, o_hi − c_z·z]
+        lo_o, hi_o = (o_lo - self.c_z * z, o_hi - self.c_z * z)
+        if self.c_t < 0:
+            lo_o, hi_o = -hi_o, -lo_o
+        xp = xp_of(z)
+        return xp.maximum(self.t_bounds[0], lo_o), xp.minimum(self.t_bounds[1], hi_o)
+
+    def solve(self, ins, outs, theta):
+        z = outs[0]
+        (u,) = theta
+        lo, hi = self._bounds(z)
+        if all(self.finite):
+            ok = hi > lo
+            width = jnp.where(ok, hi - lo, 1.0)
+            t = lo + width * u
+            ld = jnp.sum(jnp.log(width))
+        else:
+            ok = None
+            t = lo + u if self.finite[0] else hi - u
+            ld = 0.0
+        o = self.c_z * z + self.c_t * t
+        new_ins = [None, None]
+        new_ins[self.t], new_ins[1 - self.t] = t, o
+        return Solution(new_ins, [z], ld, all_true(ok))
+
+    def pgf(self, ins, outs):
+        t = ins[self.t]
+        lo, hi = self._bounds(outs[0])
+        if all(self.finite):
+            return ((t - lo) / (hi - lo),)
+        return (t - lo if self.finite[0] else hi - t,)
+
+
+def _restricts(bounds):
+    return bounds is not None and (math.isfinite(bounds[0]) or math.isfinite(bounds[1]))
+
+
+def _feasible_split(pat, sign):
+    """The feasible split of ``z = a ± b`` when it applies (see ``_FeasibleSplitSolver``), else ``None``."""
+    eqn = pat.eqn
+    if not (pat.allow_theta and pat.known_out[0]) or any(pat.known_in) or pat.same(0, 1):
+        return None
+    if not all(pat.exclusive) or not all(v.is_float and v.shape == eqn.outs[0].shape for v in eqn.ins):
+        return None  # another use could determine an operand; a broadcast operand is over-determined
+    bounds = [support_bounds(s) for s in pat.in_support]
+    # θ carries the operand whose partner is bounded: that bound is the wall a plain free would leave
+    for t in (0, 1):
+        if _restricts(bounds[1 - t]) and bounds[t] is not None:
+            return _FeasibleSplitSolver(pat, t, bounds[t], bounds[1 - t], sign)
+    return None
+
+
+_ADD = BinaryRule(
+    solve_left=lambda z, b: (z - b, _zeros(z), None),
+    solve_right=lambda z, a: (z - a, _zeros(z), None),
+    same=UnaryRule(lambda z: z / 2, lambda z, x: jnp.full(jnp.shape(z), -math.log(2.0), jnp.result_type(z))),
 )
-DEFAULT_RULES.register(
-    lax.sub_p,
-    BinaryRule(
-        solve_left=lambda z, b: (z + b, _zeros(z), None),
-        solve_right=lambda z, a: (a - z, _zeros(z), None),
-    ),
+_SUB = BinaryRule(
+    solve_left=lambda z, b: (z + b, _zeros(z), None),
+    solve_right=lambda z, a: (a - z, _zeros(z), None),
 )
+
+
+def _add_rule(pat):
+    return _feasible_split(pat, +1) or _ADD(pat)
+
+
+def _sub_rule(pat):
+    return _feasible_split(pat, -1) or _SUB(pat)
+
+
+_add_rule.image = _both_positive
+DEFAULT_RULES.register(lax.add_p, _add_rule)
+DEFAULT_RULES.register(lax.sub_p, _sub_rule)
 
 
 # --- mul / div ------------------------------------------------------------------
