@@ -373,7 +373,7 @@ def geometry_report(mcmc=None, *, conditioned=None, samples=None, diverging=None
     ...     p = numpyro.sample("p", dist.Uniform(0.0, 1.0))
     ...     numpyro.deterministic("y", c + p)
     >>> cm = ppinv.condition(model, {"y": 0.3}, free=["c"])  # p = y − c must stay in (0, 1): a wall
-    >>> mcmc = MCMC(ppinv.infer.InverseNUTS(cm), num_warmup=100, num_samples=100, progress_bar=False)
+    >>> mcmc = MCMC(ppinv.infer.InverseNUTS(cm), num_warmup=50, num_samples=100, progress_bar=False)
     >>> mcmc.run(jax.random.PRNGKey(0))
     >>> report = ppinv.diagnostics.geometry_report(mcmc)
     >>> print(report)  # doctest: +SKIP
