@@ -165,7 +165,6 @@ def test_branch_without_mass_does_not_warn():
         (lambda x, y: x - y, {"x": C.unit_interval, "y": C.interval(-1.0, 2.0)}),
         (lambda x, y: x + y, {"x": C.positive, "y": C.positive}),
         (lambda x, y: x - y, {"x": C.positive, "y": C.positive}),
-        (lambda x, y: x + y, {"x": C.real, "y": C.interval(0.0, 3.0)}),
         (lambda x, y: y - x, {"x": C.greater_than(-1.0), "y": C.less_than(2.0)}),
     ],
 )
@@ -177,6 +176,12 @@ def test_feasible_split_is_exact(f, supports):
     report = check_inverse(f, jnp.array([0.3, 0.6]), jnp.array([0.4, 0.9]), support=supports, inv=inv,
                            n_points=4, grad_points=2)
     assert report.ok
+
+
+def test_one_bounded_summand_is_freed_itself():
+    """x real, y in (0, 3): freeing y leaves no wall, and θ keeps y's name."""
+    inv = ppinv.inverse(lambda x, y: x + y, 0.5, 0.5, support={"x": C.real, "y": C.interval(0.0, 3.0)})
+    assert [s.kind for s in inv.schedule.theta.values()] == ["value"]
 
 
 def test_feasible_interval_of_unit_summands():

@@ -132,11 +132,11 @@ def _feasible_split(pat, sign):
     if not all(pat.exclusive) or not all(v.is_float and v.shape == eqn.outs[0].shape for v in eqn.ins):
         return None  # another use could determine an operand; a broadcast operand is over-determined
     bounds = [support_bounds(s) for s in pat.in_support]
-    # θ carries the operand whose partner is bounded: that bound is the wall a plain free would leave
-    for t in (0, 1):
-        if _restricts(bounds[1 - t]) and bounds[t] is not None:
-            return _FeasibleSplitSolver(pat, t, bounds[t], bounds[1 - t], sign)
-    return None
+    # Only when both operands are bounded does freeing either one leave a wall; with one bounded,
+    # the scheduler frees that one (θ then carries its support) and keeps its name.
+    if not all(_restricts(b) for b in bounds):
+        return None
+    return _FeasibleSplitSolver(pat, 0, bounds[0], bounds[1], sign)
 
 
 _ADD = BinaryRule(
