@@ -9,7 +9,8 @@ carry NumPyro supports. What is drawn is what has broken exact inverses:
   unit_interval, intervals (with negative bounds too), greater_than, less_than;
 * elementwise functions with and without rules (``erfc``, ``ndtr``), flat
   pieces whose output is solved (``relu``, ``maximum``/``minimum`` of two
-  unknowns or against a constant, ``clip``), piecewise ``where``;
+  unknowns or against a constant, ``clip``), piecewise ``where``, and ``where``
+  over two unknowns whose predicate moves with θ (``where(b > 0, b, a)``);
 * arithmetic with fan-out, and known operands of every kind: Python floats,
   numpy and jnp scalars and vectors, jnp arrays captured from the enclosing scope;
 * linear maps whose matrix depends on other unknowns (``w @ x`` with both
@@ -95,6 +96,10 @@ BINARY = {
     "max": "jnp.maximum({a}, {b})",
     "min": "jnp.minimum({a}, {b})",
     "logaddexp": "jnp.logaddexp({a}, {b})",
+    # wheres whose predicate moves with θ: each value of the predicate is a piece of the preimage
+    "where_pick": "jnp.where({b} > 0, {b}, {a})",
+    "where_cmp": "jnp.where({a} > {b}, {a} * {b}, {a} + {b})",
+    "where_sum": "jnp.where({a} + {b} > 0.5, {a}, {b})",
 }
 # one operand known
 WITH_CONST = {
