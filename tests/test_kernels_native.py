@@ -79,8 +79,8 @@ def test_nuts_arguments_have_numpyro_meaning():
     assert calls  # the kinetic energy given is the one used
     assert np.all(np.asarray(extra["num_steps"]) <= 2**2 - 1)  # max_tree_depth=2: at most 3 leapfrog steps
     np.testing.assert_allclose(np.asarray(extra["adapt_state.step_size"]), 0.3)  # not adapted
-    (block, mass), = mcmc.last_state.hmc_state.adapt_state.inverse_mass_matrix.items()
-    assert len(block) == 2 and mass.shape == (2, 2)  # dense over both θ
+    mass = mcmc.last_state.hmc_state.adapt_state.inverse_mass_matrix  # over the flat vector of the sites
+    assert mass.shape == (2, 2)  # dense over both θ
     s = mcmc.get_samples()
     np.testing.assert_allclose(s["x0"] + s["x1"] * s["x2"], 1.0, atol=1e-12)
 
@@ -93,7 +93,7 @@ def test_hmc_fixed_steps_and_given_mass_matrix():
                         adapt_mass_matrix=False, dense_mass=True)
     mcmc = _run(kernel)
     assert np.all(np.asarray(mcmc.get_extra_fields()["num_steps"]) == 4)
-    np.testing.assert_array_equal(mcmc.last_state.hmc_state.adapt_state.inverse_mass_matrix[sites], given[sites])
+    np.testing.assert_array_equal(mcmc.last_state.hmc_state.adapt_state.inverse_mass_matrix, given[sites])
 
 
 def _square_with_while_loop(x):

@@ -12,6 +12,8 @@ from __future__ import annotations
 from functools import partial
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 from numpyro import handlers
 from numpyro.distributions import constraints
 from numpyro.distributions.transforms import biject_to
@@ -21,7 +23,7 @@ from .._compat import is_concrete
 from ..errors import ConditionError
 from ..handlers import ConditionedModel
 
-__all__ = ["Target", "as_conditioned", "discrete_neighbours"]
+__all__ = ["Target", "FlatLayout", "as_conditioned", "discrete_neighbours"]
 
 
 def as_conditioned(model, kernel_name):
@@ -38,6 +40,36 @@ def _with_discrete(cm, discrete, *args, **kwargs):
     """The conditioned model with its discrete θ sites held at ``discrete``."""
     with handlers.condition(data=discrete):
         return cm(*args, **kwargs)
+
+
+class FlatLayout:
+    """Unconstrained values of several sites as one vector, sites in sorted name order.
+
+    The order is the one NumPyro ravels a dict of sites in (``ravel_pytree``), so a
+    mass matrix over the vector is the one NumPyro keeps for the block of all sites.
+    Samplers carry the vector instead of a dict: a model of N scalar sites then
+    compiles to a loop carrying a few arrays rather than N leaves per copy of the
+    state (XLA's compile time grows faster than linearly in the leaves a loop carries).
+    """
+
+    def __init__(self, shapes, dtype):
+        self.names = tuple(sorted(shapes))
+        self.shapes = {k: tuple(shapes[k]) for k in self.names}
+        self.dtype = dtype
+        self.sizes = [int(np.prod(self.shapes[k], dtype=np.int64)) for k in self.names]
+        self.offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(int).tolist()
+        self.size = self.offsets[-1]
+
+    def ravel(self, z):
+        if not self.names:
+            return jnp.zeros((0,), self.dtype)
+        return jnp.concatenate([jnp.ravel(jnp.asarray(z[k], self.dtype)) for k in self.names])
+
+    def unravel(self, flat):
+        return {
+            k: jnp.reshape(flat[a:b], self.shapes[k])
+            for k, a, b in zip(self.names, self.offsets[:-1], self.offsets[1:])
+        }
 
 
 class Target:
@@ -66,6 +98,7 @@ class Target:
         disc0 = {k: init_values[k] for k in self.discrete_sites}
         self.transforms = self._continuous_transforms(disc0, init_values)
         self.continuous_sites = list(self.transforms)
+        self.layout = self._flat_layout(init_values)
 
     @property
     def theta_refs(self):
@@ -98,6 +131,12 @@ class Target:
                 "ppinv's kernels need static supports for the sites they sample."
             )
         return {name: biject_to(sup) for name, sup in supports.items()}
+
+    def _flat_layout(self, values):
+        unconstrained = jax.eval_shape(self.unconstrain, {k: values[k] for k in self.continuous_sites})
+        dtypes = [v.dtype for v in unconstrained.values()]
+        dtype = jnp.result_type(*dtypes) if dtypes else jnp.zeros(()).dtype
+        return FlatLayout({k: v.shape for k, v in unconstrained.items()}, dtype)
 
     def _a(self, args, kwargs):
         return (self.args if args is None else tuple(args)), (self.kwargs if kwargs is None else kwargs)

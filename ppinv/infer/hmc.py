@@ -73,7 +73,11 @@ class InverseHMC(InverseKernel):
     (``step_size``, ``adapt_step_size``, ``dense_mass``, ``target_accept_prob``,
     ``num_steps``, ``trajectory_length``, ``forward_mode_differentiation``, ...);
     the mass matrix, ``dense_mass`` blocks and ``inverse_mass_matrix`` are over
-    the sampled sites (θ sites and untouched latents). What ppinv adds:
+    the sampled sites (θ sites and untouched latents). With one block over all
+    sites (the default), NumPyro moves their unconstrained values as one vector,
+    sites in sorted name order, so ``hmc_state.z`` and the adapted
+    ``hmc_state.adapt_state.inverse_mass_matrix`` are arrays over that vector; a
+    ``dense_mass`` of several blocks keeps NumPyro's dict of sites. What ppinv adds:
 
     * chains start at valid points with no user help: ``init_strategy`` gives
       values of the *original* model's latents (default
@@ -198,16 +202,42 @@ class InverseHMC(InverseKernel):
         return s
 
     def _build_core(self, target, num_warmup):
-        """NumPyro's HMC/NUTS functions over the target's continuous sites (one pair per target)."""
-        init_kernel, sample_kernel = hmc(
-            potential_fn_gen=lambda disc, args, kwargs: target.potential_fn(disc, args, kwargs),
-            kinetic_fn=self._kinetic_fn,
-            algo=self._algo,
-        )
-        dense_mass = self._hmc_kwargs["dense_mass"]
-        if isinstance(dense_mass, bool):
-            dense_mass = [tuple(sorted(target.continuous_sites))] if dense_mass and target.continuous_sites else []
-        return dict(init_kernel=init_kernel, sample_kernel=sample_kernel, dense_mass=dense_mass)
+        """NumPyro's HMC/NUTS functions over the target's continuous sites (one pair per target).
+
+        NumPyro moves one flat vector of all sites (``target.layout``) whenever the mass
+        matrix is one block over all of them (the default, ``dense_mass=True``, or an
+        ``inverse_mass_matrix`` keyed by the tuple of all sites in sorted order): its
+        compile time then grows linearly in the number of sites. A structure of several
+        blocks needs the sites apart, and NumPyro moves the dict of sites.
+        """
+        hk = self._hmc_kwargs
+        flat = _one_block_mass(target.layout.names, hk["dense_mass"], hk["inverse_mass_matrix"])
+        layout = target.layout if flat is not None else None
+        if layout is not None:
+            dense_mass, inverse_mass_matrix = flat
+
+            def potential_fn_gen(disc, args, kwargs):
+                potential = target.potential_fn(disc, args, kwargs)
+                return lambda z: potential(layout.unravel(z))
+        else:
+            dense_mass, inverse_mass_matrix = hk["dense_mass"], hk["inverse_mass_matrix"]
+            if isinstance(dense_mass, bool):
+                dense_mass = [tuple(sorted(target.continuous_sites))] if dense_mass and target.continuous_sites else []
+            potential_fn_gen = target.potential_fn
+        init_kernel, sample_kernel = hmc(potential_fn_gen=potential_fn_gen, kinetic_fn=self._kinetic_fn,
+                                         algo=self._algo)
+        return dict(init_kernel=init_kernel, sample_kernel=sample_kernel, dense_mass=dense_mass,
+                    inverse_mass_matrix=inverse_mass_matrix, layout=layout)
+
+    def _sites_of(self, z):
+        """The continuous sites (by name) of NumPyro's coordinates ``z``."""
+        layout = self._current.core["layout"]
+        return z if layout is None else layout.unravel(z)
+
+    def _coordinates_of(self, z):
+        """NumPyro's coordinates of the continuous sites ``z`` (by name)."""
+        layout = self._current.core["layout"]
+        return z if layout is None else layout.ravel(z)
 
     def init_state(self, values, key, model_args, model_kwargs):
         """The state of one chain starting at ``values`` (constrained, by site name)."""
@@ -215,12 +245,12 @@ class InverseHMC(InverseKernel):
         # ppinv's own moves need a key only with discrete θ or jumps (no split otherwise)
         key_hmc, key_state = random.split(key) if (target.discrete_sites or self._jump_every) else (key, key)
         disc = {k: jnp.asarray(values[k], target.discrete_dtype[k]) for k in target.discrete_sites}
-        z = target.unconstrain(values)
+        z = self._coordinates_of(target.unconstrain(values))
         hmc_state = core["init_kernel"](
             z,
             num_warmup=self._current.num_warmup,
             step_size=hk["step_size"],
-            inverse_mass_matrix=hk["inverse_mass_matrix"],
+            inverse_mass_matrix=core["inverse_mass_matrix"],
             adapt_step_size=hk["adapt_step_size"],
             adapt_mass_matrix=hk["adapt_mass_matrix"],
             dense_mass=core["dense_mass"],
@@ -236,7 +266,7 @@ class InverseHMC(InverseKernel):
             rng_key=key_hmc,
         )
         zero = jnp.zeros(())
-        return InverseHMCState({**hmc_state.z, **disc}, hmc_state, disc, zero, zero, key_state,
+        return InverseHMCState({**self._sites_of(hmc_state.z), **disc}, hmc_state, disc, zero, zero, key_state,
                                SiteNames(target.plan.latents))
 
     # -- one step ----------------------------------------------------------------------------
@@ -248,28 +278,30 @@ class InverseHMC(InverseKernel):
             state.hmc_state, model_args=(state.discrete, args, kwargs), model_kwargs={}
         )
         disc = state.discrete
+        z = self._sites_of(hmc_state.z)
         if not (target.discrete_sites or self._jump_every):
             # nothing of ppinv's own draws randomness: the key is carried unchanged (no split per step)
-            return state._replace(z={**hmc_state.z, **disc}, hmc_state=hmc_state)
+            return state._replace(z={**z, **disc}, hmc_state=hmc_state)
         rng_key, key_disc, key_jump = random.split(state.rng_key, 3)
         disc_acc, jump_acc = state.discrete_accept, state.jump_accept
         n = hmc_state.i + 1
         if target.discrete_sites:
-            disc, acc = discrete_sweep(target, key_disc, hmc_state.z, disc, args, kwargs)
+            disc, acc = discrete_sweep(target, key_disc, z, disc, args, kwargs)
             disc_acc = disc_acc + (acc - disc_acc) / n
         if self._jump_every:
             do_jump = (hmc_state.i % self._jump_every) == 0
-            z_new, disc_new, acc = independence_move(target, key_jump, hmc_state.z, disc, args, kwargs)
-            z_new = jax.tree_util.tree_map(lambda a, b: jnp.where(do_jump, a, b), z_new, hmc_state.z)
+            z_new, disc_new, acc = independence_move(target, key_jump, z, disc, args, kwargs)
+            z = jax.tree_util.tree_map(lambda a, b: jnp.where(do_jump, a, b), z_new, z)
             disc = jax.tree_util.tree_map(lambda a, b: jnp.where(do_jump, a, b), disc_new, disc)
             jump_acc = jnp.where(do_jump, jump_acc + (acc - jump_acc) / (n // self._jump_every + 1), jump_acc)
-            hmc_state = hmc_state._replace(z=z_new)
+            hmc_state = hmc_state._replace(z=self._coordinates_of(z))
         # the discrete θ or the jump changed the target under the HMC state: refresh its potential
         pe, grad = _value_and_grad(
-            target.potential_fn(disc, args, kwargs), hmc_state.z, self._hmc_kwargs["forward_mode_differentiation"]
+            lambda c: target.potential(self._sites_of(c), disc, args, kwargs), hmc_state.z,
+            self._hmc_kwargs["forward_mode_differentiation"],
         )
         hmc_state = hmc_state._replace(potential_energy=pe, z_grad=grad)
-        return InverseHMCState({**hmc_state.z, **disc}, hmc_state, disc, disc_acc, jump_acc, rng_key, state.model_sites)
+        return InverseHMCState({**z, **disc}, hmc_state, disc, disc_acc, jump_acc, rng_key, state.model_sites)
 
 
 class InverseNUTS(InverseHMC):
@@ -326,6 +358,26 @@ class InverseNUTS(InverseHMC):
             forward_mode_differentiation=forward_mode_differentiation,
             regularize_mass_matrix=regularize_mass_matrix,
         ))
+
+
+def _one_block_mass(names, dense_mass, inverse_mass_matrix):
+    """``(dense, inverse mass matrix)`` over the flat vector of the sites ``names`` (sorted), or ``None``.
+
+    ``None`` where the mass structure asked for has blocks other than all sites together.
+    """
+    if not names:
+        return None
+    if isinstance(dense_mass, bool):
+        dense = dense_mass
+    elif [tuple(b) for b in dense_mass] in ([], [names]):
+        dense = bool(dense_mass)
+    else:
+        return None
+    if isinstance(inverse_mass_matrix, dict):
+        if set(inverse_mass_matrix) != {names}:
+            return None
+        inverse_mass_matrix = inverse_mass_matrix[names]
+    return dense, inverse_mass_matrix
 
 
 def discrete_sweep(target, key, z, disc, args=None, kwargs=None):
