@@ -278,6 +278,8 @@ class Inverse:
             raise InputError(f"y has structure {tree} but f returns {self._out_tree}.")
         out = []
         for i, (leaf, aval) in enumerate(zip(leaves, self._out_avals)):
+            # judged on the value as given: under jit, jnp.asarray of a constant is a tracer
+            given = np.asarray(leaf) if _concrete(leaf) else None
             leaf = jnp.asarray(leaf)
             if not jnp.issubdtype(leaf.dtype, jnp.floating) and not jnp.issubdtype(leaf.dtype, jnp.integer):
                 raise InputError(f"y leaf {i} has dtype {leaf.dtype}; expected {aval.dtype}.")
@@ -286,10 +288,10 @@ class Inverse:
                     f"y leaf {i} has shape {leaf.shape} but f's output {i} has shape {aval.shape}. "
                     "(To evaluate many y at once, wrap the call in jax.vmap.)"
                 )
-            if _concrete(leaf) and not bool(jnp.all(jnp.isfinite(leaf))):
+            if given is not None and not np.all(np.isfinite(given)):
                 raise InputError(
                     f"y{self._out_names[i]} (output {i} of {getattr(self.fun, '__name__', 'f')}) is "
-                    f"{np.array2string(np.asarray(leaf), threshold=8)}, which "
+                    f"{np.array2string(given, threshold=8)}, which "
                     "contains NaN or inf; an observation must be finite (a non-finite value has no preimage). "
                     "Under jit such a y is outside the domain: in_domain is False and log_abs_det_jacobian -inf."
                 )

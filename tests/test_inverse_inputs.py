@@ -52,6 +52,19 @@ def test_non_finite_y_is_outside_the_domain_under_jit(bad):
     np.testing.assert_allclose(jax.vmap(inv, in_axes=(0, None))(ys, theta)[1][0], 2.0)
 
 
+def test_y_closed_over_inside_jit():
+    """A concrete y captured by a jitted function is checked as the value it is (it was a
+    TracerBoolConversionError: jnp.asarray of a constant is a tracer under jit)."""
+    inv = ppinv.inverse(add, 1.0, 1.0)
+    theta = inv.pgf(1.0, 2.0)
+    for y in (3.0, np.array(3.0), jnp.array(3.0)):
+        (a, b), log_det = jax.jit(lambda t, y=y: inv.with_log_det(y, t))(theta)
+        np.testing.assert_allclose(a + b, 3.0, rtol=1e-15)
+        assert np.isfinite(log_det)
+    with pytest.raises(ppinv.InputError, match="NaN or inf"):
+        jax.jit(lambda t: inv.with_log_det(np.nan, t))(theta)
+
+
 WHOLE_ARRAY_SUPPORTS = [
     (constraints.simplex, (3,), "simplex"),
     (constraints.ordered_vector, (3,), "whole vectors"),
