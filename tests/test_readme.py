@@ -1,5 +1,6 @@
 """Every Python block in the README runs as written, in a fresh interpreter."""
 
+import os
 import pathlib
 import re
 import subprocess
@@ -26,6 +27,9 @@ def test_readme_block_runs(index, tmp_path):
     script.write_text(code)
     proc = subprocess.run(
         [sys.executable, str(script)], capture_output=True, text=True, timeout=600,
-        cwd=README.parent, env={**__import__("os").environ, "JAX_PLATFORMS": "cpu"},
+        cwd=README.parent,
+        # this checkout's ppinv, installed or not (cwd is not on the path of a script run by file name)
+        env={**os.environ, "JAX_PLATFORMS": "cpu",
+             "PYTHONPATH": os.pathsep.join([str(README.parent), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)},
     )
     assert proc.returncode == 0, f"README block {index} failed:\n{code}\n--- stderr ---\n{proc.stderr[-4000:]}"
