@@ -140,7 +140,8 @@ def test_predictive():
 
 
 # --- ppinv's kernels with MCMC's chain methods --------------------------------------------------
-@pytest.mark.parametrize("kernel", [InverseNUTS, InverseHMC, InverseMH])
+@pytest.mark.parametrize("kernel", [InverseNUTS, pytest.param(InverseHMC, marks=pytest.mark.slow),
+                                    pytest.param(InverseMH, marks=pytest.mark.slow)])
 def test_kernels_with_every_chain_method(kernel, capsys):
     """Sequential (progress bar on), vectorized and parallel chains all sample; sequential
     and vectorized chains are the same chains for the same key; print_summary and ArviZ work."""

@@ -1,8 +1,14 @@
-"""Smoke tests of the experiment scripts (experiments/*.py) at their --quick sizes."""
+"""Smoke tests of the experiment scripts (experiments/*.py) at their --quick sizes.
+
+The default tier runs the overhead script (every output file, the overlay and build
+tables); the sampling benchmarks take minutes of CPU even at their quick sizes and
+run in the slow tier (``-m slow``)."""
 
 import importlib.util
 import json
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,6 +33,7 @@ def test_overhead_quick(tmp_path):
     assert all(s["median"]["total_s"] > 0 for s in saved["build_summary"])
 
 
+@pytest.mark.slow
 def test_compare_quick(tmp_path):
     """experiments/compare.py --quick on one small model: ppinv beside soft NUTS, every output written."""
     compare = _load("ppinv_experiments_compare", ROOT / "experiments" / "compare.py")
@@ -43,6 +50,7 @@ def test_compare_quick(tmp_path):
     assert by["ppinv"]["violation"] <= 1e-9 < 1e-3 <= by["soft_0.1"]["violation"]
 
 
+@pytest.mark.slow
 def test_scaling_quick(tmp_path):
     """experiments/scaling.py --quick: batched inverse and vectorized chains, every output written."""
     scaling = _load("ppinv_experiments_scaling", ROOT / "experiments" / "scaling.py")
@@ -53,6 +61,7 @@ def test_scaling_quick(tmp_path):
     assert [r["chains"] for r in result["chains"]] == [1, 4]
 
 
+@pytest.mark.slow
 def test_sum_parametrisation_quick(tmp_path):
     """experiments/sum_parametrisation.py --quick: both θ choices sample exactly, results written."""
     sp = _load("ppinv_experiments_sum_parametrisation", ROOT / "experiments" / "sum_parametrisation.py")
@@ -63,6 +72,7 @@ def test_sum_parametrisation_quick(tmp_path):
     assert result["summary"]["simplex"]["divergences"] == 0  # solved values never leave their support
 
 
+@pytest.mark.slow
 def test_lv_gradient_cost(tmp_path):
     """experiments/lv_gradient_cost.py: the three potential+gradient timings, written."""
     lv = _load("ppinv_experiments_lv_gradient_cost", ROOT / "experiments" / "lv_gradient_cost.py")
