@@ -55,35 +55,10 @@ __all__ = [
     "is_linear",
     "LinearBlock",
     "PieceRankError",
-    "JOINTLY_SOLVED",
     "MatrixSolve",
     "KnownStructure",
     "concrete_const",
 ]
-
-_ALWAYS_LINEAR = {
-    lax.add_p,
-    lax.sub_p,
-    lax.neg_p,
-    lax.reduce_sum_p,
-    lax.broadcast_in_dim_p,
-    lax.reshape_p,
-    lax.squeeze_p,
-    lax.transpose_p,
-    lax.rev_p,
-    lax.concatenate_p,
-    lax.slice_p,
-    lax.pad_p,
-    lax.cumsum_p,
-    lax.convert_element_type_p,
-}
-for _name in ("copy_p", "stack_p", "split_p", "unstack_p", "expand_dims_p"):
-    if hasattr(lax, _name):
-        _ALWAYS_LINEAR.add(getattr(lax, _name))
-_INDEXED = {lax.dynamic_slice_p, lax.gather_p, lax.dynamic_update_slice_p, lax.scatter_p, lax.scatter_add_p}
-#: primitives that may have no rule of their own because linear blocks solve them
-JOINTLY_SOLVED = frozenset(_ALWAYS_LINEAR | _INDEXED)
-
 
 def concrete_const(v) -> bool:
     """``v`` is a constant whose value is available now.
@@ -99,42 +74,39 @@ def const_has_zero(v) -> bool:
     return concrete_const(v) and bool(np.any(np.asarray(v.value) == 0))
 
 
-def is_linear(eqn, known, moves_with_theta=None) -> bool:
+def is_linear(eqn, known, moves_with_theta=None, table=None) -> bool:
     """Whether ``eqn`` is linear (affine) in its unknown inputs, given which inputs are known.
 
-    ``moves_with_theta(v)`` says whether a known input changes with θ
-    (:meth:`KnownStructure.moves_with_theta`; by default every non-constant
-    does). A ``select_n`` whose predicate moves with θ is a piecewise map: each
-    value of the predicate is a piece of the preimage, on which the unchosen
-    cases do not enter the output. It is linear only when every case is
-    unknown (a known case would be a flat piece, with no unknown to solve),
-    and a block holding it is solved only if it is square and of full rank on
-    every piece (:class:`LinearBlock`); otherwise the select rule frees the
-    unchosen cases, or the piecewise mechanism inverts each piece.
+    What each primitive is comes from its ``linearity`` slot in ``table`` (default: the
+    active rule table; see :func:`ppinv.rules.deflinear`). ``moves_with_theta(v)`` says
+    whether a known input changes with θ (:meth:`KnownStructure.moves_with_theta`; by
+    default every non-constant does). A ``select_n`` whose predicate moves with θ is a
+    piecewise map: each value of the predicate is a piece of the preimage, on which the
+    unchosen cases do not enter the output. It is linear only when every case is unknown (a
+    known case would be a flat piece, with no unknown to solve), and a block holding it is
+    solved only if it is square and of full rank on every piece (:class:`LinearBlock`);
+    otherwise the select rule frees the unchosen cases, or the piecewise mechanism inverts
+    each piece.
     """
     moves = moves_with_theta or (lambda v: not v.is_const)
     if not all(v.is_float for v in eqn.outs):
         return False
     unknown = [i for i, k in enumerate(known) if not k]
     if not unknown or any(not eqn.ins[i].is_float for i in unknown):
-        return False
-    p = eqn.prim
-    if p in _ALWAYS_LINEAR:
-        return True
-    if p in (lax.mul_p, lax.dot_general_p):
-        if p is lax.mul_p and any(const_has_zero(v) for v in eqn.ins):
-            return False  # a zero factor determines nothing
-        return len(unknown) == 1 and eqn.ins[0] is not eqn.ins[1]
-    if p is lax.div_p:
-        return unknown == [0] and not const_has_zero(eqn.ins[1])
-    if p is lax.select_n_p:
+        return False  # an integer operand (an index) must be known
+    if eqn.prim is lax.select_n_p:
         # a known case is a flat piece wherever the predicate picks it (``_piecewise.py``)
         return bool(known[0]) and (not moves(eqn.ins[0]) or not any(known[1:]))
-    if p in _INDEXED:  # linear in the operand(s) once the indices are known
-        return all(k for v, k in zip(eqn.ins, known) if not v.is_float)
-    if p is lax.integer_pow_p:
-        return eqn.params["y"] == 1
-    return False
+    linearity = _table(table).slot("linearity", eqn.prim)
+    return linearity is not None and bool(linearity(eqn, known))
+
+
+def _table(table):
+    if table is None:  # the rules package imports this module: look the table up when asked
+        from .rules import current_table
+
+        table = current_table()
+    return table
 
 
 # --- what the build knows about run-time known values ------------------------------------------

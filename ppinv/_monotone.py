@@ -34,7 +34,8 @@ from numpyro.distributions.transforms import biject_to
 from ._ir import inputs_from_outside
 from .theta import support_bounds
 
-__all__ = ["derivative_sign", "MonotoneBlock", "is_elementwise_analytic"]
+__all__ = ["derivative_sign", "MonotoneBlock", "is_elementwise_analytic", "unary_jet", "monotone_bounds",
+           "default_jets"]
 
 _INF = math.inf
 
@@ -104,82 +105,202 @@ def _sigmoid(t):
     return 1.0 / (1.0 + math.exp(-t)) if t > -700 else 0.0
 
 
-def _rule(prim_name):
-    return getattr(lax, prim_name, None)
+# --- per-primitive interval bounds (the ``monotone`` slot of the rule table) --------------
+# A primitive's slot holds a *jet*: ``jet(args, params) -> (value range, derivative range)``,
+# where ``args`` holds each input's (value range, range of its derivative in the leaf);
+# ``None`` when the bounds cannot be given (a log of an interval reaching below 0).
+def unary_jet(bounds):
+    """The jet of an elementwise ``f`` from ``bounds(a, params) -> (range of f, range of f′)``
+    over the interval ``a``: the chain rule multiplies ``f′`` by the input's derivative."""
+
+    def jet(args, params):
+        if len(args) != 1:
+            return None
+        va, da = args[0]
+        got = bounds(va, params)
+        if got is None:
+            return None
+        value, factor = got
+        return value, _mul(factor, da)
+
+    jet.bounds = bounds
+    return jet
 
 
-def _elementary(p, a, params):
-    """``(range of f(u), range of f′(u))`` for u in ``a``; ``None`` when unsupported."""
-    if p is lax.exp_p:
-        v = (_exp(a[0]), _exp(a[1]))
-        return v, v
-    if p is lax.expm1_p:
-        v = _mono(lambda t: math.expm1(t) if -_INF < t < 700 else (-1.0 if t == -_INF else _INF), a)
-        return v, _add(v, (1.0, 1.0))
-    if p is lax.log_p or p is lax.log1p_p:
-        shift = 1.0 if p is lax.log1p_p else 0.0
+def _at(fn, t, fallback):
+    """``fn(t)`` as a float, ``fallback`` where it overflows or is undefined."""
+    try:
+        with np.errstate(all="ignore"):
+            v = float(fn(t))
+    except (OverflowError, ValueError, ZeroDivisionError):
+        return fallback
+    return fallback if math.isnan(v) else v
+
+
+def monotone_bounds(fn, derivative=None, decreasing=False):
+    """``bounds`` of a strictly monotone elementwise ``fn`` (on Python floats): its range over
+    ``[lo, hi]`` is between ``fn(lo)`` and ``fn(hi)``; ``derivative(lo, hi) -> (lo′, hi′)``
+    bounds ``f′`` there (default: ``[0, ∞]``, or ``[−∞, 0]`` when ``decreasing``)."""
+
+    def bounds(a, params):
+        lo = _at(fn, a[0], _INF if decreasing else -_INF)
+        hi = _at(fn, a[1], -_INF if decreasing else _INF)
+        value = (hi, lo) if decreasing else (lo, hi)
+        d = derivative(*a) if derivative is not None else ((-_INF, 0.0) if decreasing else (0.0, _INF))
+        return value, (float(d[0]), float(d[1]))
+
+    return bounds
+
+
+def _exp_bounds(a, params):
+    v = (_exp(a[0]), _exp(a[1]))
+    return v, v
+
+
+def _expm1_bounds(a, params):
+    v = _mono(lambda t: math.expm1(t) if -_INF < t < 700 else (-1.0 if t == -_INF else _INF), a)
+    return v, _add(v, (1.0, 1.0))
+
+
+def _log_bounds(shift):
+    def bounds(a, params):
         lo = a[0] + shift
         if lo < 0:
             return None  # not defined on all of the interval
         v = (math.log(lo) if lo > 0 else -_INF, math.log(a[1] + shift) if a[1] != _INF else _INF)
         d = _recip((lo, a[1] + shift)) if lo > 0 else (1.0 / (a[1] + shift) if a[1] != _INF else 0.0, _INF)
         return v, d
-    if p is lax.sqrt_p:
-        if a[0] < 0:
+
+    return bounds
+
+
+def _sqrt_bounds(a, params):
+    if a[0] < 0:
+        return None
+    v = _mono(lambda t: math.sqrt(t) if t != _INF else _INF, a)
+    d = (0.5 / v[1] if v[1] not in (0.0, _INF) else (0.0 if v[1] == _INF else _INF), 0.5 / v[0] if v[0] > 0 else _INF)
+    return v, d
+
+
+def _sin_cos_bounds(a, params):
+    return (-1.0, 1.0), (-1.0, 1.0)
+
+
+def _tanh_bounds(a, params):
+    v = _mono(math.tanh, a)
+    m = _abs_range(a)
+    return v, (1.0 - math.tanh(m[1]) ** 2 if m[1] != _INF else 0.0, 1.0 - math.tanh(m[0]) ** 2)
+
+
+def _atan_bounds(a, params):
+    v = _mono(math.atan, a)
+    m = _abs_range(a)
+    return v, (1.0 / (1.0 + m[1] ** 2) if m[1] != _INF else 0.0, 1.0 / (1.0 + m[0] ** 2))
+
+
+def _sinh_bounds(a, params):
+    v = _mono(lambda t: math.sinh(t) if abs(t) < 700 else math.copysign(_INF, t), a)
+    m = _abs_range(a)
+    return v, (math.cosh(m[0]) if m[0] < 700 else _INF, math.cosh(m[1]) if m[1] < 700 else _INF)
+
+
+def _asinh_bounds(a, params):
+    v = _mono(math.asinh, a)
+    m = _abs_range(a)
+    return v, (1.0 / math.sqrt(1.0 + m[1] ** 2) if m[1] != _INF else 0.0, 1.0 / math.sqrt(1.0 + m[0] ** 2))
+
+
+def _logistic_bounds(a, params):
+    v = (_sigmoid(a[0]), _sigmoid(a[1]))
+    m = _abs_range(a)
+    s_far = _sigmoid(m[1]) if m[1] != _INF else 1.0
+    s_near = _sigmoid(m[0])
+    return v, (s_far * (1.0 - s_far), s_near * (1.0 - s_near))
+
+
+def _power_bounds(k):
+    def bounds(a, params):
+        k_ = params["y"] if k is None else k
+        if k_ < 1:
             return None
-        v = _mono(lambda t: math.sqrt(t) if t != _INF else _INF, a)
-        d = (0.5 / v[1] if v[1] not in (0.0, _INF) else (0.0 if v[1] == _INF else _INF), 0.5 / v[0] if v[0] > 0 else _INF)
-        return v, d
-    if p is lax.sin_p or p is lax.cos_p:
-        return (-1.0, 1.0), (-1.0, 1.0)
-    if p is lax.tanh_p:
-        v = _mono(math.tanh, a)
-        m = _abs_range(a)
-        d = (1.0 - math.tanh(m[1]) ** 2 if m[1] != _INF else 0.0, 1.0 - math.tanh(m[0]) ** 2)
-        return v, d
-    if p is lax.atan_p:
-        v = _mono(math.atan, a)
-        m = _abs_range(a)
-        return v, (1.0 / (1.0 + m[1] ** 2) if m[1] != _INF else 0.0, 1.0 / (1.0 + m[0] ** 2))
-    if p is lax.sinh_p:
-        v = _mono(lambda t: math.sinh(t) if abs(t) < 700 else math.copysign(_INF, t), a)
-        m = _abs_range(a)
-        return v, (math.cosh(m[0]) if m[0] < 700 else _INF, math.cosh(m[1]) if m[1] < 700 else _INF)
-    if p is lax.asinh_p:
-        v = _mono(math.asinh, a)
-        m = _abs_range(a)
-        return v, (1.0 / math.sqrt(1.0 + m[1] ** 2) if m[1] != _INF else 0.0, 1.0 / math.sqrt(1.0 + m[0] ** 2))
-    if p is lax.logistic_p:
-        v = (_sigmoid(a[0]), _sigmoid(a[1]))
-        m = _abs_range(a)
-        s_far = _sigmoid(m[1]) if m[1] != _INF else 1.0
-        s_near = _sigmoid(m[0])
-        return v, (s_far * (1.0 - s_far), s_near * (1.0 - s_near))
-    if p is lax.integer_pow_p:
-        k = params["y"]
-        if k < 1:
-            return None
-        return _pow(a, k), _mul((float(k), float(k)), _pow(a, k - 1))
-    if _rule("square_p") is p:
-        return _pow(a, 2), _mul((2.0, 2.0), a)
-    if p is lax.convert_element_type_p or _rule("copy_p") is p:
-        return a, (1.0, 1.0)
-    return None
+        return _pow(a, k_), _mul((float(k_), float(k_)), _pow(a, k_ - 1))
+
+    return bounds
 
 
-_BINARY = {lax.add_p, lax.sub_p, lax.mul_p, lax.div_p}
+def _identity_bounds(a, params):
+    return a, (1.0, 1.0)
 
 
-def is_elementwise_analytic(eqn) -> bool:
+# -- arithmetic: (value, derivative) of each operand -------------------------------------
+def _add_jet(args, params):
+    (va, da), (vb, db) = args
+    return _add(va, vb), _add(da, db)
+
+
+def _sub_jet(args, params):
+    (va, da), (vb, db) = args
+    return _add(va, _neg(vb)), _add(da, _neg(db))
+
+
+def _neg_jet(args, params):
+    ((va, da),) = args
+    return _neg(va), _neg(da)
+
+
+def _mul_jet(args, params):
+    (va, da), (vb, db) = args
+    return _mul(va, vb), _add(_mul(da, vb), _mul(va, db))
+
+
+def _div_jet(args, params):
+    (va, da), (vb, db) = args
+    inv = _recip(vb)
+    if inv is None:
+        return None
+    # (a/b)′ = a′/b − a·b′/b²
+    return _mul(va, inv), _add(_mul(da, inv), _neg(_mul(_mul(va, db), _mul(inv, inv))))
+
+
+def default_jets() -> dict:
+    """The jets ppinv's default rule table registers in the ``monotone`` slot."""
+    jets = {lax.add_p: _add_jet, lax.sub_p: _sub_jet, lax.neg_p: _neg_jet, lax.mul_p: _mul_jet,
+            lax.div_p: _div_jet}
+    unary = {
+        lax.exp_p: _exp_bounds, lax.expm1_p: _expm1_bounds, lax.log_p: _log_bounds(0.0),
+        lax.log1p_p: _log_bounds(1.0), lax.sqrt_p: _sqrt_bounds, lax.sin_p: _sin_cos_bounds,
+        lax.cos_p: _sin_cos_bounds, lax.tanh_p: _tanh_bounds, lax.atan_p: _atan_bounds,
+        lax.sinh_p: _sinh_bounds, lax.asinh_p: _asinh_bounds, lax.logistic_p: _logistic_bounds,
+        lax.integer_pow_p: _power_bounds(None), lax.convert_element_type_p: _identity_bounds,
+    }
+    for name, bounds in (("square_p", _power_bounds(2)), ("copy_p", _identity_bounds)):
+        if hasattr(lax, name):
+            unary[getattr(lax, name)] = bounds
+    jets.update({p: unary_jet(b) for p, b in unary.items()})
+    return jets
+
+
+def _table(table):
+    if table is None:  # the rules package imports this module: look the table up when asked
+        from .rules import current_table
+
+        table = current_table()
+    return table
+
+
+def _jet(eqn, table):
+    return _table(table).slot("monotone", eqn.prim)
+
+
+def is_elementwise_analytic(eqn, table=None) -> bool:
     """Whether ``derivative_sign`` can handle ``eqn``: one floating output, an analytic
-    elementwise primitive."""
+    elementwise primitive (one with a ``monotone`` slot in ``table``, default: the active one)."""
     if len(eqn.outs) != 1 or not eqn.outs[0].is_float:
         return False
     if eqn.prim is lax.convert_element_type_p and not eqn.ins[0].is_float:
         return False
-    if eqn.prim in _BINARY or eqn.prim is lax.neg_p:
-        return True
-    return _elementary(eqn.prim, (0.5, 0.5), eqn.params) is not None
+    jet = _jet(eqn, table)
+    return jet is not None and jet([((0.5, 0.5), (1.0, 1.0))] * len(eqn.ins), eqn.params) is not None
 
 
 def _support_interval(sup):
@@ -188,11 +309,13 @@ def _support_interval(sup):
     return (-_INF, _INF) if bounds is None else bounds[:2]
 
 
-def derivative_sign(cone, leaf, leaf_support, known_support):
+def derivative_sign(cone, leaf, leaf_support, known_support, table=None):
     """+1 / −1 when the cone's output is provably non-decreasing / non-increasing in ``leaf``
     (and not constant) over the supports; 0 when that cannot be shown.
 
     ``known_support(v)`` gives the constraint of a known input (``None``: unknown range).
+    Each relation's bounds come from its primitive's ``monotone`` slot in ``table`` (default:
+    the active table); a primitive without one cannot be shown monotone.
     The leaf's support must be an interval element by element (the solve runs in the
     coordinate of its bijection); 0 for any other (a simplex).
     """
@@ -208,37 +331,12 @@ def derivative_sign(cone, leaf, leaf_support, known_support):
             return (float(val.min()), float(val.max())), (0.0, 0.0)
         return _support_interval(known_support(v)), (0.0, 0.0)
 
+    table = _table(table)
     for e in cone:
-        args = [read(v) for v in e.ins]
-        p = e.prim
-        if p is lax.add_p:
-            (va, da), (vb, db) = args
-            res = (_add(va, vb), _add(da, db))
-        elif p is lax.sub_p:
-            (va, da), (vb, db) = args
-            res = (_add(va, _neg(vb)), _add(da, _neg(db)))
-        elif p is lax.neg_p:
-            va, da = args[0]
-            res = (_neg(va), _neg(da))
-        elif p is lax.mul_p:
-            (va, da), (vb, db) = args
-            res = (_mul(va, vb), _add(_mul(da, vb), _mul(va, db)))
-        elif p is lax.div_p:
-            (va, da), (vb, db) = args
-            inv = _recip(vb)
-            if inv is None:
-                return 0
-            # (a/b)′ = a′/b − a·b′/b²
-            res = (_mul(va, inv), _add(_mul(da, inv), _neg(_mul(_mul(va, db), _mul(inv, inv)))))
-        else:
-            if len(args) != 1:
-                return 0
-            va, da = args[0]
-            got = _elementary(p, va, e.params)
-            if got is None:
-                return 0
-            value, factor = got
-            res = (value, _mul(factor, da))
+        jet = _jet(e, table)
+        res = jet([read(v) for v in e.ins], e.params) if jet is not None else None
+        if res is None:
+            return 0
         if any(math.isnan(t) for pair in res for t in pair):
             return 0
         env[e.outs[0]] = res

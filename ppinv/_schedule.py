@@ -36,7 +36,7 @@ import numpy as np
 from jax import lax
 from numpyro.distributions import constraints
 
-from ._block import JOINTLY_SOLVED, KnownStructure, LinearBlock, PieceRankError, is_linear
+from ._block import KnownStructure, LinearBlock, PieceRankError, is_linear
 from ._compat import is_concrete
 from ._piecewise import FlatPieceError, PiecewiseBlock, UnionSchedule, piecewise_cone, theta_dependent, union_of_flat_pieces
 from ._monotone import MonotoneBlock, derivative_sign, is_elementwise_analytic
@@ -680,12 +680,12 @@ class _Scheduler:
     def _elementwise_cones(self, anchor):
         """Single-leaf cones of elementwise analytic relations below ``anchor`` (see
         ``_single_leaf_cones``), the leaf of the anchor's shape; nothing if the anchor is not one."""
-        if len(anchor.outs) != 1 or not anchor.outs[0].is_float or not is_elementwise_analytic(anchor):
+        if len(anchor.outs) != 1 or not anchor.outs[0].is_float or not is_elementwise_analytic(anchor, self.table):
             return
         shape = anchor.outs[0].shape
 
         def elementwise(e):
-            return is_elementwise_analytic(e) and e.outs[0].shape == shape and all(
+            return is_elementwise_analytic(e, self.table) and e.outs[0].shape == shape and all(
                 v.shape in (shape, ()) for v in e.ins
             )
 
@@ -700,7 +700,7 @@ class _Scheduler:
         """The smallest elementwise cone to a single variable that is provably strictly monotone."""
         for cone, leaf in self._elementwise_cones(anchor):
             sign = derivative_sign(sorted(cone, key=self.order.__getitem__), leaf, self.supports.get(leaf),
-                                   self.supports.get)
+                                   self.supports.get, self.table)
             if sign:
                 return cone, leaf, sign
         return None
@@ -709,7 +709,7 @@ class _Scheduler:
         """Grow a linear block from ``anchor``: (anchors, interior relations, leaves, known inputs)."""
         def linear(e):
             known = [self._is_known(v) for v in e.ins]
-            return e in self.pending and is_linear(e, known, self.structure.moves_with_theta)
+            return e in self.pending and is_linear(e, known, self.structure.moves_with_theta, self.table)
 
         if not (linear(anchor) and all(self._is_known(o) for o in anchor.outs)):
             return None
@@ -822,8 +822,9 @@ class _Scheduler:
             unknown = [v for v in e.ins if not self._is_known(v)]
             lines.append(f"    {e.describe()}\n      unknown: {', '.join(map(repr, unknown))}")
             # relations with discrete outputs (comparisons) are checks, never solved backwards
-            # (structural primitives with no rule of their own are solved in linear blocks)
-            if not self._rules(e) and all(o.is_float for o in e.outs) and e.prim not in JOINTLY_SOLVED:
+            # (primitives with a linearity slot and no rule of their own are solved in linear blocks)
+            linear = self.table.slot("linearity", e.prim) is not None
+            if not self._rules(e) and all(o.is_float for o in e.outs) and not linear:
                 missing.append(e)
         if missing:
             e = missing[0]

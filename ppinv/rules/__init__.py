@@ -17,10 +17,12 @@ from __future__ import annotations
 import contextlib
 import contextvars
 
+from .._monotone import default_jets, monotone_bounds, unary_jet
 from ._base import (
     BinaryRule,
     Choice,
     FunctionSolver,
+    Linearity,
     Pattern,
     Solution,
     Solver,
@@ -46,6 +48,11 @@ __all__ = [
     "unregister_rule",
     "overlay",
     "current_table",
+    "SLOTS",
+    "Linearity",
+    "deflinear",
+    "defmonotone",
+    "undefine_slot",
 ]
 
 
@@ -67,6 +74,7 @@ class RuleTable:
         self._rules: dict = {}
         self._functions: dict = {}
         self._images: dict = {}
+        self._slots: dict = {}  # slot name -> {primitive: value}
 
     def register(self, primitive, rule=None, *, image=None):
         """Add ``rule`` for ``primitive`` (usable as a decorator). Newer rules are tried first."""
@@ -94,6 +102,25 @@ class RuleTable:
         """Add a rule for calls to the ``jit``/``custom_jvp`` function called ``name``."""
         self._functions[name] = rule
         return rule
+
+    def define(self, slot: str, primitive, value):
+        """Fill ``slot`` (one of :data:`SLOTS`) of ``primitive`` in this layer; returns ``value``."""
+        self._slots.setdefault(_slot_name(slot), {})[primitive] = value
+        return value
+
+    def undefine(self, slot: str, primitive) -> None:
+        """Empty ``slot`` of ``primitive`` in this layer (a ``ValueError`` if it is empty here)."""
+        own = self._slots.get(_slot_name(slot), {})
+        if primitive not in own:
+            raise ValueError(f"no {slot} slot for {primitive} in the {self.name or 'unnamed'} layer")
+        del own[primitive]
+
+    def slot(self, slot: str, primitive):
+        """What ``slot`` holds for ``primitive``, innermost layer first (``None``: empty everywhere)."""
+        own = self._slots.get(_slot_name(slot), {})
+        if primitive in own:
+            return own[primitive]
+        return self.parent.slot(slot, primitive) if self.parent else None
 
     def rules_for(self, primitive) -> list:
         own = self._rules.get(primitive, [])
@@ -124,7 +151,19 @@ class RuleTable:
         return RuleTable(parent=self, name=name)
 
 
+#: the named per-primitive slots a table holds besides inverse rules and images
+SLOTS = ("linearity", "monotone")
+
+
+def _slot_name(slot):
+    if slot not in SLOTS:
+        raise ValueError(f"unknown slot {slot!r}; a rule table has the slots {', '.join(SLOTS)}")
+    return slot
+
+
 DEFAULT_RULES = RuleTable(name="defaults")
+for _prim, _jet in default_jets().items():  # interval bounds of the analytic elementwise primitives
+    DEFAULT_RULES.define("monotone", _prim, _jet)
 _USER_RULES = DEFAULT_RULES.layered("user")
 _active: contextvars.ContextVar = contextvars.ContextVar("ppinv_rules", default=_USER_RULES)
 
@@ -165,6 +204,59 @@ def register_function_rule(name, rule):
     return _USER_RULES.register_function(name, rule)
 
 
+def deflinear(primitive, operands=None, *, multilinear=False, when=None, table=None):
+    """Fill ``primitive``'s ``linearity`` slot: its relations may join joint linear solves.
+
+    By default the output is affine in all its inputs jointly (``add``, ``reshape``);
+    ``operands`` restricts that to some inputs, the others known (``div``'s numerator);
+    ``multilinear=True`` makes it affine in any one input when the others are known
+    (``mul``, ``dot_general``); ``when(eqn, known) -> bool`` adds a condition on the
+    parameters or constant operands (``integer_pow`` with ``y == 1``). See :class:`Linearity`.
+
+    The slot goes into ``table`` (default: the user layer, for every inverse built afterwards,
+    until :meth:`RuleTable.undefine` empties it; pass the layer an :func:`overlay` yields to
+    fill it for a block of code). The primitive must be differentiable by JAX (a JVP rule):
+    the block's matrix is its Jacobian. Returns the :class:`Linearity`.
+    """
+    linearity = Linearity(operands, multilinear=multilinear, when=when)
+    (table or _USER_RULES).define("linearity", primitive, linearity)
+    return linearity
+
+
+def defmonotone(primitive, fn=None, *, derivative=None, decreasing=False, bounds=None, jet=None, table=None):
+    """Fill ``primitive``'s ``monotone`` slot: its relations may join numeric monotone solves.
+
+    The slot holds interval bounds from which ppinv proves, before solving, that a function
+    of one unknown is strictly monotone (``x + myprim(x)``). Give one of
+
+    * ``fn``: the elementwise map on Python floats, strictly increasing (or strictly
+      decreasing with ``decreasing=True``), its derivative bounded over ``[lo, hi]`` by
+      ``derivative(lo, hi) -> (lo′, hi′)`` (default ``[0, ∞]``, or ``[−∞, 0]``);
+    * ``bounds(interval, params) -> (range of f, range of f′) | None`` for any elementwise
+      analytic map of one input (``sin``: ``(−1, 1), (−1, 1)``);
+    * ``jet(args, params) -> (range of the output, range of its derivative) | None``, where
+      ``args`` holds each input's (range, range of its derivative in the unknown): the
+      general form, for several inputs (``mul``: the product rule on intervals).
+
+    ``table`` as for :func:`deflinear`. The primitive must be differentiable by JAX (Newton's
+    method and the implicit derivatives use its JVP). Returns the jet.
+    """
+    given = [a for a in (fn, bounds, jet) if a is not None]
+    if len(given) != 1:
+        raise TypeError("defmonotone takes exactly one of fn, bounds or jet")
+    if fn is not None:
+        bounds = monotone_bounds(fn, derivative, decreasing)
+    if bounds is not None:
+        jet = unary_jet(bounds)
+    (table or _USER_RULES).define("monotone", primitive, jet)
+    return jet
+
+
+def undefine_slot(slot: str, primitive) -> None:
+    """Empty a slot :func:`deflinear` or :func:`defmonotone` filled in the user layer."""
+    _USER_RULES.undefine(slot, primitive)
+
+
 @contextlib.contextmanager
 def overlay(rules=None, functions=None):
     """Layer rules over the current table for the duration of a ``with`` block.
@@ -191,6 +283,8 @@ def overlay(rules=None, functions=None):
                 layer.register(prim, r)
         layer._functions.update(rules._functions)
         layer._images.update(rules._images)
+        for slot, values in rules._slots.items():
+            layer._slots.setdefault(slot, {}).update(values)
     else:
         for prim, r in (rules or {}).items():
             layer.register(prim, r)

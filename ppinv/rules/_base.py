@@ -38,6 +38,7 @@ __all__ = [
     "all_true",
     "safe_where",
     "known_value",
+    "Linearity",
 ]
 
 
@@ -332,3 +333,41 @@ class BinaryRule:
 
 
 Rule = Callable[[Pattern], Solver | None]
+
+
+# --- the linearity slot -----------------------------------------------------------------
+class Linearity:
+    """A ``linearity`` slot: ``linearity(eqn, known) -> bool``, whether ``outs = prim(ins)`` is
+    affine in its unknown inputs once the ``known`` ones are fixed.
+
+    ``operands``: the inputs the output may be affine in (default: every one, jointly); the
+    others must be known. ``multilinear``: affine in any *one* of them when the rest are known
+    (a product), so two unknown operands, or one variable in two places, are not linear.
+    ``when(eqn, known) -> bool``: a further condition (on parameters or constant operands).
+    The generic conditions (floating outputs, floating unknowns) are checked by the caller.
+    """
+
+    def __init__(self, operands=None, *, multilinear=False, when=None):
+        self.operands = None if operands is None else frozenset(operands)
+        self.multilinear = multilinear
+        self.when = when
+
+    def __call__(self, eqn, known) -> bool:
+        unknown = [i for i, k in enumerate(known) if not k]
+        if self.operands is not None and not self.operands.issuperset(unknown):
+            return False
+        if self.multilinear:
+            if len(unknown) != 1:
+                return False
+            v = eqn.ins[unknown[0]]
+            if any(u is v for i, u in enumerate(eqn.ins) if i != unknown[0]):
+                return False  # the same variable in a second place: a square
+        return self.when is None or bool(self.when(eqn, known))
+
+    def __repr__(self):
+        parts = [] if self.operands is None else [f"operands={sorted(self.operands)}"]
+        if self.multilinear:
+            parts.append("multilinear=True")
+        if self.when is not None:
+            parts.append(f"when={getattr(self.when, '__name__', self.when)}")
+        return f"Linearity({', '.join(parts)})"

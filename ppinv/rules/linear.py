@@ -17,6 +17,11 @@
 These rules consume θ only when the scheduler is stuck and the unknown operand
 has no other pending use (``pattern.exclusive``); otherwise the operand is
 determined elsewhere and a θ here would over-determine it.
+
+The module also fills the ``linearity`` slot of every primitive that joint
+linear solves (``_block.py``) may go through: copies and rearrangements, sums
+and differences, placements at known indices, and products and quotients with
+known factors.
 """
 
 from __future__ import annotations
@@ -26,10 +31,10 @@ import numpy as np
 from jax import lax
 from numpyro.distributions import constraints
 
-from .._block import KnownStructure, MatrixSolve
+from .._block import KnownStructure, MatrixSolve, const_has_zero
 from .._compat import is_concrete
 from ..theta import ThetaSpec
-from . import DEFAULT_RULES
+from . import DEFAULT_RULES, deflinear
 from ._base import Solution, Solver, all_true
 
 
@@ -371,3 +376,32 @@ def _extreme_rule(sign):
 
 DEFAULT_RULES.register(lax.reduce_max_p, _extreme_rule(+1))
 DEFAULT_RULES.register(lax.reduce_min_p, _extreme_rule(-1))
+
+
+# --- linearity slots ------------------------------------------------------------------------
+def _no_zero_factor(eqn, known):
+    return not any(const_has_zero(v) for v in eqn.ins)  # a zero factor determines nothing
+
+
+def _nonzero_divisor(eqn, known):
+    return not const_has_zero(eqn.ins[1])
+
+
+def _first_power(eqn, known):
+    return eqn.params["y"] == 1
+
+
+_AFFINE = [
+    "add_p", "sub_p", "neg_p", "reduce_sum_p", "broadcast_in_dim_p", "reshape_p", "squeeze_p",
+    "transpose_p", "rev_p", "concatenate_p", "slice_p", "pad_p", "cumsum_p", "convert_element_type_p",
+    "copy_p", "stack_p", "split_p", "unstack_p", "expand_dims_p",
+    # placements: affine in the floating operands once the indices are known
+    "dynamic_slice_p", "gather_p", "dynamic_update_slice_p", "scatter_p", "scatter_add_p",
+]
+for _name in _AFFINE:
+    if hasattr(lax, _name):  # some exist on some JAX releases only
+        deflinear(getattr(lax, _name), table=DEFAULT_RULES)
+deflinear(lax.mul_p, multilinear=True, when=_no_zero_factor, table=DEFAULT_RULES)
+deflinear(lax.dot_general_p, multilinear=True, table=DEFAULT_RULES)
+deflinear(lax.div_p, operands=(0,), when=_nonzero_divisor, table=DEFAULT_RULES)
+deflinear(lax.integer_pow_p, when=_first_power, table=DEFAULT_RULES)
