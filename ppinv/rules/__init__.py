@@ -10,6 +10,40 @@ keyed by the function's name: a call with such a rule is kept as one relation
 instead of being inlined. This is how library functions whose bodies cannot be
 inverted primitive by primitive (``logaddexp``, hence ``softplus``) get exact
 inverses, and how :func:`ppinv.custom_inverse` works.
+
+**Slots.** Besides its inverse rules and its image, a primitive has named slots
+(:data:`SLOTS`) that say what it *is* to the joint solves, so that a primitive
+ppinv has never seen can take part in them:
+
+* ``linearity`` (:func:`deflinear`): which inputs the output is affine in,
+  given which are known; relations of such primitives join joint linear
+  solves (two observed combinations of the same unknowns).
+* ``monotone`` (:func:`defmonotone`): interval bounds of the value and the
+  derivative, from which ppinv proves a function of one unknown strictly
+  monotone (``x + myprim(x)``) before solving it numerically.
+
+Slots are layered like rules: :meth:`RuleTable.slot` looks in the innermost
+layer first. The defaults fill them for JAX's primitives (``rules/linear.py``:
+linearity; ``_monotone.py``: interval bounds). A user's primitive needs what
+JAX needs to run and differentiate it (an implementation, a shape rule, a
+lowering, JVP and batching rules); one slot is then enough:
+
+>>> import jax
+>>> from jax.extend.core import Primitive
+>>> from jax.interpreters import ad, batching, mlir
+>>> import ppinv
+>>> double_p = Primitive("double")                          # z = 2·x
+>>> _ = double_p.def_impl(lambda x: 2.0 * x)
+>>> _ = double_p.def_abstract_eval(lambda x: jax.core.ShapedArray(x.shape, x.dtype))
+>>> mlir.register_lowering(double_p, mlir.lower_fun(lambda x: 2.0 * x, multiple_results=False))
+>>> ad.primitive_jvps[double_p] = lambda p, t: (double_p.bind(*p), 2.0 * t[0])
+>>> batching.primitive_batchers[double_p] = lambda args, dims: (double_p.bind(*args), dims[0])
+>>> f = lambda a, b: (double_p.bind(a) + b, a - b)         # two observed combinations
+>>> with ppinv.overlay() as layer:                          # the slot for this block only
+...     _ = ppinv.rules.deflinear(double_p, table=layer)
+...     inv = ppinv.inverse(f, 1.0, 1.0)
+>>> [round(float(v), 5) for v in inv((3.0, 0.0))]
+[1.0, 1.0]
 """
 
 from __future__ import annotations
