@@ -169,3 +169,13 @@ def test_a_global_slot_stays_until_it_is_emptied():
     finally:
         rules.undefine_slot("monotone", CUBIC)
     assert ppinv.rules.current_table().slot("monotone", CUBIC) is None
+
+
+def test_an_overlay_of_a_table_brings_its_slots():
+    mine = rules.RuleTable(name="mine")
+    jet = rules.defmonotone(CUBIC, lambda t: t**3 + t, table=mine)
+    with ppinv.overlay(mine):
+        assert ppinv.rules.current_table().slot("monotone", CUBIC) is jet
+    assert ppinv.rules.current_table().slot("monotone", CUBIC) is None
+    with pytest.raises(TypeError, match="exactly one"):
+        rules.defmonotone(CUBIC, lambda t: t, bounds=lambda a, params: None, table=mine)
