@@ -24,11 +24,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from numpyro import handlers
+from numpyro.distributions import Distribution
 from numpyro.infer.initialization import init_to_median, init_to_value
 from numpyro.infer.util import log_density
 
 from .._compat import is_concrete
 from ..errors import ConditionError
+from ..handlers import _placeholder
 from ._args import ModelArgs
 
 __all__ = ["pgf_initial_values", "StartRule", "start_point", "pick_start", "raise_if_no_valid_start",
@@ -79,11 +81,146 @@ class StartRule:
 def _latent_start(cm, plan, strategy, key, args, kwargs):
     """Latent values of the original model: the strategy's, or a prior draw."""
     model = handlers.condition(cm.model, data=plan.sample_data)
-    model = handlers.seed(model, key)
+    drawn = {}
+    if strategy is None:
+        drawn = _batched_prior_draw(model, _prior_levels(model, plan, args, kwargs), key, args, kwargs)
+    # the seed innermost: every site gets the key a plain seeded run gives it, drawn or not
+    model = handlers.substitute(handlers.seed(model, key), data=drawn)
     if strategy is not None:
         model = handlers.substitute(model, substitute_fn=strategy)
     tr = handlers.trace(model).get_trace(*args, **kwargs)
     return {n: tr[n]["value"] for n in plan.latents}
+
+
+# --- prior draws, batched over sites ---------------------------------------------------------
+# A model written with many separate sites (``[sample(f"x{i}", Gamma(2, 1)) for i in ...]``)
+# drawn site by site compiles one sampler per site (a rejection loop each, for Gamma) into
+# the start program, in every try. Sites whose distributions are computed from the same
+# latents are drawn together instead, one vmapped draw per group of sites of the same
+# distribution type and parameter shapes: the start then holds one sampler per group.
+# Each site is drawn with the key a seeded run of the model gives it, so the draws are
+# those of ``handlers.seed(model, key)``, site for site.
+
+#: levels of the prior drawn in batches (a site's level: 1 + the highest level of the latents
+#: its distribution is computed from); deeper sites are drawn one by one, as the model runs
+_MAX_PRIOR_LEVELS = 4
+
+_PRIOR_LEVELS = weakref.WeakKeyDictionary()  # plan -> its levels (the model's structure is static)
+
+
+def _prior_levels(model, plan, args, kwargs):
+    """``[[(site names, sample_shape), ...] per level]``: the groups of sites drawn together."""
+    try:
+        return _PRIOR_LEVELS[plan]
+    except KeyError:
+        pass
+    try:
+        levels = _group_by_level(model, plan, args, kwargs)
+    except Exception:  # a distribution that does not stack or vmap: every site drawn as the model runs
+        levels = []
+    _PRIOR_LEVELS[plan] = levels
+    return levels
+
+
+def _group_by_level(model, plan, args, kwargs):
+    latents = list(plan.latents)
+    if len(latents) < 2:
+        return []
+    found = {}
+
+    def distributions(*values):
+        tr = _trace_with(model, dict(zip(latents, values)), jax.random.PRNGKey(0), args, kwargs)
+        out = []
+        for n in latents:
+            leaves, treedef = jax.tree_util.tree_flatten(tr[n]["fn"])
+            shape = tuple(tr[n]["kwargs"].get("sample_shape", ()))
+            found[n] = (type(tr[n]["fn"]), treedef, tuple((jnp.shape(x), jnp.result_type(x)) for x in leaves), shape)
+            out.append(leaves)
+        return out
+
+    avals = [jax.ShapeDtypeStruct(plan.sites[n].shape, plan.sites[n].dtype) for n in latents]
+    closed = jax.make_jaxpr(distributions)(*avals)
+    reads = _inputs_read(closed.jaxpr)
+    # which latents each site's distribution is computed from, site by site in the order of the model
+    offsets = np.cumsum([0] + [len(found[n][2]) for n in latents])
+    level = {}
+    for i, n in enumerate(latents):
+        deps = set().union(*reads[offsets[i]:offsets[i + 1]]) if offsets[i + 1] > offsets[i] else set()
+        if any(latents[d] not in level for d in deps):  # reads a later site (or itself): draw as the model runs
+            return []
+        level[n] = 1 + max((level[latents[d]] for d in deps), default=-1)
+    levels = []
+    for lev in range(min(_MAX_PRIOR_LEVELS, max(level.values()) + 1)):
+        groups = {}
+        for n in latents:
+            if level[n] == lev:
+                groups.setdefault(found[n], []).append(n)
+        levels.append([(tuple(names), key[3]) for key, names in groups.items()])
+    # every group must draw as one vmapped call (checked abstractly, once)
+    jax.eval_shape(lambda k: _batched_prior_draw(model, levels, k, args, kwargs), jax.random.PRNGKey(0))
+    return levels
+
+
+def _inputs_read(jaxpr):
+    """For each output of ``jaxpr``, the set of its inputs (by index) it is computed from."""
+    reads = {v: {i} for i, v in enumerate(jaxpr.invars)}
+    for eqn in jaxpr.eqns:  # an equation's outputs read whatever any of its inputs read
+        got = set().union(*(reads.get(v, set()) for v in eqn.invars if not isinstance(v, jax.extend.core.Literal)))
+        for o in eqn.outvars:
+            reads[o] = got
+    return [set() if isinstance(v, jax.extend.core.Literal) else reads.get(v, set()) for v in jaxpr.outvars]
+
+
+def _trace_with(model, values, key, args, kwargs):
+    """The model's trace with ``values`` at those sites and a point of the support at the other latents."""
+    inner = handlers.substitute(handlers.seed(model, key), data=values)
+    return handlers.trace(handlers.substitute(inner, substitute_fn=_placeholder)).get_trace(*args, **kwargs)
+
+
+def _batched_prior_draw(model, levels, key, args, kwargs):
+    """Prior draws of the sites of ``levels``, one vmapped draw per group of sites."""
+    drawn = {}
+    for groups in levels:
+        tr = _trace_with(model, drawn, key, args, kwargs)
+        for names, shape in groups:
+            stacked = _stack_distributions([tr[n]["fn"] for n in names])
+            keys = jnp.stack([tr[n]["kwargs"]["rng_key"] for n in names])  # the keys the seed gave them
+            draws = jax.vmap(lambda d, k: d.sample(k, shape))(stacked, keys)
+            drawn.update(zip(names, draws))
+    return drawn
+
+
+def _stack_distributions(fns):
+    """One distribution whose leaves are those of ``fns`` (same type and shapes) stacked on a new axis.
+
+    The stacks are emitted in the order of the leaves' field names: NumPyro flattens a
+    distribution's fields in an order that depends on string hashing, which would make
+    the compiled start differ between processes (and miss the persistent cache).
+    """
+    leaves = [jax.tree_util.tree_flatten(fn) for fn in fns]
+    treedef = leaves[0][1]
+    names = _leaf_names(fns[0])
+    n = len(leaves[0][0])
+    order = sorted(range(n), key=names.__getitem__) if len(names) == n == len(set(names)) else range(n)
+    stacked = [None] * n
+    for j in order:
+        stacked[j] = jnp.stack([jnp.asarray(lv[j]) for lv, _ in leaves])
+    return jax.tree_util.tree_unflatten(treedef, stacked)
+
+
+def _leaf_names(obj):
+    """A name for each leaf of ``obj``, in ``tree_flatten``'s order, that does not depend on the process."""
+    if isinstance(obj, Distribution) and type(obj).tree_flatten is Distribution.tree_flatten:
+        names = []
+        for field in type(obj).gather_pytree_data_fields():
+            names += [(field,) + name for name in _leaf_names(obj.__dict__.get(field))]
+        return names
+    nested = lambda x: x is not obj and isinstance(x, Distribution)  # noqa: E731
+    names = []
+    for path, leaf in jax.tree_util.tree_flatten_with_path(obj, is_leaf=nested)[0]:
+        key = tuple(str(k) for k in path)
+        names += [key + name for name in _leaf_names(leaf)] if nested(leaf) else [key]
+    return names
 
 
 def _theta_of_try(cm, plan, rule, key, args, kwargs):
