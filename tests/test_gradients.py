@@ -40,6 +40,7 @@ A46 = _rng.normal(size=(4, 6))
 A23 = _rng.normal(size=(2, 3))
 C3_NP = np.array([3.0, -0.5, 2.0])  # known operands of every kind: numpy, jnp, Python scalar
 C3_JNP = jnp.array([1.0, 2.0, 3.0])
+PERM = jnp.array([2, 0, 3, 1])
 
 
 @dataclass(frozen=True)
@@ -167,6 +168,16 @@ PROGRAMS = [
     Prog("reduce_prod", jnp.prod, (_v(3),)),
     Prog("reduce_max", jnp.max, (_v(3),)),
     Prog("reduce_min", lambda x: jnp.min(x, axis=1), (jnp.ones((2, 3)),)),
+    # placements with known indices
+    Prog("gather[take]", lambda x: jnp.take(x, PERM) * 2.0, (_v(4),)),
+    Prog("dynamic_slice", lambda x: jnp.concatenate([lax.dynamic_slice(x, (2,), (2,)), lax.dynamic_slice(x, (0,), (2,))]),
+         (_v(4),)),
+    Prog("dynamic_update_slice", lambda a, b: lax.dynamic_update_slice(jnp.concatenate([a, jnp.zeros(2)]), b, (2,)),
+         (_v(2), _v(2))),
+    Prog("scatter[.at[].set]", lambda a, b: jnp.zeros(4).at[jnp.array([0, 2])].set(a).at[jnp.array([1, 3])].set(b),
+         (_v(2), _v(2))),
+    Prog("scatter-add[.at[].add: group totals]", lambda x: jnp.zeros(2).at[jnp.array([0, 0, 1])].add(x), (_v(3),)),
+    Prog("scatter-mul[.at[].multiply]", lambda x: jnp.ones(2).at[jnp.array([0, 0, 1])].multiply(x), (_v(3),), POS),
     # linear maps: known matrix (wide, square, tall against a vector), matrix of other unknowns
     Prog("dot_general[A(4x6)@x]", lambda x: A46 @ x, (_v(6),)),
     Prog("dot_general[x@A(6x4)]", lambda x: x @ A46.T, (_v(6),)),
