@@ -208,7 +208,7 @@ def test_logistic_map_20_steps_every_branch():
     assert len(preimages) == len(choices)  # different branches, different preimages
 
 
-@pytest.mark.parametrize("n", [1, 2, 4, 8])
+@pytest.mark.parametrize("n", [1, 2, 4, pytest.param(8, marks=pytest.mark.slow)])
 def test_logistic_map_unrolled_in_python(n):
     """A Python loop unrolls into n quadratics in a row: each is solved for the previous
     state (not expanded into one polynomial of degree 2ⁿ in x₀), including points where
@@ -244,6 +244,7 @@ def gamma_sum_50():
     numpyro.deterministic("total", jnp.sum(x))
 
 
+@pytest.mark.slow
 def test_gamma_sum_50_terms_dirichlet():
     y = 20.0
     mcmc = run_mcmc(InverseNUTS(ppinv.condition(gamma_sum_50, {"total": y})), num_warmup=400, num_samples=1500)
@@ -266,6 +267,7 @@ def linear_gaussian_200():
     numpyro.deterministic("y", jnp.asarray(A_BIG) @ x)
 
 
+@pytest.mark.slow
 def test_linear_gaussian_200_by_50():
     mcmc = run_mcmc(InverseNUTS(ppinv.condition(linear_gaussian_200, {"y": Y_BIG})), num_warmup=300, num_samples=800)
     x = np.asarray(mcmc.get_samples()["x"])

@@ -79,7 +79,7 @@ def test_print_summary_when_every_latent_is_solved(capsys):
 @pytest.fixture(scope="module")
 def signed_run():
     cm = ppinv.condition(signed_root, {"y": 1.0})
-    mcmc = MCMC(InverseNUTS(cm), num_warmup=150, num_samples=150, num_chains=2, chain_method="vectorized",
+    mcmc = MCMC(InverseNUTS(cm), num_warmup=100, num_samples=100, num_chains=2, chain_method="vectorized",
                 progress_bar=False)
     mcmc.run(jax.random.PRNGKey(1), Z)
     return cm, mcmc
@@ -98,7 +98,7 @@ def test_inference_data_groups(signed_run):
     assert idata.constant_data.attrs["ppinv_exact_observations"] == ["y"]
     # per-draw violation: recomputed from the original model, round-off only
     violation = idata.sample_stats["constraint_violation"].values
-    assert violation.shape == (2, 150) and np.all(violation < 1e-12)
+    assert violation.shape == (2, 100) and np.all(violation < 1e-12)
     s = mcmc.get_samples(group_by_chain=True)
     np.testing.assert_allclose(violation, np.abs(s["x"] ** 2 * s["b"] - 1.0), atol=1e-15)
     # θ: the PGF of the draws, shaped (chain, draw, ...); its continuous part is b itself

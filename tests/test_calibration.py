@@ -66,6 +66,7 @@ def _check(result):
     assert result.min_pvalue > 0.01 / n_components, result.pvalues
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", [product, signed_square], ids=["product", "signed_square"])
 def test_sbc_small(model):
     _check(simulation_based_calibration(model, "y", num_replications=80, num_warmup=300, num_samples=30, thin=3))

@@ -221,6 +221,7 @@ def test_discrete_theta_and_jumps_still_draw_their_own_keys():
     assert not _key_passes_through(jumps, jumps.init(jax.random.PRNGKey(0), 5, None, (), {}))
 
 
+@pytest.mark.slow
 def test_startup_experiment_quick(tmp_path):
     """experiments/startup.py at tiny sizes: a cold process fills the cache, the next one reads every program."""
     import importlib.util

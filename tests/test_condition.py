@@ -59,6 +59,7 @@ def gamma_sum():
     numpyro.deterministic("total", jnp.sum(x))
 
 
+@pytest.mark.slow
 def test_sum_of_gammas_is_dirichlet():
     """x_i ~ Gamma(α_i, 1) given Σx = y: x / y ~ Dirichlet(α), θ on the simplex."""
     y = 3.0
@@ -87,6 +88,7 @@ def additive_likelihood():
     numpyro.sample("y", dist.Normal(a * b + jnp.sin(a), 0.3), obs=1.2)
 
 
+@pytest.mark.slow
 def test_additive_noise_equals_ordinary_likelihood():
     """y = h(a, b) + c: exact conditioning is the model with c's density as likelihood."""
     exact = run_mcmc(InverseNUTS(ppinv.condition(additive_exact, {"y": 1.2})), num_samples=4000, key=1)
@@ -110,6 +112,7 @@ def product_ba():  # the same model with the latents declared the other way roun
     numpyro.deterministic("y", a + b * a)
 
 
+@pytest.mark.slow
 def test_two_schedules_same_posterior():
     cm1, cm2 = ppinv.condition(product_ab, {"y": 2.5}), ppinv.condition(product_ba, {"y": 2.5})
     m1 = run_mcmc(InverseNUTS(cm1), num_samples=3000, key=3)
@@ -136,6 +139,7 @@ def test_transformed_potential_identity():
     np.testing.assert_allclose(ld, prior + log_det, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_vectorized_and_sequential_chains_agree():
     cm = ppinv.condition(lognormal_product, {"y": 2.0})
     seq = run_mcmc(InverseNUTS(cm), num_warmup=200, num_samples=300, num_chains=2, chain_method="sequential")
@@ -159,6 +163,7 @@ def _branch_weight_negative(y=1.0, mu=0.6):
     return neg / (neg + pos)
 
 
+@pytest.mark.slow
 def test_two_modes_need_jumps():
     """a·b = 1: the branches a>0 and a<0 are separated (b = y/a blows up at a = 0).
 

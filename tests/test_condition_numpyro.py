@@ -142,6 +142,7 @@ def test_predictive():
 # --- ppinv's kernels with MCMC's chain methods --------------------------------------------------
 @pytest.mark.parametrize("kernel", [InverseNUTS, pytest.param(InverseHMC, marks=pytest.mark.slow),
                                     pytest.param(InverseMH, marks=pytest.mark.slow)])
+@pytest.mark.slow
 def test_kernels_with_every_chain_method(kernel, capsys):
     """Sequential (progress bar on), vectorized and parallel chains all sample; sequential
     and vectorized chains are the same chains for the same key; print_summary and ArviZ work."""
@@ -168,6 +169,7 @@ def test_kernels_with_every_chain_method(kernel, capsys):
         np.testing.assert_allclose(runs["vectorized"][site], runs["sequential"][site], rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_repeated_runs_do_not_rebuild_the_plan(monkeypatch):
     """One plan (one trace, one schedule) per argument signature, however often MCMC runs."""
     calls = []
@@ -207,6 +209,7 @@ def three_supports():
     numpyro.deterministic("pq", p * q)
 
 
+@pytest.mark.slow
 def test_supports_and_several_observed_sites():
     y_ab, w0, pq = 1.2, 0.3, 2.0
     cm = ppinv.condition(three_supports, {"sum_ab": y_ab, "w0": w0, "pq": pq})

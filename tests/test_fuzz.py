@@ -36,7 +36,7 @@ _SETTINGS = dict(deadline=None, suppress_health_check=list(HealthCheck), derando
                  phases=[Phase.explicit, Phase.generate])
 
 
-@settings(max_examples=16, **_SETTINGS)
+@settings(max_examples=8, **_SETTINGS)
 @given(programs(max_ops=6), st.integers(0, 10_000))
 def test_random_programs(prog, seed):
     OUTCOMES[check_program(prog, seed).status] += 1
@@ -48,7 +48,7 @@ def test_small_scalar_programs_mostly_invert(prog):
     OUTCOMES["scalar:" + check_program(prog).status] += 1
 
 
-@settings(max_examples=4, **_SETTINGS)
+@settings(max_examples=2, **_SETTINGS)
 @given(programs(max_inputs=3, max_ops=5), st.integers(0, 10_000))
 def test_random_programs_as_models(prog, seed):
     """The same programs as NumPyro models conditioned with ppinv.condition (constants of kind

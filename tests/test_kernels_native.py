@@ -109,6 +109,7 @@ def while_loop_model():
     numpyro.deterministic("y", a + b)
 
 
+@pytest.mark.slow
 def test_forward_mode_differentiation_is_passed_on():
     cm = ppinv.condition(while_loop_model, {"y": 1.0})
     with pytest.raises(ValueError, match="[Rr]everse-mode differentiation"):

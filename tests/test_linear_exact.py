@@ -142,6 +142,7 @@ def test_bilinear_potential_gradient_matches_finite_differences():
     potential_gradient_check(cm, n_points=4)
 
 
+@pytest.mark.slow
 def test_bilinear_posterior_against_importance_sampling():
     """p(w | y) ∝ p(w) N(y; 0, |w|²) (x | w is Gaussian); E[x | w, y] = w y / |w|².
     The reference is importance sampling from the prior of w, without ppinv."""
@@ -239,6 +240,7 @@ def test_mixing_model_potential_gradient():
     potential_gradient_check(cm, n_points=3)
 
 
+@pytest.mark.slow
 def test_mixing_model_nuts_step_size_and_posterior():
     cm = ppinv.condition(mixing, {"t": TRACERS})
     mcmc = run_mcmc(InverseNUTS(cm), num_warmup=400, num_samples=1500, extra_fields=("adapt_state.step_size",))
@@ -346,6 +348,7 @@ def _linear_coefficients(op, xs):
     return a, b
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("op", ["mul"])
 def test_model_argument_operand_with_nuts_and_predictive(op):
     """w ~ N(0, I) given a·w + b = y: mean a (y − b)/|a|², covariance I − a aᵀ/|a|²."""

@@ -20,6 +20,8 @@ from ppinv.infer import InverseNUTS, pgf_initial_values
 from ppinv.testing import check_inverse
 
 NAMES = list(INVERTIBLE_MODELS)
+# the default tier samples a few models of different kinds; every model runs in the slow tier
+DEFAULT_TIER = {"product_lognormal", "arithmetic_tree", "sine", "arm"}
 
 
 def _initial_values(cm, key):
@@ -32,7 +34,7 @@ def _initial_values(cm, key):
     return jax.jit(lambda k: pgf_initial_values(cm, k))(key)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", [n if n in DEFAULT_TIER else pytest.param(n, marks=pytest.mark.slow) for n in NAMES])
 def test_model_conditions_and_samples_exactly(name):
     mod = ALL_MODELS[name]
     cm = mod.conditioned()

@@ -114,6 +114,7 @@ def test_free_picks_the_parametrisation():
         ppinv.condition(kepler.model, kepler.DATA, free=["ee"]).plan()
 
 
+@pytest.mark.slow
 def test_kepler_posterior_matches_quadrature():
     """InverseNUTS on Kepler's equation (θ = e, E solved numerically) against quadrature."""
     cm = kepler.conditioned()

@@ -163,6 +163,7 @@ def normal_cdf_plus_noise():
     numpyro.deterministic("y", jax.scipy.special.ndtr(a) + b)
 
 
+@pytest.mark.slow
 def test_ndtr_posterior_is_not_cut_off():
     """Observe Φ(a) + b = 0.95: most of the posterior lies at a > 1, beyond the erf piece."""
     y = 0.95
@@ -249,6 +250,7 @@ def max_plus_a_model():
     numpyro.deterministic("y", max_plus_a(a, b))
 
 
+@pytest.mark.slow
 def test_union_posterior_against_quadrature():
     """P(b > a | max(a, b) + a = y), the two pieces' masses by quadrature."""
     y = 0.7
@@ -288,6 +290,7 @@ def relu_sum():
     numpyro.deterministic("y", a + jax.nn.relu(c))
 
 
+@pytest.mark.slow
 def test_relu_sum_posterior_keeps_the_flat_piece():
     """a, c ~ N(0, 1), a + relu(c) = 0.5: P(c < 0 | y) = 0.510 (quadrature)."""
     y = 0.5
@@ -307,6 +310,7 @@ def max_of_two():
     numpyro.deterministic("y", jnp.maximum(a, b))
 
 
+@pytest.mark.slow
 def test_max_posterior_keeps_both_branches():
     """a ~ N(0, 1), b ~ N(1, 1), max(a, b) = 1: P(a is the max | y) = 0.265 (quadrature)."""
     y = 1.0

@@ -78,6 +78,7 @@ def _reference_s_r():
     return float(np.sum(w * s)), float(np.sum(w * r))
 
 
+@pytest.mark.slow
 def test_posterior_through_a_polar_pair():
     """θ = (s, the turn k of t); the density −log r and the Gibbs moves over k are exact."""
     cm = ppinv.condition(shifted_polar_model, {"u": U, "v": V})

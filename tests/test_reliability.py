@@ -75,6 +75,7 @@ def test_float32_rules():
     assert report.n_in_domain == 10
 
 
+@pytest.mark.slow
 def test_no_tracer_leaks():
     """The interpreter and the handler keep no tracers across traces."""
 
