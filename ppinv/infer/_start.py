@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from numpyro import handlers
+from numpyro.primitives import Messenger
 from numpyro.distributions import Distribution
 from numpyro.infer.initialization import init_to_median, init_to_value
 from numpyro.infer.util import log_density
@@ -81,11 +82,14 @@ class StartRule:
 def _latent_start(cm, plan, strategy, key, args, kwargs):
     """Latent values of the original model: the strategy's, or a prior draw."""
     model = handlers.condition(cm.model, data=plan.sample_data)
-    drawn = {}
-    if strategy is None:
-        drawn = _batched_prior_draw(model, _prior_levels(model, plan, args, kwargs), key, args, kwargs)
-    # the seed innermost: every site gets the key a plain seeded run gives it, drawn or not
-    model = handlers.substitute(handlers.seed(model, key), data=drawn)
+    prior = _prior_plan(model, plan, args, kwargs)
+    if prior is None:  # a model whose sites cannot be grouped: seeded as it runs
+        seeded, drawn = handlers.seed(model, key), {}
+    else:
+        keys = _key_chain(key, prior.chain_length)
+        seeded = _KeyChain(model, keys)
+        drawn = _batched_prior_draw(model, prior.levels, keys, args, kwargs) if strategy is None else {}
+    model = handlers.substitute(seeded, data=drawn)
     if strategy is not None:
         model = handlers.substitute(model, substitute_fn=strategy)
     tr = handlers.trace(model).get_trace(*args, **kwargs)
@@ -94,42 +98,82 @@ def _latent_start(cm, plan, strategy, key, args, kwargs):
 
 # --- prior draws, batched over sites ---------------------------------------------------------
 # A model written with many separate sites (``[sample(f"x{i}", Gamma(2, 1)) for i in ...]``)
-# drawn site by site compiles one sampler per site (a rejection loop each, for Gamma) into
-# the start program, in every try. Sites whose distributions are computed from the same
-# latents are drawn together instead, one vmapped draw per group of sites of the same
-# distribution type and parameter shapes: the start then holds one sampler per group.
-# Each site is drawn with the key a seeded run of the model gives it, so the draws are
-# those of ``handlers.seed(model, key)``, site for site.
+# drawn site by site compiles one sampler per site (a rejection loop each, for Gamma) and
+# one key split per site into the start program, in every try. Instead, the keys that
+# ``handlers.seed`` would split off one by one come from one loop (``_key_chain``), and
+# sites whose distributions are computed from the same latents are drawn together, one
+# vmapped draw per group of sites of the same distribution type and parameter shapes,
+# each site with the key the seed gives it: the draws are those of
+# ``handlers.seed(model, key)``, site for site, and the start holds one sampler per group.
 
 #: levels of the prior drawn in batches (a site's level: 1 + the highest level of the latents
 #: its distribution is computed from); deeper sites are drawn one by one, as the model runs
 _MAX_PRIOR_LEVELS = 4
 
-_PRIOR_LEVELS = weakref.WeakKeyDictionary()  # plan -> its levels (the model's structure is static)
+_PRIOR_PLANS = weakref.WeakKeyDictionary()  # plan -> its _PriorPlan (the model's structure is static)
 
 
-def _prior_levels(model, plan, args, kwargs):
-    """``[[(site names, sample_shape), ...] per level]``: the groups of sites drawn together."""
+class _KeyChain(Messenger):
+    """``handlers.seed`` with its keys given: the i-th message to take a key gets ``keys[i]``.
+
+    ``keys=None`` hands out placeholder keys and only counts (``count``).
+    """
+
+    def __init__(self, fn=None, keys=None):
+        self.keys = keys
+        self.count = 0
+        super().__init__(fn)
+
+    def process_message(self, msg):
+        # the messages handlers.seed gives a key to, in the same order
+        if msg["type"] not in ("sample", "prng_key", "plate", "control_flow"):
+            return
+        if msg["kwargs"]["rng_key"] is not None or msg["value"] is not None:
+            return
+        msg["kwargs"]["rng_key"] = jax.random.PRNGKey(0) if self.keys is None else self.keys[self.count]
+        self.count += 1
+
+
+def _key_chain(key, n):
+    """The first ``n`` keys ``handlers.seed(model, key)`` splits off, in order (one loop, not n splits)."""
+
+    def split(k, _):
+        k, sub = jax.random.split(k)
+        return k, sub
+
+    return jax.lax.scan(split, key, None, length=n)[1] if n else None
+
+
+class _PriorPlan:
+    """How a start draws a model's prior: ``levels`` of groups drawn together, and how many keys."""
+
+    def __init__(self, levels, chain_length):
+        self.levels = levels  # [[(site names, sample_shape), ...] per level]
+        self.chain_length = chain_length
+
+
+def _prior_plan(model, plan, args, kwargs):
+    """The model's ``_PriorPlan`` (``None`` where its distributions do not stack or vmap)."""
     try:
-        return _PRIOR_LEVELS[plan]
+        return _PRIOR_PLANS[plan]
     except KeyError:
         pass
     try:
-        levels = _group_by_level(model, plan, args, kwargs)
+        prior = _group_by_level(model, plan, args, kwargs)
     except Exception:  # a distribution that does not stack or vmap: every site drawn as the model runs
-        levels = []
-    _PRIOR_LEVELS[plan] = levels
-    return levels
+        prior = None
+    _PRIOR_PLANS[plan] = prior
+    return prior
 
 
 def _group_by_level(model, plan, args, kwargs):
     latents = list(plan.latents)
-    if len(latents) < 2:
-        return []
-    found = {}
+    found, counted = {}, {}
 
     def distributions(*values):
-        tr = _trace_with(model, dict(zip(latents, values)), jax.random.PRNGKey(0), args, kwargs)
+        chain = _KeyChain(model)
+        tr = _trace_with(chain, dict(zip(latents, values)), args, kwargs)
+        counted["keys"] = chain.count
         out = []
         for n in latents:
             leaves, treedef = jax.tree_util.tree_flatten(tr[n]["fn"])
@@ -146,19 +190,21 @@ def _group_by_level(model, plan, args, kwargs):
     level = {}
     for i, n in enumerate(latents):
         deps = set().union(*reads[offsets[i]:offsets[i + 1]]) if offsets[i + 1] > offsets[i] else set()
-        if any(latents[d] not in level for d in deps):  # reads a later site (or itself): draw as the model runs
-            return []
+        if any(latents[d] not in level for d in deps):  # reads a later site: drawn as the model runs
+            return None
         level[n] = 1 + max((level[latents[d]] for d in deps), default=-1)
     levels = []
-    for lev in range(min(_MAX_PRIOR_LEVELS, max(level.values()) + 1)):
+    for lev in range(min(_MAX_PRIOR_LEVELS, max(level.values(), default=-1) + 1)):
         groups = {}
         for n in latents:
             if level[n] == lev:
                 groups.setdefault(found[n], []).append(n)
         levels.append([(tuple(names), key[3]) for key, names in groups.items()])
+    prior = _PriorPlan(levels, counted["keys"])
     # every group must draw as one vmapped call (checked abstractly, once)
-    jax.eval_shape(lambda k: _batched_prior_draw(model, levels, k, args, kwargs), jax.random.PRNGKey(0))
-    return levels
+    jax.eval_shape(lambda k: _batched_prior_draw(model, levels, _key_chain(k, prior.chain_length), args, kwargs),
+                   jax.random.PRNGKey(0))
+    return prior
 
 
 def _inputs_read(jaxpr):
@@ -171,21 +217,21 @@ def _inputs_read(jaxpr):
     return [set() if isinstance(v, jax.extend.core.Literal) else reads.get(v, set()) for v in jaxpr.outvars]
 
 
-def _trace_with(model, values, key, args, kwargs):
-    """The model's trace with ``values`` at those sites and a point of the support at the other latents."""
-    inner = handlers.substitute(handlers.seed(model, key), data=values)
+def _trace_with(seeded, values, args, kwargs):
+    """The trace of a seeded model with ``values`` at those sites and a point of the support at the other latents."""
+    inner = handlers.substitute(seeded, data=values)
     return handlers.trace(handlers.substitute(inner, substitute_fn=_placeholder)).get_trace(*args, **kwargs)
 
 
-def _batched_prior_draw(model, levels, key, args, kwargs):
+def _batched_prior_draw(model, levels, keys, args, kwargs):
     """Prior draws of the sites of ``levels``, one vmapped draw per group of sites."""
     drawn = {}
     for groups in levels:
-        tr = _trace_with(model, drawn, key, args, kwargs)
+        tr = _trace_with(_KeyChain(model, keys), drawn, args, kwargs)
         for names, shape in groups:
             stacked = _stack_distributions([tr[n]["fn"] for n in names])
-            keys = jnp.stack([tr[n]["kwargs"]["rng_key"] for n in names])  # the keys the seed gave them
-            draws = jax.vmap(lambda d, k: d.sample(k, shape))(stacked, keys)
+            site_keys = jnp.stack([tr[n]["kwargs"]["rng_key"] for n in names])  # the keys the seed gives them
+            draws = jax.vmap(lambda d, k: d.sample(k, shape))(stacked, site_keys)
             drawn.update(zip(names, draws))
     return drawn
 
