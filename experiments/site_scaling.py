@@ -1,0 +1,204 @@
+"""Cost in the number of sites (issue 13): a sum observed over N separate scalar sites.
+
+The model written the common way, one scalar site per latent::
+
+    xs = [numpyro.sample(f"x{i}", dist.Gamma(2.0, 1.0)) for i in range(N)]
+    numpyro.deterministic("total", sum(xs))
+
+conditioned on ``total = 2N`` and sampled with ``InverseNUTS`` (20 warm-up + 20
+draws, one chain), against the same model as one vector site of N entries
+(``Gamma(2, 1).expand([N])``, ``x.sum()``) for reference. Each (layout, N) runs in a
+fresh process and records: plan time (``ppinv.condition`` + ``cm.plan()``), the
+programs JAX compiles during ``MCMC.run`` (count, and seconds summed over its
+compile events: tracing, lowering, XLA), wall and CPU seconds of ``MCMC.run``, and
+the process's peak resident memory. The slope of log(time) against log(N) is fitted
+per layout (1 = linear).
+
+Usage::
+
+    python experiments/site_scaling.py [--quick] [--sizes 10,25,...] [--budget-s S] [--out DIR]
+
+``--quick``: N = 10, 25, 50, 100. Sizes whose predicted run (the last one scaled
+linearly) no longer fits in the remaining ``--budget-s`` (default 540 s) are skipped
+and listed. Writes ``site_scaling[_quick].json`` and ``site_scaling[_quick].png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZES = (10, 25, 50, 100, 200, 500, 1000, 2000)
+QUICK = (10, 25, 50, 100)
+LAYOUTS = ("sites", "vector")
+ALPHA = 2.0
+
+
+def _child(n, layout, warmup, samples):
+    """One (layout, N) in this fresh process: the measurement as a dict."""
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    sys.path.insert(0, str(ROOT))
+    import resource
+
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    import numpy as np
+    import numpyro
+    import numpyro.distributions as dist
+    from numpyro.infer import MCMC
+
+    import ppinv
+
+    def model():
+        if layout == "vector":
+            total = numpyro.sample("x", dist.Gamma(ALPHA, 1.0).expand([n])).sum()
+        else:
+            total = sum(numpyro.sample(f"x{i}", dist.Gamma(ALPHA, 1.0)) for i in range(n))
+        numpyro.deterministic("total", total)
+
+    events = {"compile_s": 0.0, "programs": 0}
+
+    def on_duration(event, duration, **_):
+        if event.startswith("/jax/core/compile/"):
+            events["compile_s"] += duration
+        if event == "/jax/core/compile/backend_compile_duration":
+            events["programs"] += 1
+
+    t0 = time.perf_counter()
+    cm = ppinv.condition(model, {"total": ALPHA * n})
+    cm.plan()
+    plan_s = time.perf_counter() - t0
+    mcmc = MCMC(ppinv.infer.InverseNUTS(cm), num_warmup=warmup, num_samples=samples, progress_bar=False)
+    jax.monitoring.register_event_duration_secs_listener(on_duration)
+    w0, c0 = time.perf_counter(), time.process_time()
+    mcmc.run(jax.random.PRNGKey(0))
+    s = jax.block_until_ready(mcmc.get_samples())
+    run_s, cpu_s = time.perf_counter() - w0, time.process_time() - c0
+    x = s["x"] if layout == "vector" else np.stack([s[f"x{i}"] for i in range(n)], axis=-1)
+    violation = float(np.max(np.abs(np.sum(x, axis=-1) - ALPHA * n)))
+    return dict(layout=layout, n=n, plan_s=plan_s, run_s=run_s, run_cpu_s=cpu_s, warmup=warmup, samples=samples,
+                peak_rss_gb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, violation=violation, **events)
+
+
+def _spawn(n, layout, warmup, samples, timeout):
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(n), layout, "--warmup", str(warmup),
+           "--samples", str(samples)]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        return None
+    if out.returncode != 0:
+        raise RuntimeError(f"{layout} N={n} failed:\n{out.stderr[-4000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def slopes(rows, key):
+    """Slope of log(key) against log(N) per layout (over every measured N, and over N ≥ 50)."""
+    import numpy as np
+
+    out = {}
+    for layout in LAYOUTS:
+        pts = sorted((r["n"], r[key]) for r in rows if r["layout"] == layout and r[key] > 0)
+        fits = {}
+        for name, lo in (("all", 0), ("n_ge_50", 50)):
+            sel = [(n, v) for n, v in pts if n >= lo]
+            if len(sel) >= 2:
+                fits[name] = float(np.polyfit(np.log([n for n, _ in sel]), np.log([v for _, v in sel]), 1)[0])
+        out[layout] = fits
+    return out
+
+
+def plot(rows, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    panels = (("plan_s", "plan (s)"), ("compile_s", "compile during MCMC.run (s)"), ("run_s", "MCMC.run wall (s)"),
+              ("peak_rss_gb", "peak RSS (GB)"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8))
+    for ax, (key, label) in zip(axes, panels):
+        for layout, marker in zip(LAYOUTS, ("o-", "s--")):
+            pts = sorted((r["n"], r[key]) for r in rows if r["layout"] == layout)
+            what = "N scalar sites" if layout == "sites" else "one site of N"
+            if pts:
+                ax.plot(*zip(*pts), marker, label=f"{layout} ({what})")
+        ref = sorted((r["n"], r[key]) for r in rows if r["layout"] == "sites")
+        if ref:
+            ns = np.array([ref[0][0], ref[-1][0]], float)
+            ax.plot(ns, ref[0][1] * ns / ns[0], ":", color="gray", label="∝ N (from the first point)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("N")
+        ax.set_title(label)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle("Gamma(2, 1) latents, their sum observed: InverseNUTS 20 + 20 draws, fresh process per point")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--sizes", default=None, help="comma-separated N")
+    p.add_argument("--layouts", default=",".join(LAYOUTS))
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--samples", type=int, default=20)
+    p.add_argument("--budget-s", type=float, default=540.0)
+    p.add_argument("--out", default=str(ROOT / "experiments" / "results"))
+    p.add_argument("--child", nargs=2, default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        print(json.dumps(_child(int(args.child[0]), args.child[1], args.warmup, args.samples)))
+        return None
+    sys.path.insert(0, str(ROOT))
+    from experiments.machine import machine_info
+
+    sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else list(QUICK if args.quick else SIZES)
+    layouts = args.layouts.split(",")
+    start = time.perf_counter()
+    rows, skipped, last = [], [], {}
+    for n in sizes:
+        for layout in layouts:
+            left = args.budget_s - (time.perf_counter() - start)
+            prev = last.get(layout)
+            predicted = prev["wall"] * n / prev["n"] if prev else 0.0
+            if predicted > left or left <= 0:
+                skipped.append(dict(layout=layout, n=n, predicted_s=predicted))
+                continue
+            t = time.perf_counter()
+            row = _spawn(n, layout, args.warmup, args.samples, timeout=max(left, 1.0))
+            if row is None:
+                skipped.append(dict(layout=layout, n=n, timed_out_after_s=left))
+                continue
+            last[layout] = dict(n=n, wall=time.perf_counter() - t)
+            rows.append(row)
+            print(f"{layout:6s} N={n:5d}: plan {row['plan_s']:6.2f} s, {row['programs']:3d} programs "
+                  f"compiled in {row['compile_s']:6.1f} s, run {row['run_s']:6.1f} s wall / {row['run_cpu_s']:6.1f} s "
+                  f"CPU, peak {row['peak_rss_gb']:.2f} GB, |Σx − s| {row['violation']:.1e}", flush=True)
+    result = dict(
+        machine=machine_info(), sizes=sizes, warmup=args.warmup, samples=args.samples, rows=rows, skipped=skipped,
+        slopes={k: slopes(rows, k) for k in ("plan_s", "compile_s", "run_s", "run_cpu_s", "peak_rss_gb")},
+    )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = "site_scaling" + ("_quick" if args.quick else "")
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=1))
+    if rows:
+        plot(rows, out / f"{stem}.png")
+    for key, fit in result["slopes"].items():
+        print(f"slope of log({key}) vs log(N): {fit}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
