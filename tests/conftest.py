@@ -1,5 +1,7 @@
 """Test configuration: float64, CPU, fixed seeds; warnings are errors (pyproject)."""
 
+import ctypes
+import gc
 import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -23,11 +25,42 @@ def key():
     return jax.random.PRNGKey(0)
 
 
+def _resident_mb():
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:  # not Linux: no budget check
+        return 0.0
+
+
+def _release_memory():
+    """Drop JAX's trace and compile caches and hand freed memory back to the system."""
+    jax.clear_caches()
+    gc.collect()
+    try:  # glibc keeps freed arenas mapped; without this the resident size never falls
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+# Compiled programs accumulate in JAX's caches as tests build new inverses; past this many MB
+# resident they are dropped after the test (a later test recompiles what it needs). Keeps the
+# default tier's peak memory within its 2 GB budget at little cost in time.
+MEMORY_BUDGET_MB = float(os.environ.get("PPINV_TEST_MEMORY_MB", "1200"))
+
+
+@pytest.fixture(autouse=True)
+def _stay_within_memory_budget():
+    yield
+    if _resident_mb() > MEMORY_BUDGET_MB:
+        _release_memory()
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _release_compiled_programs():
-    """Drop JAX's trace and compile caches after each module: keeps the suite's peak memory flat."""
+    """Drop JAX's caches after each module: its programs are not used again."""
     yield
-    jax.clear_caches()
+    _release_memory()
 
 
 # PPINV_TEST_PROFILE=path: one JSON line per test (duration, resident memory after it, peak so far),
