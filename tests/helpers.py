@@ -44,7 +44,8 @@ def assert_var(samples, expected_var, chains=None, z_max=Z_MAX):
     assert_mean(dev2, expected_var, sd=sd2, chains=chains, z_max=z_max, what="variance")
 
 
-def run_mcmc(kernel, key=0, num_warmup=500, num_samples=2000, num_chains=1, chain_method="sequential", **run_kwargs):
+def run_mcmc(kernel, key=0, num_warmup=500, num_samples=2000, num_chains=1, chain_method="sequential", args=(),
+             **run_kwargs):
     mcmc = MCMC(
         kernel,
         num_warmup=num_warmup,
@@ -53,5 +54,5 @@ def run_mcmc(kernel, key=0, num_warmup=500, num_samples=2000, num_chains=1, chai
         chain_method=chain_method,
         progress_bar=False,
     )
-    mcmc.run(jax.random.PRNGKey(key), **run_kwargs)
+    mcmc.run(jax.random.PRNGKey(key), *args, **run_kwargs)
     return mcmc

@@ -10,17 +10,17 @@
 """
 
 import arviz as az
-import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
 import pytest
-from numpyro.infer import MCMC
 
 import ppinv
 from ppinv.diagnostics import constraint_violations, to_inference_data
 from ppinv.infer import InverseMH, InverseNUTS
+
+from .helpers import run_mcmc
 
 
 def product():
@@ -58,18 +58,16 @@ def _summary_rows(capsys, mcmc):
 
 @pytest.mark.parametrize("kernel", [InverseNUTS, InverseMH])
 def test_print_summary_lists_every_latent(kernel, capsys):
-    mcmc = MCMC(kernel(ppinv.condition(product, {"prod": 2.0})), num_warmup=100, num_samples=100,
-                num_chains=2, chain_method="vectorized", progress_bar=False)
-    mcmc.run(jax.random.PRNGKey(0))
+    mcmc = run_mcmc(kernel(ppinv.condition(product, {"prod": 2.0})), num_warmup=100, num_samples=100,
+                    num_chains=2, chain_method="vectorized")
     assert sorted(_summary_rows(capsys, mcmc)) == ["a", "b"]
     assert mcmc.last_state.z.keys() == {"a"}  # the sampler's own coordinates stay where NumPyro keeps them
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # n_eff of a constant
 def test_print_summary_when_every_latent_is_solved(capsys):
-    mcmc = MCMC(InverseNUTS(ppinv.condition(all_solved, {"y": jnp.array([2.0, -1.0])})), num_warmup=10,
-                num_samples=10, progress_bar=False)
-    mcmc.run(jax.random.PRNGKey(0))
+    mcmc = run_mcmc(InverseNUTS(ppinv.condition(all_solved, {"y": jnp.array([2.0, -1.0])})), num_warmup=10,
+                    num_samples=10)
     assert sorted(_summary_rows(capsys, mcmc)) == ["a", "c"]
     s = mcmc.get_samples()
     np.testing.assert_allclose(s["a"], 0.5, rtol=1e-14)
@@ -79,10 +77,8 @@ def test_print_summary_when_every_latent_is_solved(capsys):
 @pytest.fixture(scope="module")
 def signed_run():
     cm = ppinv.condition(signed_root, {"y": 1.0})
-    mcmc = MCMC(InverseNUTS(cm), num_warmup=100, num_samples=100, num_chains=2, chain_method="vectorized",
-                progress_bar=False)
-    mcmc.run(jax.random.PRNGKey(1), Z)
-    return cm, mcmc
+    return cm, run_mcmc(InverseNUTS(cm), key=1, num_warmup=100, num_samples=100, num_chains=2,
+                        chain_method="vectorized", args=(Z,))
 
 
 def test_inference_data_groups(signed_run):

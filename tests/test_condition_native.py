@@ -115,10 +115,8 @@ def hand_written(z):
 @pytest.fixture(scope="module")
 def noisy_run():
     cm = ppinv.condition(sum_and_noise, {"s": 1.0})
-    mcmc = MCMC(InverseNUTS(cm), num_warmup=200, num_samples=300, num_chains=2, chain_method="vectorized",
-                progress_bar=False)
-    mcmc.run(jax.random.PRNGKey(0), Z_OBS)
-    return cm, mcmc
+    return cm, run_mcmc(InverseNUTS(cm), num_warmup=200, num_samples=300, num_chains=2, chain_method="vectorized",
+                        args=(Z_OBS,))
 
 
 def test_log_likelihood_and_relations_are_the_models_observations(noisy_run):
