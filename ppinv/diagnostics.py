@@ -46,19 +46,21 @@ def constraint_violations(conditioned: ConditionedModel, samples, *args, params=
         raise ValueError(f"samples hold none of the latent sites {plan.latents}.")
 
     def one(values):
-        model = handlers.condition(conditioned.model, plan.sample_data)
-        model = handlers.substitute(model, data={**values, **params})
-        tr = handlers.trace(handlers.seed(model, 0)).get_trace(*args, **kwargs)
-        errs = []
-        for name, y in zip(plan.exact, y_obs):
-            site = tr[name]
-            val = _unwrap(site["fn"]).v if site["type"] == "sample" else site["value"]
-            errs.append(jnp.max(jnp.abs(jnp.asarray(val) - jnp.asarray(y))))
-        return jnp.max(jnp.stack(errs))
+        recomputed = recomputed_observations(conditioned, plan, values, args, kwargs, params)
+        return jnp.max(jnp.stack([jnp.max(jnp.abs(jnp.asarray(v) - jnp.asarray(y))) for v, y in zip(recomputed, y_obs)]))
 
     for _ in range(batch_ndims):
         one = jax.vmap(one)
     return one(latents)
+
+
+def recomputed_observations(conditioned: ConditionedModel, plan, latents, args, kwargs, params=None) -> list:
+    """The exact observations as the *original* model computes them from one draw of ``latents``
+    (in ``plan.exact`` order): the independent check that a draw satisfies the constraint."""
+    model = handlers.condition(conditioned.model, plan.sample_data)
+    model = handlers.substitute(model, data={**latents, **(params or {})})
+    tr = handlers.trace(handlers.seed(model, 0)).get_trace(*args, **kwargs)
+    return [_unwrap(tr[n]["fn"]).v if tr[n]["type"] == "sample" else tr[n]["value"] for n in plan.exact]
 
 
 def to_inference_data(mcmc, *, conditioned: ConditionedModel | None = None, exact_groups: bool = True, **kwargs):

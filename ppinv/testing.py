@@ -629,18 +629,13 @@ def _theta_point(plan, latents, args, kwargs):
 
 def _observation_error(cm, plan, values, args, kwargs):
     """Max relative distance between the observations and the original model's sites at the reported latents."""
+    from .diagnostics import recomputed_observations
+
     tr = handlers.trace(handlers.substitute(handlers.seed(cm, 0), data=values)).get_trace(*args, **kwargs)
     latents = {n: tr[n]["value"] for n in plan.latents}
-    original = handlers.substitute(handlers.seed(handlers.condition(cm.model, data=plan.sample_data), 0), data=latents)
-    tr0 = handlers.trace(original).get_trace(*args, **kwargs)
     observed = plan.observed_values(plan.ctx_of(args, kwargs))
     err = jnp.zeros(())
-    for n, obs in zip(plan.exact, observed):
-        site = tr0[n]
-        fn = site.get("fn")
-        while fn is not None and hasattr(fn, "base_dist"):
-            fn = fn.base_dist
-        value = fn.v if site["type"] == "sample" and hasattr(fn, "v") else site["value"]
+    for value, obs in zip(recomputed_observations(cm, plan, latents, args, kwargs), observed):
         obs = jnp.asarray(obs, jnp.result_type(value))
         err = jnp.maximum(err, jnp.max(jnp.abs(value - obs) / (1 + jnp.abs(obs)), initial=0.0))
     return err
