@@ -8,6 +8,7 @@ and sample it with the kernels in :mod:`ppinv.infer`.
 from . import errors, rules, theta
 from .errors import (
     ConditionError,
+    DomainError,
     InputError,
     InversionError,
     NoRuleError,
@@ -15,7 +16,7 @@ from .errors import (
     PPInvError,
     UnderdeterminedError,
 )
-from .inverse import DomainError, Inverse, inverse
+from .inverse import Inverse, inverse
 from .handlers import ConditionedModel, condition
 from .custom import custom_inverse
 from . import diagnostics, infer, testing

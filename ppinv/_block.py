@@ -48,7 +48,7 @@ from numpyro.distributions import constraints
 from numpyro.distributions.transforms import biject_to
 
 from ._compat import is_concrete
-from .errors import InversionError
+from .errors import InversionError, PieceRankError
 from .theta import ThetaSpec
 
 __all__ = [
@@ -425,11 +425,6 @@ def _generic_rank(k):
 
 
 # --- joint blocks --------------------------------------------------------------------------------------
-class PieceRankError(InversionError):
-    """A linear block through a select whose predicate moves with θ is singular on some piece
-    (or cannot be shown not to be): the scheduler solves the block another way."""
-
-
 _MAX_PIECE_COMBINATIONS = 64  # predicate values a block through moving selects is checked at
 
 

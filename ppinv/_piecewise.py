@@ -36,7 +36,7 @@ from numpyro.distributions import constraints
 
 from ._compat import CALL_PRIMITIVES
 from ._ir import V, Eqn, Program
-from .errors import InversionError
+from .errors import FlatPieceError, InversionError
 from .theta import ThetaSpec, int_dtype
 
 __all__ = [
@@ -121,10 +121,6 @@ def piecewise_cone(anchor, definer, is_known, pending):
 
 
 # --- flat pieces -------------------------------------------------------------------------
-class FlatPieceError(InversionError):
-    """A flat piece of a relation would be dropped: the program is refused instead."""
-
-
 @dataclass(frozen=True, eq=False)
 class FlatPiece:
     """A piece of a relation on which its output does not depend on ``operand``.

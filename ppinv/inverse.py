@@ -13,14 +13,10 @@ from numpyro.distributions import constraints
 from ._compat import call_name
 from ._ir import import_jaxpr
 from ._schedule import build_schedule, run_schedule, schedule_pgf
-from .errors import InputError, PPInvError
+from .errors import DomainError, InputError
 from .rules import current_table
 
 __all__ = ["inverse", "Inverse", "DomainError", "support_refusal"]
-
-
-class DomainError(PPInvError, ValueError):
-    """``y`` (with this θ) has no preimage: it is outside the range of the program."""
 
 
 def inverse(f, *example_args, support=None, free=None):

@@ -54,6 +54,8 @@ import numpy as np
 from hypothesis import strategies as st
 from numpyro.distributions import constraints
 
+from .errors import FuzzFailure
+
 __all__ = ["RandomProgram", "programs", "check_program", "check_model_program", "FuzzOutcome", "shrink", "SUPPORTS"]
 
 # name -> expression over the operand {a}
@@ -455,10 +457,6 @@ class FuzzOutcome:
     status: str
     detail: str = ""
     failure: str = ""
-
-
-class FuzzFailure(AssertionError):
-    """A program ppinv neither refused nor inverted correctly."""
 
 
 def _classify(failures) -> str:
