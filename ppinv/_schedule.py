@@ -193,10 +193,10 @@ class _Scheduler:
         m = sum(v.size for v in self.observed if v not in self.input_set)
         m_direct = sum(v.size for v in self.observed if v in self.input_set)
         self.budget = n - m - m_direct
-        if self.budget < 0:
-            raise UnderdeterminedError(
-                f"the program has {n} unknown input dimensions but {m + m_direct} observed output "
-                "dimensions: at most as many dimensions can be observed as there are unknowns. "
+        if self.budget < 0:  # more constraints than unknowns: over-determined (errors.py)
+            raise OverdeterminedError(
+                f"over-determined: the program has {n} unknown input dimensions but {m + m_direct} observed "
+                "output dimensions: at most as many dimensions can be observed as there are unknowns. "
                 "Observe fewer outputs or add latent inputs."
             )
 
@@ -316,8 +316,8 @@ class _Scheduler:
         for v in self.free_first:  # the caller's choice of θ, before any heuristic
             if v in self.known:
                 continue
-            if not _is_discrete(v) and v.size > self.budget:
-                raise OverdeterminedError(
+            if not _is_discrete(v) and v.size > self.budget:  # more θ than dim X − dim Y: under-determined
+                raise UnderdeterminedError(
                     f"cannot make {self.names.get(v, repr(v))} a free parameter: it has {v.size} dimension(s) but "
                     f"only {self.budget} are left once the observations are accounted for. Free fewer variables."
                 )

@@ -45,8 +45,8 @@ def inverse(f, *example_args, support=None, free=None):
     free:
         Optional argument names (or indices) to make θ first, before ppinv's own
         choice: picks the parametrisation (e.g. free ``e`` in Kepler's
-        ``E − e·sin E`` so that ``E`` is solved). An argument that cannot be
-        freed without over-determining the rest is an error.
+        ``E − e·sin E`` so that ``E`` is solved). Freeing more dimensions than
+        ``dim X − dim Y`` is an :class:`~ppinv.errors.UnderdeterminedError`.
 
     Returns
     -------

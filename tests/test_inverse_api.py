@@ -133,7 +133,7 @@ def test_overdetermined_names_relation():
 
 
 def test_more_outputs_than_inputs():
-    with pytest.raises(ppinv.UnderdeterminedError, match="observed output"):
+    with pytest.raises(ppinv.OverdeterminedError, match="observed output"):
         ppinv.inverse(lambda a: jnp.stack([a, a * 2.0, a + 1.0]), 1.0)
 
 
