@@ -905,13 +905,18 @@ def run_schedule(schedule, known_values, observed_values, theta):
     return xs, log_det, ok
 
 
-def run_schedule_extra(schedule, known_values, observed_values, theta):
+def run_schedule_extra(schedule, known_values, observed_values, theta, on_step=None):
     """As :func:`run_schedule`, also returning the values of ``schedule.extra_outputs``.
 
     log|det| terms and domain flags are collected and combined once at the end
     (not folded step by step), and terms known to be zero are dropped: the
     emitted program is then little more than the inverse itself, which keeps
     XLA's compile time close to that of the forward program.
+
+    ``on_step(what, flags, env)``, if given, is called after each step with that
+    step's own domain flags and the values so far, and then for each final check
+    (``what`` is ``("support", var)`` or ``("theta", name)``): an eager diagnosis
+    of which relation failed (``inverse.py``). It adds nothing to the traced program.
     """
     if isinstance(schedule, UnionSchedule):  # one schedule per side of a flat piece
         return schedule.run(known_values, observed_values, theta)
@@ -929,6 +934,7 @@ def run_schedule_extra(schedule, known_values, observed_values, theta):
             flags.append(ok)
 
     for step in schedule.steps:
+        n_flags = len(flags)
         if isinstance(step, ForwardStep):
             e = step.eqn
             check = step.check or (False,) * len(e.outs)
@@ -965,14 +971,20 @@ def run_schedule_extra(schedule, known_values, observed_values, theta):
             for v, val in zip(b.leaves, vals):
                 env[v] = _cast(val, v)
             add(ld, sol_ok)
+        if on_step is not None:
+            on_step(step, flags[n_flags:], env)
     xs = [env[v] for v in schedule.unknown_inputs]
     for v, x in zip(schedule.unknown_inputs, xs):
         sup = schedule.supports.get(v)
         if sup is not None and sup is not constraints.real:
             flags.append(jnp.all(sup.check(x)))
+            if on_step is not None:
+                on_step(("support", v), flags[-1:], env)
     for name, spec in schedule.theta.items():  # θ outside its space is outside the domain
         if spec.support is not constraints.real and spec.support is not constraints.real_vector:
             flags.append(jnp.all(spec.support.check(theta[name])))
+            if on_step is not None:
+                on_step(("theta", name), flags[-1:], env)
     dtype = _float_dtype(schedule)
     log_det = sum((jnp.sum(jnp.asarray(t, dtype)) for t in terms), jnp.zeros((), dtype))
     ok = jnp.all(jnp.stack([jnp.all(f) for f in flags])) if flags else jnp.asarray(True)

@@ -12,6 +12,7 @@ from numpyro.distributions import constraints
 
 from ._compat import call_name
 from ._ir import import_jaxpr
+from ._diagnose import diagnose
 from ._schedule import build_schedule, run_schedule, schedule_pgf
 from .errors import DomainError, InputError
 from .rules import current_table
@@ -333,13 +334,29 @@ class Inverse:
         """Return ``x`` (a tuple like ``f``'s arguments) with ``f(*x) == y``.
 
         Outside the domain (no preimage for this ``y`` and θ) an eager call
-        raises :class:`DomainError` naming the relation that failed; under
-        ``jit``/``vmap`` the returned values are NaN there. A NaN or infinite
-        ``y`` has no preimage: an eager call raises :class:`InputError` naming
-        the output; under ``jit`` it is outside the domain.
+        raises :class:`~ppinv.errors.DomainError` naming the relation that
+        failed: its primitive, the line of ``f`` it comes from, the offending
+        values, and whether ``y`` is outside the range of ``f`` or θ picks no
+        preimage. (The schedule is then run once more, eagerly and step by step,
+        to find it; a call inside the domain costs nothing extra.) Under
+        ``jit``/``vmap`` nothing is raised: the returned values are NaN there.
+        A NaN or infinite ``y`` has no preimage: an eager call raises
+        :class:`InputError` naming the output; under ``jit`` it is outside the domain.
+
+        >>> import jax.numpy as jnp
+        >>> import ppinv
+        >>> def f(x):
+        ...     return jnp.arcsin(x) * 2.0
+        >>> inv = ppinv.inverse(f, 0.5)
+        >>> [round(float(v), 6) for v in inv(1.0)]
+        [0.479426]
+        >>> inv(4.0)
+        Traceback (most recent call last):
+          ...
+        ppinv.errors.DomainError: asin at ...: asin(x) = 2.0 has no solution for x ...
         """
         xs, _, ok = self._raw(y, theta)
-        if _concrete(ok) and not bool(ok):
+        if _concrete(ok) and not (bool(ok) and _all_finite(xs)):
             raise DomainError(self._domain_message(y, theta))
         xs = [jnp.where(ok, x, jnp.nan) for x in xs]
         return self._unflatten_x(xs)
@@ -384,16 +401,31 @@ class Inverse:
         return f"<ppinv.Inverse of {getattr(self.fun, '__name__', 'f')} θ={list(self.schedule.theta)}>"
 
     def _domain_message(self, y, theta):
+        """Why ``(y, θ)`` has no preimage: the first step of an eager, step-by-step run that fails."""
+        fname = getattr(self.fun, "__name__", "f")
+        try:
+            why = diagnose(self.schedule, self._check_y(y), self._check_theta(theta), fname)
+        except Exception:  # a diagnosis must never hide the DomainError itself
+            why = None
+        if why is None:
+            why = (
+                "some relation was solved outside its domain (for example the log of a negative number, "
+                "the arcsine of a value beyond ±1, or a solved argument outside its support). "
+                f"Check that y is in the range of {fname}."
+            )
         return (
-            f"y={y!r} with theta={theta!r} has no preimage under {getattr(self.fun, '__name__', 'f')}: "
-            "some relation was solved outside its domain (for example the log of a negative number, "
-            "the arcsine of a value beyond ±1, or a solved argument outside its support). "
-            "Check that y is in the range of f; inv.log_abs_det_jacobian is -inf here."
+            f"{why}\n(y={y!r} with theta={theta!r} has no preimage under {fname}; under jit the values are NaN "
+            "here and inv.log_abs_det_jacobian is -inf.)"
         )
 
 
 def _concrete(x):
     return not isinstance(x, jax.core.Tracer)
+
+
+def _all_finite(xs):
+    """No NaN or infinity in concrete values: a non-finite x is never a preimage of a finite y."""
+    return all(bool(np.all(np.isfinite(np.asarray(x)))) for x in xs)
 
 
 def _leaf_paths(tree):
