@@ -424,8 +424,9 @@ def _concrete(x):
 
 
 def _all_finite(xs):
-    """No NaN or infinity in concrete values: a non-finite x is never a preimage of a finite y."""
-    return all(bool(np.all(np.isfinite(np.asarray(x)))) for x in xs)
+    """No NaN or infinity in the concrete values: a non-finite x is never a preimage of a finite y.
+    (Under ``grad`` the flag can be concrete while the values are traced: those are not judged.)"""
+    return all(not _concrete(x) or bool(np.all(np.isfinite(np.asarray(x)))) for x in xs)
 
 
 def _leaf_paths(tree):
