@@ -138,6 +138,53 @@ def hand_lotka_volterra():
     return model
 
 
+def hand_enzyme_assay():
+    """θ = (Vmax, Km) with their priors and the calibration likelihood; S = v·Km / (Vmax − v),
+    log|dS/dv| = log(Km·Vmax) − 2 log(Vmax − v) (S > 0 needs Vmax > v)."""
+    ea = models.enzyme_assay
+    v = ea.V_SAMPLE
+
+    def model():
+        vmax = numpyro.sample("Vmax", dist.LogNormal(*ea.VMAX_PRIOR))
+        km = numpyro.sample("Km", dist.LogNormal(*ea.KM_PRIOR))
+        with numpyro.plate("calibration", len(ea.S_CAL)):
+            numpyro.sample("v_cal", dist.Normal(ea.rate(vmax, km, jnp.asarray(ea.S_CAL)), ea.SIGMA),
+                           obs=jnp.asarray(ea.V_CAL))
+        inside = vmax > v
+        gap = jnp.where(inside, vmax - v, 1.0)  # a safe value outside, so that gradients stay finite
+        s = v * km / gap
+        log_jac = jnp.log(km * vmax) - 2 * jnp.log(gap)
+        numpyro.factor("S_given_constants", jnp.where(inside, dist.LogNormal(*ea.S_PRIOR).log_prob(s) + log_jac,
+                                                      -jnp.inf))
+        numpyro.deterministic("S", s)
+
+    return model
+
+
+def hand_isotope_mixing():
+    """θ = the source signatures (their priors); with c_k = source_k + TDF the fractions solve
+    c₃ + f₁(c₁ − c₃) + f₂(c₂ − c₃) = consumer with f₃ = 1 − f₁ − f₂: a 2×2 system
+    K f₁₂ = consumer − c₃, log|det ∂f₁₂/∂consumer| = −log|det K|; density zero where f leaves the simplex."""
+    im = models.isotope_mixing
+    consumer, tdf = jnp.asarray(im.CONSUMER), jnp.asarray(im.TDF)
+    prior_f = dist.Dirichlet(im.ALPHA * jnp.ones(len(im.SOURCES)))
+
+    def model():
+        with numpyro.plate("sources", len(im.SOURCES)):
+            source = numpyro.sample("source", dist.Normal(jnp.asarray(im.SOURCE_MEAN), jnp.asarray(im.SOURCE_SD))
+                                    .to_event(1))
+        c = source + tdf
+        k = jnp.stack([c[0] - c[2], c[1] - c[2]], axis=-1)  # columns: tracers × (f₁, f₂)
+        f12 = jnp.linalg.solve(k, consumer - c[2])
+        f = jnp.concatenate([f12, 1.0 - jnp.sum(f12, keepdims=True)])
+        inside = jnp.all(f > 0)
+        log_p = prior_f.log_prob(jnp.where(inside, f, 1.0 / len(f))) - jnp.linalg.slogdet(k)[1]
+        numpyro.factor("f_given_sources", jnp.where(inside, log_p, -jnp.inf))
+        numpyro.deterministic("f", f)
+
+    return model
+
+
 # =====================================================================================
 # Mici constrained HMC (optional)
 # =====================================================================================

@@ -19,7 +19,7 @@ machine noise on the shared host hits them alike:
 * ``soft_<ε>``    — stock ``numpyro.infer.NUTS`` on the *original* model with each exact observation
   replaced by the likelihood ``N(y_obs | f(x), ε²)`` (:func:`soft_condition`), ε ∈ {0.1, 0.01, 0.001};
 * ``hand``        — a NumPyro model written by hand over the same θ with the hand-derived Jacobian
-  term, run with stock NUTS (product_lognormal, bilinear, lotka_volterra);
+  term, run with stock NUTS (product_lognormal, bilinear, lotka_volterra, enzyme_assay, isotope_mixing);
 * ``mici``        — Mici's constrained HMC (``mici.interface.sample_constrained_hmc_chains``, dynamic
   multinomial HMC, JAX derivatives, ``dens_wrt_hausdorff=False``: the target is the prior in the ambient
   space conditioned on ``constr(q) = 0``) — product_lognormal, bilinear, lotka_volterra;
@@ -37,7 +37,8 @@ Metrics per (model, method, repeat), summarised as medians over repeats:
 * ``violation``        — max |f(x) − y_obs| over all draws (float64; ``ppinv.diagnostics.constraint_violation``);
 * ``mean_err`` / ``sd_err`` — max over components of |mean − ref mean| / ref sd and |sd / ref sd − 1|
   against the closed form (product_lognormal, linear_gaussian, gamma_sum, sine, manifold_toy
-  [quadrature], bilinear [quadrature]) or else a long ppinv reference run (4 × 4000 draws, untimed);
+  [quadrature], bilinear [quadrature], kepler [quadrature], enzyme_assay [quadrature], isotope_mixing
+  [quadrature], village_totals, stick_breaking_abundance) or else a long ppinv reference run (4 × 4000 draws, untimed);
   ``z_max`` — max |mean − ref mean| / √(MCSE² + MCSE_ref²);
 * ``rhat``             — max split R-hat over latent components; ``divergences`` — total over chains.
 
@@ -105,8 +106,8 @@ MODULES = {**INVERTIBLE_MODELS, "bilinear": bilinear}
 
 
 from experiments.baselines import (  # noqa: E402
-    abc_available, hand_bilinear, hand_lotka_volterra, hand_product_lognormal, mici_available, run_abc, run_mici,
-    soft_condition,
+    abc_available, hand_bilinear, hand_enzyme_assay, hand_isotope_mixing, hand_lotka_volterra, hand_product_lognormal,
+    mici_available, run_abc, run_mici, soft_condition,
 )
 from experiments.compare_report import (  # noqa: E402
     RUN_FIELDS, SUMMARY_FIELDS, goals, markdown, plot_ess, plot_manifold, summarise,
@@ -133,6 +134,11 @@ SPECS = {
     "manifold_toy": dict(extra=("ppinv_jump", "ppinv_mh")),
     "sine": dict(extra=("ppinv_mh",), no_nuts=True),
     "kepler": dict(extra=()),
+    "enzyme_assay": dict(extra=(), hand=hand_enzyme_assay,
+                         hand_init=lambda lat: {"Vmax": lat["Vmax"], "Km": lat["Km"]}),
+    "isotope_mixing": dict(extra=(), hand=hand_isotope_mixing, hand_init=lambda lat: {"source": lat["source"]}),
+    "village_totals": dict(extra=()),
+    "stick_breaking_abundance": dict(extra=()),
     "bilinear": dict(extra=(), hand=hand_bilinear, hand_init=lambda lat: {"x1": lat["x1"], "x2": lat["x2"]}, mici=True,
                      abc=True),
 }
@@ -490,7 +496,9 @@ def main(argv=None):
                 references[n] = cf
                 ref_desc[n] = {"manifold_toy": "quadrature of the exact density along the curve",
                                "bilinear": "quadrature over (x1, x2)",
-                               "kepler": "quadrature over e"}.get(n, "closed form")
+                               "kepler": "quadrature over e",
+                               "enzyme_assay": "quadrature over (Vmax, Km)",
+                               "isotope_mixing": "quadrature over the simplex of f"}.get(n, "closed form")
         for n in need_ref:
             bar.set_postfix_str(f"{n}: reference run")
             try:

@@ -37,6 +37,10 @@ NAMES = (
     "manifold_toy",
     "sine",
     "kepler",
+    "enzyme_assay",
+    "isotope_mixing",
+    "village_totals",
+    "stick_breaking_abundance",
 )
 
 #: name -> module, in the order of ``models/README.md``.

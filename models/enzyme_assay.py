@@ -3,7 +3,7 @@
 Model::
 
     Vmax ~ LogNormal(log 2, 0.5),   Km ~ LogNormal(log 1, 0.5)            (enzyme constants)
-    v_cal[j] ~ Normal(Vmax · S_cal[j] / (Km + S_cal[j]), σ)   j = 1..6     (calibration runs, noisy)
+    v_cal[j] ~ Normal(Vmax · S_cal[j] / (Km + S_cal[j]), σ)   j = 1..6     (calibration runs: V_CAL)
     S ~ LogNormal(log 1, 1)                                               (the sample's substrate)
     v = Vmax · S / (Km + S)                                               (observed exactly)
 
@@ -55,16 +55,18 @@ def rate(vmax, km, s):
     return vmax * s / (km + s)
 
 
-def model(v_cal=None):
+def model(v_cal=V_CAL):
+    """The calibration rates are observed (pass ``v_cal=None`` to simulate them)."""
     vmax = numpyro.sample("Vmax", dist.LogNormal(*VMAX_PRIOR))
     km = numpyro.sample("Km", dist.LogNormal(*KM_PRIOR))
     with numpyro.plate("calibration", len(S_CAL)):
-        numpyro.sample("v_cal", dist.Normal(rate(vmax, km, jnp.asarray(S_CAL)), SIGMA), obs=v_cal)
+        numpyro.sample("v_cal", dist.Normal(rate(vmax, km, jnp.asarray(S_CAL)), SIGMA),
+                       obs=None if v_cal is None else jnp.asarray(v_cal))
     s = numpyro.sample("S", dist.LogNormal(*S_PRIOR))
     numpyro.deterministic("v", rate(vmax, km, s))
 
 
-DATA = {"v": V_SAMPLE, "v_cal": V_CAL}
+DATA = {"v": V_SAMPLE}
 LATENT_DIM = 3
 OBSERVED_DIM = 1
 

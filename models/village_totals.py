@@ -50,7 +50,7 @@ def model():
 
 
 DATA = {"village_total": TOTALS}
-LATENT_DIM = len(VILLAGE) + 1
+LATENT_DIM = len(VILLAGE)  # the incomes; rate (1 more) is untouched by the inverse
 OBSERVED_DIM = N_VILLAGES
 
 
