@@ -6,11 +6,12 @@
 * ``village_totals`` — incomes split from exact ``.at[].add`` village totals (Gamma–Dirichlet closed form);
 * ``stick_breaking_abundance`` — sticks solved entry by entry from exact GEM shares (conjugate α).
 
-Default tier, per model: it conditions with the expected mechanism and θ, points mapped from prior
-draws through the PGF and the inverse satisfy the observation (``constraint_violation ≤ 1e-8``) and
-equal the closed-form preimage, and ``jax.grad`` of the potential matches central differences
-(``check_conditioned``). Slow tier: InverseNUTS posteriors against the references, with
-ESS-based tolerances.
+Default tier, per model: it conditions with the expected mechanism and θ; latent values (seeded
+draws) mapped through the PGF and the inverse satisfy the observation (``constraint_violation ≤
+1e-8``) and equal the closed-form preimage; the hand-written inverses of the comparison suite have
+ppinv's density. Slow tier: ``check_conditioned`` (``jax.grad``/``jacfwd`` of the potential against
+central differences, soundness at moved points) and InverseNUTS posteriors against the references,
+with ESS-based tolerances.
 
 ``isotope_mixing``'s conditioning test is in the slow tier: ``condition`` spends 5-10 s drawing the
 typical point of the linear solves (a prior draw of the Dirichlet run op by op); its quadrature test
