@@ -75,6 +75,8 @@ def _why(schedule, what, flags, env, theta, from_theta, fname):
     failed = any(not bool(np.all(np.asarray(f))) for f in flags)
     if isinstance(what, tuple):
         return _final_check(schedule, what, env, theta, from_theta, fname) if failed else None
+    if failed and isinstance(what, ForwardStep):
+        return _check_failure(schedule, what, env, theta)
     consumed, produced = _places(what)
     if not failed:  # no flag, but a NaN from finite values: a primitive evaluated outside its domain
         if not (_finite(env, consumed) and not _finite(env, produced)):
@@ -141,11 +143,24 @@ def _render(e, env, known):
     return f"{e.name}({', '.join(args)}) = {outs[0] if len(outs) == 1 else '(' + ', '.join(outs) + ')'}"
 
 
+def _check_failure(schedule, step, env, theta):
+    """A discrete value drawn from θ (a branch index, a comparison) that the recovered inputs contradict."""
+    e = step.eqn
+    computed = e.bind(*[v.value if v.is_const else env[v] for v in e.ins])
+    drawn = {s.var: s.name for s in schedule.steps if isinstance(s, FreeStep)}
+    parts = []
+    for o, checked, val in zip(e.outs, step.check, computed):
+        if checked and not bool(np.all(np.asarray(val) == np.asarray(env[o]))):
+            chooser = f"θ[{drawn[o]!r}]" if o in drawn else _name(o)
+            parts.append(f"{chooser} = {_show(env[o])}, but the recovered inputs give {_show(val)}")
+    args = ", ".join(_show(v.value if v.is_const else env[v]) for v in e.ins[:_MAX_ARGS])
+    return (f"{e.name} at {e.source}: {e.name}({args}): {'; '.join(parts)}. This θ picks a branch (case, "
+            "comparison result) that does not hold at the values it leads to; another value of it may "
+            "(inv.pgf(*x) gives the right one for a known x).")
+
+
 def _verdict(step, consumed, produced, failed):
     if isinstance(step, ForwardStep):
-        if failed:
-            return ("where θ chose another value: the recovered inputs do not take the branch (case, "
-                    "comparison result) that θ picked")
         return "is not finite: the relation is evaluated outside its domain"
     unknowns = ", ".join(_name(v) for v in produced) or "its unknowns"
     if failed:

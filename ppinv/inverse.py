@@ -11,8 +11,8 @@ from jax.tree_util import keystr, tree_flatten, tree_flatten_with_path, tree_unf
 from numpyro.distributions import constraints
 
 from ._compat import call_name
-from ._ir import import_jaxpr
 from ._diagnose import diagnose
+from ._ir import import_jaxpr
 from ._schedule import build_schedule, run_schedule, schedule_pgf
 from .errors import DomainError, InputError
 from .rules import current_table
@@ -405,7 +405,7 @@ class Inverse:
         fname = getattr(self.fun, "__name__", "f")
         try:
             why = diagnose(self.schedule, self._check_y(y), self._check_theta(theta), fname)
-        except Exception:  # a diagnosis must never hide the DomainError itself
+        except Exception:  # noqa: BLE001 - a diagnosis must never hide the DomainError itself
             why = None
         if why is None:
             why = (

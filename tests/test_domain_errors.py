@@ -212,3 +212,23 @@ def test_the_compiled_path_is_untouched():
 def test_error_docstring_example_runs():
     result = doctest.testmod(ppinv.errors, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+def _exp_if_positive(x):
+    return lax.cond(x > 0, jnp.exp, lambda v: v, x)
+
+
+def test_a_branch_index_the_values_contradict_names_the_check_and_theta():
+    """θ picks the cond's branch; y = 2 solved on the identity branch gives x = 2 > 0, the other branch."""
+    inv = ppinv.inverse(_exp_if_positive, 0.5)
+    (branch,) = inv.theta_spec
+    with pytest.raises(ppinv.DomainError, match=rf"θ\['{branch}'\] = 0, but the recovered inputs give 1") as err:
+        inv(2.0, {branch: 0})
+    assert re.search(_where(_exp_if_positive, "lax.cond"), str(err.value))
+    np.testing.assert_allclose(inv(2.0, {branch: 1})[0], np.log(2.0))
+
+
+def test_a_non_finite_theta_is_named():
+    inv = ppinv.inverse(lambda a, b: a + b, 1.0, 1.0)
+    with pytest.raises(ppinv.DomainError, match=r"θ\['a'\] = nan is not a finite value"):
+        inv(1.0, {"a": np.nan})
