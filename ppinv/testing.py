@@ -71,18 +71,21 @@ class _FlatInverse:
         # the least precise of y, x and θ bounds what finite differences can resolve
         dtypes = [self.dtype] + [a.dtype for a in inv._avals] + [s.dtype for _, s in self.continuous]
         self.precision = min(dtypes, key=lambda d: jnp.finfo(d).bits)
-        self.derivatives = jax.jit(self._derivatives)
-        self.batch = jax.jit(jax.vmap(self._x_and_ld, in_axes=(0, None)))
+        # one program per inverse: the value, both Jacobians and the finite-difference rows
+        # (compiling each separately costs XLA's fixed per-program overhead several times)
+        self.probe = jax.jit(self._probe)
+        self._jit_x_jacobian = jax.jit(self.x_jacobian)
 
     def flatten(self, y, theta):
         """``(z, discrete θ)`` for a point ``(y, θ)``."""
-        pieces = [ravel_pytree(y)[0]]
+        # on the host: each eager jnp op on a new shape would be one more compiled program
+        pieces = [np.ravel(np.asarray(leaf, self.dtype)) for leaf in tree_flatten(y)[0]]
         for n, s in self.continuous:
-            val = jnp.asarray(theta[n])
+            val = np.asarray(theta[n])
             val = val[..., :-1] if _is_simplex(s.support) else val
-            pieces.append(jnp.ravel(val).astype(self.dtype))
+            pieces.append(np.ravel(val).astype(self.dtype))
         disc = {n: jnp.asarray(v) for n, v in theta.items() if self.inv.theta_spec[n].discrete}
-        return jnp.concatenate(pieces), disc
+        return jnp.asarray(np.concatenate(pieces)), disc
 
     def unflatten(self, z, disc):
         """``(y, θ)`` from ``(z, discrete θ)``."""
@@ -108,9 +111,10 @@ class _FlatInverse:
         x_flat = ravel_pytree(x)[0].astype(z.dtype)
         return jnp.concatenate([x_flat, jnp.reshape(ld, (1,)).astype(z.dtype)])
 
-    def _derivatives(self, z, disc):
+    def _probe(self, z, disc, rows):
+        """``(x_and_ld(z), jacfwd, jacrev, x_and_ld of every row under vmap)``."""
         fn = lambda v: self._x_and_ld(v, disc)  # noqa: E731
-        return fn(z), jax.jacfwd(fn)(z), jax.jacrev(fn)(z)
+        return fn(z), jax.jacfwd(fn)(z), jax.jacrev(fn)(z), jax.vmap(fn)(rows)
 
     def x_jacobian(self, z, disc):
         """``∂x/∂z`` by ``jax.jacfwd`` (the dense Jacobian of the density term)."""
@@ -124,8 +128,8 @@ def _is_simplex(support):
 def _slogdet(jac):
     if jac.shape[0] != jac.shape[1]:
         raise AssertionError(f"Jacobian is {jac.shape}, not square: θ dims do not equal dim X − dim Y.")
-    sign, logdet = jnp.linalg.slogdet(jac)
-    return jnp.where(sign == 0, -jnp.inf, logdet)
+    sign, logdet = np.linalg.slogdet(np.asarray(jac, np.float64))  # LAPACK: independent of XLA's
+    return -np.inf if sign == 0 else float(logdet)
 
 
 def dense_log_abs_det(inv: Inverse, y, theta):
@@ -191,10 +195,7 @@ def check_gradient(batch_fn, z0, f0, jacobians, *, step=None, rtol=None, precisi
     n = z0.size
     if n == 0:
         return out
-    z_np = np.asarray(z0, np.float64)
-    h = step * (1.0 + np.abs(z_np))
-    eye = np.eye(n)
-    rows = np.concatenate([z_np + sign * eye * h * k for k in FD_STEPS for sign in (1, -1)])
+    rows, h = finite_difference_rows(z0, step)
     vals = np.asarray(batch_fn(jnp.asarray(rows, z0.dtype)), np.float64).reshape(len(FD_STEPS), 2, n, -1)
     f0 = np.asarray(f0, np.float64).reshape(-1)
     eps = float(jnp.finfo(dtype).eps)
@@ -202,6 +203,14 @@ def check_gradient(batch_fn, z0, f0, jacobians, *, step=None, rtol=None, precisi
     with np.errstate(all="ignore"):  # differences that left the domain are NaN/inf, and skipped
         _compare_columns(out, vals, f0, jacobians, h, noise, rtol, n)
     return out
+
+
+def finite_difference_rows(z0, step):
+    """The points :func:`check_gradient` evaluates: ``z0 ± h_j e_j · k`` for ``k`` in ``FD_STEPS``; and ``h``."""
+    z_np = np.asarray(z0, np.float64)
+    h = step * (1.0 + np.abs(z_np))
+    eye = np.eye(z_np.size)
+    return np.concatenate([z_np + sign * eye * h * k for k in FD_STEPS for sign in (1, -1)]), h
 
 
 def _compare_columns(out, vals, f0, jacobians, h, noise, rtol, n):
@@ -287,12 +296,12 @@ class InverseReport:
 
 
 def _max_err(a, b):
-    fa, _ = ravel_pytree(a)
-    fb, _ = ravel_pytree(b)
+    fa = np.concatenate([np.ravel(np.asarray(v, np.float64)) for v in tree_flatten(a)[0]] or [np.zeros(0)])
+    fb = np.concatenate([np.ravel(np.asarray(v, np.float64)) for v in tree_flatten(b)[0]] or [np.zeros(0)])
     if fa.size == 0:
         return 0.0
-    scale = 1.0 + jnp.abs(fb)
-    return float(jnp.max(jnp.abs(fa - fb) / scale))
+    with np.errstate(invalid="ignore"):
+        return float(np.max(np.abs(fa - fb) / (1.0 + np.abs(fb))))
 
 
 def check_inverse(
@@ -365,9 +374,12 @@ def check_inverse(
     grad_points = dense_points if grad_points is None else grad_points
     tkeys = jax.random.split(jax.random.fold_in(key, 1), len(points))
     flat = None
+    # compiled once per check: op by op, every primitive at every new shape is a program of its own
+    forward = jax.jit(f)
+    perturb = jax.jit(lambda theta, k, scale: _perturb(inv, theta, k, scale))
     for i, x in enumerate(points):
         report.n_points += 1
-        y = f(*x)
+        y = forward(*x)
         theta = inv.pgf(*x)
         x_back, ld = inv.with_log_det(y, theta)
         err = _max_err(x_back, x)
@@ -376,7 +388,7 @@ def check_inverse(
             report.failures.append(f"point {i}: PGF round trip error {err:.3g} (x={x}, got {x_back})")
             continue
         report.n_in_domain += 1
-        serr = _max_err(f(*x_back), y)
+        serr = _max_err(forward(*x_back), y)
         report.max_soundness_error = max(report.max_soundness_error, serr)
         if not serr <= rtol * 10:
             report.failures.append(f"point {i}: soundness error {serr:.3g} at the PGF's theta={theta}")
@@ -389,7 +401,7 @@ def check_inverse(
         if want_dense:
             if jac is None:
                 z, disc = flat.flatten(y, theta)
-                jac = flat.x_jacobian(z, disc)
+                jac = flat._jit_x_jacobian(z, disc)
             if jac.shape[0] != jac.shape[1]:
                 report.failures.append(
                     f"point {i}: θ dimension: the Jacobian of x over (y, θ) is {tuple(jac.shape)}, not square "
@@ -406,11 +418,11 @@ def check_inverse(
                 report.failures.append(f"point {i}: log|det| {float(ld):.10g} vs dense {float(dense):.10g}")
         # soundness at θ away from the PGF's: perturb the continuous leaves a little and a lot
         for scale, k in zip((0.1, 1.0), jax.random.split(tkeys[i])):
-            theta2 = _perturb(inv, theta, k, scale)
+            theta2 = perturb(theta, k, scale)
             if not bool(inv.in_domain(y, theta2)):
                 continue
             x2 = inv(y, theta2)
-            serr = _max_err(f(*x2), y)
+            serr = _max_err(forward(*x2), y)
             report.max_soundness_error = max(report.max_soundness_error, serr)
             if not serr <= rtol * 10:
                 report.failures.append(f"point {i}: soundness error {serr:.3g} at theta={theta2}")
@@ -424,25 +436,22 @@ def check_inverse(
 def _check_point_gradients(flat: _FlatInverse, y, theta, where, report, rtol, step):
     """Gradient checks at one point, recorded in ``report``; returns ``∂x/∂z`` (jacfwd)."""
     z, disc = flat.flatten(y, theta)
+    step = default_step(flat.precision) if step is None else step
+    rows, _ = finite_difference_rows(z, step)
+    rows = np.concatenate([rows, np.asarray(z)[None]])  # the point itself rides along under vmap
     try:
-        f0, jac_fwd, jac_rev = flat.derivatives(z, disc)
+        f0, jac_fwd, jac_rev, vals = flat.probe(z, disc, jnp.asarray(rows, z.dtype))
     except Exception as err:  # an inverse jax cannot differentiate is a defect, not a crash of the check
         report.failures.append(f"{where}: differentiating the inverse raised {type(err).__name__}: {err}")
         return None
-    if not bool(jnp.all(jnp.isfinite(f0))):
+    f0 = np.asarray(f0)
+    if not np.all(np.isfinite(f0)):
         return jac_fwd[:-1]
     names = {"jacfwd": jac_fwd, "jacrev": jac_rev}
-    at_z = []
-
-    def batch(rows):  # the point itself rides along: under vmap it must give what one call gives
-        out = flat.batch(jnp.concatenate([rows, z[None].astype(rows.dtype)]), disc)
-        at_z.append(out[-1])
-        return out[:-1]
-
-    res = check_gradient(batch, z, f0, names, step=step, rtol=rtol, precision=flat.precision)
-    if not np.allclose(np.asarray(at_z[0]), np.asarray(f0), rtol=1e-9, atol=1e-12, equal_nan=True):
-        report.failures.append(f"{where}: under jax.vmap (x, log|det|) = {np.asarray(at_z[0])}, "
-                               f"one point at a time {np.asarray(f0)}")
+    vals = np.asarray(vals)
+    res = check_gradient(lambda _rows: vals[:-1], z, f0, names, step=step, rtol=rtol, precision=flat.precision)
+    if not np.allclose(vals[-1], f0, rtol=1e-9, atol=1e-12, equal_nan=True):  # vmap must give what one call gives
+        report.failures.append(f"{where}: under jax.vmap (x, log|det|) = {vals[-1]}, one point at a time {f0}")
     report.n_grad_checked += res.checked
     report.n_grad_skipped += res.skipped
     report.max_grad_error = max(report.max_grad_error, res.max_error)
@@ -570,35 +579,44 @@ def check_conditioned(
         values = {k: transforms[k](v) for k, v in unravel(zf).items()}
         return _observation_error(cm, plan, {**values, **disc}, args, kwargs)
 
-    derivatives = jax.jit(lambda zf, disc: (potential(zf, disc), jax.jacfwd(potential)(zf, disc),
-                                            jax.jacrev(potential)(zf, disc)))
-    batch = jax.jit(jax.vmap(potential, in_axes=(0, None)))
+    # one program: the potential, its two Jacobians and the finite-difference rows
+    probe = jax.jit(lambda zf, disc, rows: (potential(zf, disc), jax.jacfwd(potential)(zf, disc),
+                                            jax.jacrev(potential)(zf, disc),
+                                            jax.vmap(potential, in_axes=(0, None))(rows, disc)))
     soundness = jax.jit(soundness)
+    to_flat = jax.jit(lambda values: ravel_pytree({k: transforms[k].inv(values[k]) for k in names})[0])
     site_names = _flat_site_names(z_example)
     pkeys = iter(jax.random.split(jax.random.fold_in(key, 1), len(draws)))
+    step = default_step(jnp.result_type(ravel_pytree(z_example)[0])) if grad_step is None else grad_step
+
+    def evaluate(z, disc):
+        rows, _ = finite_difference_rows(z, step)
+        return probe(z, disc, jnp.asarray(rows, z.dtype))
+
     for values in draws:
         if report.n_points >= n_points:
             break
         disc = {k: values[k] for k in discrete}
-        zf = ravel_pytree({k: transforms[k].inv(values[k]) for k in names})[0]
-        if not bool(jnp.all(jnp.isfinite(derivatives(zf, disc)[0]))):
+        zf = to_flat({k: values[k] for k in names})
+        at_draw = evaluate(zf, disc)
+        if not np.all(np.isfinite(np.asarray(at_draw[0]))):
             continue
         report.n_points += 1
-        moved = zf + perturb * jax.random.normal(next(pkeys), zf.shape, zf.dtype)
+        moved = zf + perturb * np.asarray(jax.random.normal(next(pkeys), zf.shape, zf.dtype))
         for where, z in ((f"draw {report.n_points}", zf), (f"draw {report.n_points} (moved)", moved)):
-            f0, jac_fwd, jac_rev = derivatives(z, disc)
-            if not bool(jnp.all(jnp.isfinite(f0))):
+            f0, jac_fwd, jac_rev, vals = at_draw if z is zf else evaluate(z, disc)
+            if not np.all(np.isfinite(np.asarray(f0))):
                 continue
             err = float(soundness(z, disc))
             report.max_soundness_error = max(report.max_soundness_error, err)
             if not err <= rtol:
                 report.failures.append(f"{where}: unsound: the original model run on the reported latents is "
                                        f"{err:.3g} (relative) away from the observations, at z={z}")
-            if not bool(jnp.all(jnp.isfinite(jac_rev))):
+            if not np.all(np.isfinite(np.asarray(jac_rev))):
                 report.failures.append(f"{where}: jax.grad of the potential is not finite: {jac_rev} at z={z}")
                 continue
-            res = check_gradient(lambda rows, disc=disc: batch(rows, disc), z, f0,
-                                 {"jax.grad": jac_rev, "jax.jacfwd": jac_fwd}, step=grad_step, rtol=grad_rtol)
+            res = check_gradient(lambda _rows, vals=vals: vals, z, f0,
+                                 {"jax.grad": jac_rev, "jax.jacfwd": jac_fwd}, step=step, rtol=grad_rtol)
             report.n_grad_checked += res.checked
             report.n_grad_skipped += res.skipped
             report.max_grad_error = max(report.max_grad_error, res.max_error)

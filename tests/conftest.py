@@ -5,7 +5,10 @@ import gc
 import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+# Two host devices for the parallel-chain tests. Compiling dominates the suite (hundreds of small
+# programs, each run a few times): LLVM's optimisation passes are skipped, which changes the speed
+# of the code XLA emits, not what it computes (no fast-math either way).
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2 --xla_backend_optimization_level=0")
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
@@ -46,7 +49,9 @@ def _release_memory():
 # Compiled programs accumulate in JAX's caches as tests build new inverses; past this many MB
 # resident they are dropped after the test (a later test recompiles what it needs). Keeps the
 # default tier's peak memory within its 2 GB budget at little cost in time.
-MEMORY_BUDGET_MB = float(os.environ.get("PPINV_TEST_MEMORY_MB", "1200"))
+# The budget is shared by the test processes (pytest-xdist workers run side by side).
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+MEMORY_BUDGET_MB = float(os.environ.get("PPINV_TEST_MEMORY_MB", "1200" if _WORKERS == 1 else "850"))
 
 
 @pytest.fixture(autouse=True)
@@ -85,4 +90,5 @@ if _PROFILE:
                 "test": item.nodeid, "wall_s": round(time.perf_counter() - start, 3),
                 "cpu_s": round(time.process_time() - cpu, 3), "rss_mb": round(_rss_mb()),
                 "peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                "worker": os.environ.get("PYTEST_XDIST_WORKER", "main"),
             }) + "\n")
