@@ -33,7 +33,6 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
-from scipy import stats
 
 import ppinv
 
@@ -83,6 +82,8 @@ def substrate(vmax, km, v=V_SAMPLE):
 
 def _log_density(log_vmax, log_km, v=V_SAMPLE):
     """Log of the exact posterior density of (log Vmax, log Km) (unnormalised; −∞ where Vmax ≤ v)."""
+    from scipy import stats  # only the reference needs scipy
+
     vmax, km = np.exp(log_vmax), np.exp(log_km)
     ok = vmax > v
     s = np.where(ok, substrate(vmax, km, v), 1.0)
