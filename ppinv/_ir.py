@@ -137,6 +137,8 @@ def _freeze(x):
 
 
 def _const_key(v):
+    if isinstance(v.value, jax.core.Tracer):  # closed over from an enclosing jit: one of its own
+        return ("const", id(v))
     arr = np.asarray(v.value)
     if arr.size > 64:
         return ("const", id(v))

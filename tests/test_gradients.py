@@ -185,6 +185,9 @@ PROGRAMS = [
     Prog("dot_general[x(3)@A(3x2): more rows than columns]", lambda x: x @ A23.T, (_v(3),)),
     Prog("dot_general[w@x both unknown]", lambda w, x: w @ x, (_v(), _v())),
     Prog("dot_general[x@x]", lambda x: x @ x, (_v(),)),
+    Prog("linear_solve, triangular_solve[known matrix]", lambda b: jnp.linalg.solve(
+        A46[:, :4], lax.linalg.triangular_solve(A46[:, 2:] + 4 * np.eye(4), b, left_side=True, lower=True)),
+        (jnp.ones((4, 2)),)),
     # piecewise, cond, scan
     Prog("select_n[leaky]", lambda x: jnp.where(x > 0, x, 0.1 * x), (_v(),)),
     Prog("select_n[elu]", jax.nn.elu, (_v(),)),
