@@ -359,6 +359,14 @@ def _direction(transform, shape, dtype):
     return lax.stop_gradient(jnp.where(slope < 0, -1.0, 1.0).astype(dtype))
 
 
+def _tangent_solve(linear, y):
+    """``y / F′(x)``, elementwise. Where ``F′(x) = 0`` the solve is not ok (no root found, or a
+    critical point); dividing by 1 there keeps NaN out of the derivatives of the pieces a
+    piecewise solve computes and does not pick."""
+    d = linear(jnp.ones_like(y))
+    return y / jnp.where(d != 0, d, 1.0)
+
+
 class MonotoneBlock:
     """Solve ``anchor`` (known output) for the single leaf of a strictly monotone cone."""
 
@@ -451,7 +459,7 @@ class MonotoneBlock:
             u, _ = self._search(g, shape, dtype)
             return transform(u).astype(dtype)
 
-        x = lax.custom_root(residual, jnp.zeros(shape, dtype), solve_fn, lambda g, y: y / g(jnp.ones_like(y)))
+        x = lax.custom_root(residual, jnp.zeros(shape, dtype), solve_fn, _tangent_solve)
         fx = self._forward(known_env, x)
         d = self._derivative(known_env, x)
         finfo = jnp.finfo(dtype)

@@ -635,7 +635,7 @@ class _Scheduler:
                 for v in e.ins:
                     if self._is_known(v) and not v.is_const and v not in known:
                         known.append(v)
-            block = PiecewiseBlock(anchor, eqns, leaf, known, self.table, anchor.describe())
+            block = PiecewiseBlock(anchor, eqns, leaf, known, self.table, anchor.describe(), self.supports.get(leaf))
             self._check_flat_pieces(block)
             names = tuple(self._add_theta(spec, "piece") for spec in block.theta)
             self.steps.append(PolyStep(block, names))

@@ -969,7 +969,6 @@ def invsoftplus_a(a):
 
 
 add("log1pexp", LEF, log1pexp, [0.5],
-    today=Refusal("piece_domain", PIECE + ": case x + exp(-x) on 18 <= x < 33.2, these relations are coupled"),
     points=((-40.0,), (0.5,), (25.0,)), note="points in every case of the where")
 add("logexpm1", LEF, logexpm1, [0.5], positive,
     points=((0.5,), (20.0,), (40.0,)), note="points in every case of the where")
@@ -982,17 +981,14 @@ add("logit", LEF, lef_logit, [0.5], open_unit, scale=2.0)
 add("cloglog", LEF, cloglog, [0.5], open_unit)
 add("cexpexp", LEF, cexpexp, [0.5])
 add("loglogistic", LEF, loglogistic, [0.5],
-    today=Refusal("piece_domain", PIECE + ": case x + exp(-x) on 18 <= x < 33.2, these relations are coupled"),
     points=((40.0,), (-0.5,), (-25.0,)), note="points in every case of the where")
 add("logitexp", LEF, logitexp, [-0.5], constraints.less_than(0.0),
     points=((-0.5,), (-20.0,), (-40.0,)), note="points in every case of the where")
 add("log1mlogistic", LEF, log1mlogistic, [0.5],
-    today=Refusal("piece_domain", PIECE + ": case x + exp(-x) on 18 <= x < 33.2, these relations are coupled"),
     points=((-40.0,), (0.5,), (25.0,)), note="points in every case of the where")
 add("logit1mexp", LEF, logit1mexp, [-0.5], constraints.less_than(0.0),
     points=((-0.5,), (-20.0,), (-40.0,)), note="points in every case of the where")
 add("softplus_with_a", LEF, softplus_a(jnp.asarray(2.5)), [0.5],
-    today=Refusal("piece_domain", PIECE + ": case x + exp(-x) on 18 <= x < 33.2, these relations are coupled"),
     points=((-16.0,), (0.2,), (10.0,)), note="points in every case of the where")
 add("invsoftplus_with_a", LEF, invsoftplus_a(jnp.asarray(2.5)), [0.5], positive,
     points=((0.3,), (8.0,), (16.0,)), note="points in every case of the where")
