@@ -198,8 +198,7 @@ def fold_constants(prog: Program, max_size: int = 1 << 20) -> Program:
             canon[e.outs[0]] = picked
             continue
         foldable = (
-            ins
-            and all(v.is_const for v in ins)
+            all(v.is_const for v in ins)  # nullary ones too: ``iota`` (``jnp.eye``, ``arange``)
             and not any(tag in e.prim.name for tag in _IMPURE)
             and all(o.size <= max_size and isinstance(o.dtype, np.dtype) for o in e.outs)
             and e.prim.name not in ("scan", "cond", "while")
@@ -221,7 +220,7 @@ def fold_constants(prog: Program, max_size: int = 1 << 20) -> Program:
 
 def _constant_pick(e, ins):
     """The case a ``select_n`` (``jnp.where``) with a constant predicate picks everywhere, else ``None``."""
-    if e.prim is not lax.select_n_p or not ins[0].is_const:
+    if e.prim is not lax.select_n_p or not ins[0].is_const or isinstance(ins[0].value, jax.core.Tracer):
         return None
     k = np.asarray(ins[0].value)
     if k.size == 0 or not np.all(k == k.flat[0]):

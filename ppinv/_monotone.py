@@ -318,10 +318,55 @@ def derivative_sign(cone, leaf, leaf_support, known_support, table=None):
     the active table); a primitive without one cannot be shown monotone.
     The leaf's support must be an interval element by element (the solve runs in the
     coordinate of its bijection); 0 for any other (a simplex).
+
+    Interval bounds forget that two factors are the same variable (``u·exp(u²)``: ``u`` times a
+    derivative of the sign of ``u``), so where the whole interval proves nothing it is cut into
+    pieces (at 0 first, then in halves; :func:`_subdivisions`) and the sign shown on each: the
+    derivative has one sign on every piece, hence on their union.
     """
-    if support_bounds(leaf_support) is None:
+    bounds = support_bounds(leaf_support)
+    if bounds is None:
         return 0
-    env = {leaf: (_support_interval(leaf_support), (1.0, 1.0))}
+    table = _table(table)
+    for pieces in _subdivisions(bounds[0], bounds[1]):
+        signs = {_sign_on(cone, leaf, piece, known_support, table) for piece in pieces}
+        if len(signs) == 1 and 0 not in signs:
+            return signs.pop()
+    return 0
+
+
+_MAX_SUBDIVISIONS = 5  # rounds of cutting: at most 2⁵ pieces
+
+
+def _subdivisions(lo, hi):
+    """The interval, then finer and finer covers of it by closed pieces: cut at 0 (where the
+    sign of the leaf changes), then every bounded piece in half and every unbounded one at
+    twice its finite end (so that far pieces stay unbounded)."""
+    pieces = [(lo, hi)]
+    yield pieces
+    for _ in range(_MAX_SUBDIVISIONS):
+        finer = []
+        for a, b in pieces:
+            if a < 0 < b:
+                cut = 0.0
+            elif a == -_INF and b == _INF:
+                cut = 0.0
+            elif b == _INF:
+                cut = 2.0 * a + 1.0 if a >= 0 else 0.5 * a
+            elif a == -_INF:
+                cut = 2.0 * b - 1.0 if b <= 0 else 0.5 * b
+            else:
+                cut = 0.5 * a + 0.5 * b
+            finer.extend([(a, cut), (cut, b)] if a < cut < b else [(a, b)])
+        if len(finer) == len(pieces):
+            return
+        pieces = finer
+        yield pieces
+
+
+def _sign_on(cone, leaf, interval, known_support, table):
+    """The sign of the cone's derivative in ``leaf`` over ``interval``, by interval bounds (0: unknown)."""
+    env = {leaf: (interval, (1.0, 1.0))}
 
     def read(v):
         if v in env:
@@ -331,7 +376,6 @@ def derivative_sign(cone, leaf, leaf_support, known_support, table=None):
             return (float(val.min()), float(val.max())), (0.0, 0.0)
         return _support_interval(known_support(v)), (0.0, 0.0)
 
-    table = _table(table)
     for e in cone:
         jet = _jet(e, table)
         res = jet([read(v) for v in e.ins], e.params) if jet is not None else None

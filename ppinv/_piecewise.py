@@ -34,7 +34,7 @@ import numpy as np
 from jax import lax
 from numpyro.distributions import constraints
 
-from ._compat import CALL_PRIMITIVES
+from ._compat import CALL_PRIMITIVES, is_concrete
 from ._ir import V, Eqn, Program
 from .errors import FlatPieceError, InversionError
 from .theta import ThetaSpec, int_dtype
@@ -98,8 +98,17 @@ def is_elementwise(e, shape) -> bool:
 
 def piecewise_cone(anchor, definer, is_known, pending):
     """``(eqns, leaf)`` when every unknown input of the ``select_n`` anchor traces back to one
-    variable through elementwise relations; else ``None``."""
-    if anchor.prim is not lax.select_n_p or is_known(anchor.ins[0]):
+    variable through elementwise relations; else ``None``.
+
+    The predicate is computed from that variable, or known (``jnp.where(mask, f(x), x)`` with
+    a constant or known ``mask``: it picks the case of each element, so no θ chooses it). A
+    known predicate that may select a case not computed from the variable (a constant or known
+    case) is declined: the output there does not depend on the variable, which that element of
+    the observation would leave undetermined.
+    """
+    if anchor.prim is not lax.select_n_p:
+        return None
+    if is_known(anchor.ins[0]) and not _never_picks_a_known_case(anchor, is_known):
         return None
     shape = anchor.outs[0].shape
     cone, leaves = [], set()
@@ -118,6 +127,18 @@ def piecewise_cone(anchor, definer, is_known, pending):
     if leaf.shape != shape or not leaf.is_float:
         return None
     return cone, leaf
+
+
+def _never_picks_a_known_case(anchor, is_known):
+    """A known predicate: whether it is sure to select, everywhere, a case that is not known."""
+    pred, cases = anchor.ins[0], anchor.ins[1:]
+    known_cases = [k for k, c in enumerate(cases) if is_known(c)]
+    if not known_cases:
+        return True
+    if not (pred.is_const and is_concrete(pred.value)):
+        return False  # known only at run time: which case it selects is not known now
+    picks = np.asarray(pred.value).astype(np.int64)
+    return not np.any(np.isin(picks, known_cases))
 
 
 # --- flat pieces -------------------------------------------------------------------------
@@ -464,6 +485,7 @@ def _sub_program(eqns, leaf, out, known, assume=None):
 
     s(leaf)
     new_eqns = [Eqn(e.prim, e.params, [s(v) for v in e.ins], [s(o) for o in e.outs], e.source) for e in keep]
+    s(out)  # a known predicate is computed by none of the relations: it is read as it is
     inputs = [scalar[leaf]] + [scalar[v] for v in feeds]
     return Program(inputs, [scalar[out]], new_eqns), feeds
 
@@ -637,12 +659,18 @@ class PiecewiseBlock:
         self.leaf = leaf
         self.known_inputs = list(known)
         pred, cases = anchor.ins[0], anchor.ins[1:]
+        # a known predicate picks each element's case itself (see ``piecewise_cone``)
+        self.fixed_choice = pred.is_const or pred in known
+        picked = np.unique(np.asarray(pred.value).astype(np.int64)) if pred.is_const and is_concrete(pred.value) \
+            else None
         self.feeds = []
         self.pred_prog, self.pred_feeds = self._scalar(pred, known)
         self.out_prog, self.out_feeds = self._scalar(anchor.outs[0], known, extra=[anchor])
         self.pieces, self.flat_pieces = [], []
         offset = 0
         for k, c in enumerate(cases):
+            if picked is not None and k not in picked:
+                continue  # a constant predicate that never selects this case
             if c is leaf:
                 self.pieces.append(_Piece(k, None, [], None, offset))
                 offset += 1
@@ -676,11 +704,16 @@ class PiecewiseBlock:
             )
         self.n_codes = offset
         self.theta = ()
-        if offset > 1:
-            support = constraints.integer_interval(0, offset - 1)
+        # θ codes the piece and its own choices; with a known predicate only the own choices
+        n_choices = max(p.width for p in self.pieces) if self.fixed_choice else offset
+        if n_choices > 1:
+            support = constraints.integer_interval(0, n_choices - 1)
             self.theta = (ThetaSpec(leaf.shape, np.dtype(int_dtype()), support, "piece", origin),)
         n = len(cases)
-        self.description = f"piecewise: invert each of {n} pieces, θ picks the piece, predicate re-checked"
+        self.description = (
+            f"piecewise: invert each of {n} pieces, " + ("the known predicate picks the piece" if self.fixed_choice
+                                                         else "θ picks the piece, predicate re-checked")
+        )
 
     def _scalar(self, out, known, assume=None, extra=()):
         """The scalar program of ``out`` and the positions of its feeds in ``self.feeds``."""
@@ -716,17 +749,30 @@ class PiecewiseBlock:
         feeds = [v.value if v.is_const else known_env[v] for v in self.feeds]
         return _per_element(fn, list(arrays), feeds)
 
+    def _code(self, ci, zi, feeds):
+        """The block's code of an element from its θ: θ itself, or, where the known predicate
+        picks the piece, that piece's offset plus θ (its own choices; ``ok`` if in range)."""
+        if not self.fixed_choice:
+            return ci, jnp.asarray(True)
+        case = self._predicate(zi, feeds).astype(int_dtype())
+        offset, width = jnp.asarray(-1, int_dtype()), jnp.asarray(0, int_dtype())
+        for piece in self.pieces:
+            offset = jnp.where(case == piece.case, piece.offset, offset)
+            width = jnp.where(case == piece.case, piece.width, width)
+        return offset + ci, (width > 0) & (ci >= 0) & (ci < width)
+
     def solve(self, known_env, z, theta):
         code = theta[0] if self.theta else jnp.zeros(jnp.shape(z), int_dtype())
 
         def one(zi, ci, *feeds):
-            x, ld, ok, case = jnp.zeros_like(zi), jnp.zeros_like(zi), jnp.asarray(False), jnp.asarray(-1)
+            ci, in_range = self._code(ci, zi, feeds)
+            x, ld, ok, case = jnp.zeros_like(zi), jnp.zeros_like(zi), in_range, jnp.asarray(-1)
             for piece in self.pieces:
                 xk, ldk, okk = piece.invert(zi, ci, feeds)
                 pick = piece.selects(ci)
                 x = jnp.where(pick, xk, x)
                 ld = jnp.where(pick, ldk, ld)
-                ok = jnp.where(pick, okk, ok)
+                ok = jnp.where(pick, okk & in_range, ok)
                 case = jnp.where(pick, piece.case, case)
             # the recovered x must lie on the piece that was inverted
             ok = ok & (self._predicate(x, feeds).astype(case.dtype) == case)
@@ -753,10 +799,17 @@ class PiecewiseBlock:
                 tries.append((case == piece.case, okk, code))
             # first the predicate's piece if it inverts, then any piece that does, then the predicate's
             ranked = [p & ok for p, ok, _ in tries] + [ok for _, ok, _ in tries] + [p for p, _, _ in tries]
+            if self.fixed_choice:  # the predicate's piece; θ holds its own choices
+                ranked = [p for p, _, _ in tries]
             chosen, done = jnp.zeros((), int_dtype()), jnp.asarray(False)
             for take, code in zip(ranked, [code for _, _, code in tries] * 3):
                 chosen = jnp.where(~done & take, code, chosen)
                 done = done | take
+            if self.fixed_choice:
+                offset = jnp.zeros((), int_dtype())
+                for piece in self.pieces:
+                    offset = jnp.where(case == piece.case, piece.offset, offset)
+                chosen = chosen - offset
             return chosen
 
         return (self._per_element(one, known_env, x),)

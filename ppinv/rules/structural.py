@@ -237,6 +237,8 @@ def _select_n_rule(pat):
     v = pat.eqn.ins[1 + case]
     if pat.known_in[1 + case] or v.shape != pat.eqn.outs[0].shape:
         return None
+    if not all(known for j, known in enumerate(pat.known_in[1:]) if j != case):
+        return None  # an unpicked case is not determined here (solving would mark it known)
     return _PickSolver(case)
 
 
@@ -704,6 +706,15 @@ class _EntryProgram:
             return self._const(np.asarray(val, dtype))
         return self._emit(prim, params, ins, (), dtype)
 
+    def _entry(self, prim, params, ins, dtype):
+        """One entry of an elementwise relation. A select whose predicate is a constant here is
+        the case it picks (the others do not enter this entry, and are not solved from it)."""
+        if prim is lax.select_n_p and ins[0].is_const:
+            case = ins[1 + int(np.asarray(ins[0].value))]
+            if case.dtype == dtype:
+                return case
+        return self._scalar(prim, params, ins, dtype)
+
     def _reduce(self, prim, params, terms, dtype):
         """``prim`` (a reduction) over ``terms``: constants folded, one unknown term kept as it is."""
         combine = {lax.reduce_sum_p: lax.add_p, lax.reduce_prod_p: lax.mul_p,
@@ -732,7 +743,7 @@ class _EntryProgram:
         if p in _ELEMENTWISE and self._is_elementwise(e):
             o = e.outs[0]
             ins = [self.ents(v) for v in e.ins]
-            self.entries[o] = [self._scalar(p, e.params, [x[k] if len(x) > 1 else x[0] for x in ins], o.dtype)
+            self.entries[o] = [self._entry(p, e.params, [x[k] if len(x) > 1 else x[0] for x in ins], o.dtype)
                                for k in range(o.size)]
         elif p in _COPIES or p in _SCATTERS:
             self._place(e)

@@ -427,8 +427,7 @@ add("softmax_centered_head", TFP + "softmax_centered.py", softmax_centered_head,
     today=Refusal("coupled", COUPLED + " (slice)"))
 add("ascending", TFP + "ascending.py", ascending, [arr(0.1, -0.3, 0.2, 0.4)])
 add("normal_cdf", TFP + "normal_cdf.py", normal_cdf, [0.5])
-add("lambertw_transform", TFP + "lambertw_transform.py", lambertw_transform(jnp.asarray(0.4)), [0.5],
-    today=Refusal("numeric", COUPLED + " (mul(u, exp(...)))"))
+add("lambertw_transform", TFP + "lambertw_transform.py", lambertw_transform(jnp.asarray(0.4)), [0.5])
 add("sinh", TFP + "sinh.py", jnp.sinh, [0.5])
 add("softplus_hinge", TFP + "softplus.py", softplus_bijector(jnp.asarray(0.7), jnp.asarray(0.1)), [0.5])
 add("generalized_pareto_bijector", TFP + "generalized_pareto.py",
@@ -456,8 +455,7 @@ add("fill_triangular", TFP + "fill_triangular.py", fill_triangular, [arr(0.1, 0.
     why="overdetermined: the entries above the diagonal are the constant 0, so the n*n outputs carry "
         "only n(n+1)/2 coordinates")
 add("transform_diagonal_softplus", TFP + "transform_diagonal.py", transform_diagonal_softplus,
-    [jnp.asarray([[0.1, 0.2], [0.3, 0.4]])],
-    today=Refusal("structural", COUPLED + " (select_n with a constant mask)"))
+    [jnp.asarray([[0.1, 0.2], [0.3, 0.4]])])
 add("absolute_value", TFP + "absolute_value.py", jnp.abs, [0.5])
 add("reciprocal", TFP + "reciprocal.py", lambda x: 1.0 / x, [0.5], positive)
 add("square", TFP + "square.py", jnp.square, [0.5])
@@ -563,8 +561,7 @@ add("lower_upper_triangular_affine", DISTRAX + "lower_upper_triangular_affine.py
     lower_upper_triangular_affine(jnp.asarray([[2.0, 0.3], [0.5, 1.5]]), arr(1.0, -1.0)), [arr(0.1, 0.2)])
 add("split_coupling", DISTRAX + "split_coupling.py", split_coupling(2), [arr(0.1, 0.2, 0.3, 0.4)])
 add("masked_coupling", DISTRAX + "masked_coupling.py", masked_coupling(jnp.asarray([True, False, True])),
-    [arr(0.1, 0.2, 0.3)],
-    today=Refusal("structural", COUPLED + " (select_n with a constant mask)"))
+    [arr(0.1, 0.2, 0.3)])
 
 
 # =============================================================================================
