@@ -900,9 +900,31 @@ def _read(env, v):
 
 
 def run_schedule(schedule, known_values, observed_values, theta):
-    """Execute the plan: returns ``(x_values, log_det, ok)`` with ``x`` in input order."""
+    """Execute the plan: returns ``(x_values, log_det, ok)`` with ``x`` in input order.
+
+    ``ok`` is False wherever a recovered ``x`` is not finite or log|det| is NaN
+    (:func:`finite_guard`), whichever step produced it.
+    """
     xs, log_det, ok, _ = run_schedule_extra(schedule, known_values, observed_values, theta)
-    return xs, log_det, ok
+    return xs, log_det, finite_guard(xs, log_det, ok, theta)
+
+
+def finite_guard(xs, log_det, ok, theta=None):
+    """``ok``, every ``x`` and continuous θ finite, and ``log_det`` not NaN: the one guard of a run.
+
+    NaN propagates: a step that makes NaN from non-NaN values (a forward ``log`` of a
+    negative) leaves it in some ``x`` or in log|det|, so this one check at the end finds
+    every such step, and the steps need no guard that only detects NaN. An infinite
+    ``x`` or θ is outside the domain too (``X`` and a real θ space hold finite values;
+    an eager call refuses them as well), so a real support needs no check of its own.
+    log|det| may be +∞ at a singular edge point (√ at 0), which callers treat as they
+    choose.
+    """
+    seen = {id(x) for x in xs}  # a θ freed as an input is that x: checked once
+    values = list(xs) + [t for t in (theta or {}).values() if id(t) not in seen]
+    flags = [jnp.all(jnp.isfinite(v)) for v in values if jnp.issubdtype(jnp.result_type(v), jnp.inexact)]
+    flags.append(~jnp.isnan(log_det))
+    return jnp.logical_and(ok, jnp.all(jnp.stack(flags)))
 
 
 def run_schedule_extra(schedule, known_values, observed_values, theta, on_step=None):
@@ -973,15 +995,16 @@ def run_schedule_extra(schedule, known_values, observed_values, theta, on_step=N
             add(ld, sol_ok)
         if on_step is not None:
             on_step(step, flags[n_flags:], env)
+    # supports narrower than the reals; finiteness is run_schedule's final guard
     xs = [env[v] for v in schedule.unknown_inputs]
     for v, x in zip(schedule.unknown_inputs, xs):
         sup = schedule.supports.get(v)
-        if sup is not None and sup is not constraints.real:
+        if is_constrained(sup):
             flags.append(jnp.all(sup.check(x)))
             if on_step is not None:
                 on_step(("support", v), flags[-1:], env)
     for name, spec in schedule.theta.items():  # θ outside its space is outside the domain
-        if spec.support is not constraints.real and spec.support is not constraints.real_vector:
+        if is_constrained(spec.support):
             flags.append(jnp.all(spec.support.check(theta[name])))
             if on_step is not None:
                 on_step(("theta", name), flags[-1:], env)

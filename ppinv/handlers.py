@@ -61,7 +61,7 @@ from ._schedule import FreeStep, build_schedule, run_schedule, schedule_pgf
 from .errors import ConditionError, InversionError, NoRuleError
 from .inverse import _keep_call, support_refusal
 from .rules import current_table
-from .theta import intrinsic_size
+from .theta import intrinsic_size, is_constrained
 
 __all__ = ["condition", "ConditionedModel", "ConditionalDensity", "THETA_PREFIX"]
 
@@ -524,6 +524,28 @@ class _Plan:
         return [s for n, s in self.theta_sites.items() if n not in self.latent_theta]
 
     @property
+    def support_unsure(self):
+        """Upstream latents whose replayed value may lie outside the site's support.
+
+        Not checked again when replaying: a real support (finiteness is the inverse's
+        own final guard, ``run_schedule``), and a latent that *is* a θ with the site's
+        own support (the θ site samples it there; ``run_schedule`` checks θ). A solved
+        latent with a narrower support is checked by ``run_schedule`` too, but is
+        replaced by a safe point outside it, so that the site's log density and its
+        gradient stay finite there; a simplex's last entry and a support that holds
+        traced values are checked only by the replay.
+        """
+        own = {latent: self.schedule.theta[n].support for n, latent in self.latent_theta.items()}
+        unsure = set()
+        for n in self.upstream:
+            sup = self.sites[n].support
+            if sup is None or self.sites[n].simplex:
+                unsure.add(n)
+            elif is_constrained(sup) and own.get(n) is not sup:
+                unsure.add(n)
+        return unsure
+
+    @property
     def solved(self):
         """Upstream latents computed from θ (``deterministic`` sites of the conditioned model)."""
         return [n for n in self.upstream if n not in set(self.latent_theta.values())]
@@ -585,13 +607,11 @@ class _Plan:
             for n, site in self.theta_sites.items():
                 theta[n] = numpyro.sample(site, densities[n], infer={"ppinv_theta": n})
         x, log_det, ok = self._invert(full, theta, data)
-        replay = _ReplayLatents(x, set(self.exact))
+        replay = _ReplayLatents(x, set(self.exact), self.support_unsure)
         with handlers.substitute(data=params), handlers.condition(data={n: data[n] for n in self.data_names}), replay:
             result = self.cm.model(*args, **kwargs)
         total = replay.log_prob + log_det
-        # at singular edge points (a branch point, √ at 0) log|det| is ±inf: treat as −inf
-        valid = jnp.logical_and(jnp.logical_and(ok, replay.valid), jnp.isfinite(total))
-        log_density = jnp.where(valid, total, -jnp.inf)
+        log_density = _inside_or_minus_inf(total, jnp.logical_and(ok, replay.valid))
         self._carry_density(densities, log_density, full, data)
         for n in self.solved:
             numpyro.deterministic(n, replay.values[n])
@@ -634,18 +654,40 @@ class _Plan:
         return self._pgf(full_ctx, values)
 
 
+@jax.custom_jvp
+def _inside_or_minus_inf(total, inside):
+    """``total`` where the point is ``inside`` the domain and ``total`` is finite, else −∞.
+
+    At singular edge points (a branch point, √ at 0) log|det| is ±∞: −∞ too. The
+    tangent is ``total``'s own: the gradient is exact wherever the density is finite,
+    and where it is −∞ (no sampler follows it there) it is not masked, so that the
+    gradient does not need the value's validity and XLA need not compute the value
+    again inside the gradient's fused loops.
+    """
+    return jnp.where(jnp.logical_and(inside, jnp.isfinite(total)), total, -jnp.inf)
+
+
+@_inside_or_minus_inf.defjvp
+def _inside_or_minus_inf_jvp(primals, tangents):
+    total, inside = primals
+    return _inside_or_minus_inf(total, inside), tangents[0]
+
+
 class _ReplayLatents(Messenger):
     """Run the original model with the solved latents; hide them and the exact observations.
 
-    Each solved latent is replaced by a safe point of its support where it lies
-    outside (so no NaN reaches log densities or gradients); ``valid`` records
-    whether every value was inside, and ``log_prob`` accumulates their densities.
+    Each latent named in ``check`` is replaced by a safe point of its support where
+    it lies outside (so no NaN reaches log densities or gradients); ``valid``
+    records whether every such value was inside, and ``log_prob`` accumulates the
+    densities of all of them. The others are in their supports by construction,
+    or checked by the inverse (``_Plan.support_unsure``).
     """
 
-    def __init__(self, values, hidden):
+    def __init__(self, values, hidden, check=None):
         super().__init__()
         self.x = values
         self.hidden = hidden
+        self.check = set(values) if check is None else set(check)
         self.values = {}
         self.log_prob = jnp.zeros(())
         self.valid = jnp.asarray(True)
@@ -655,20 +697,14 @@ class _ReplayLatents(Messenger):
         if msg["type"] == "sample" and name in self.x:
             fn = msg["fn"]
             value = jnp.asarray(self.x[name], jnp.result_type(msg["value"]) if msg["value"] is not None else None)
-            ok = jnp.asarray(fn.support(value))
-            event_dim = getattr(fn, "event_dim", 0)
-            if event_dim and ok.ndim >= event_dim and ok.ndim == jnp.ndim(value):
-                ok = jnp.all(ok, axis=tuple(range(-event_dim, 0)))
-            safe = jnp.broadcast_to(jnp.asarray(fn.support.feasible_like(value), value.dtype), value.shape)
-            okb = jnp.reshape(ok, ok.shape + (1,) * (value.ndim - ok.ndim)) if ok.ndim < value.ndim else ok
-            value = jnp.where(okb, value, safe)
+            if name in self.check:
+                value = self._inside_support(fn, value)
             lp = fn.log_prob(value)
             if msg.get("mask") is not None:
                 lp = jnp.where(msg["mask"], lp, 0.0)
             if msg.get("scale") is not None:
                 lp = msg["scale"] * lp
             self.log_prob = self.log_prob + jnp.sum(lp)
-            self.valid = jnp.logical_and(self.valid, jnp.all(ok))
             self.values[name] = value
             msg["value"] = value
             msg["stop"] = True
@@ -676,6 +712,17 @@ class _ReplayLatents(Messenger):
             msg["stop"] = True
             if msg["type"] == "sample" and msg["value"] is None:
                 msg["value"] = _unwrap(msg["fn"]).v
+
+    def _inside_support(self, fn, value):
+        """``value`` where it lies in ``fn``'s support, else a safe point of it (noted in ``valid``)."""
+        ok = jnp.asarray(fn.support(value))
+        event_dim = getattr(fn, "event_dim", 0)
+        if event_dim and ok.ndim >= event_dim and ok.ndim == jnp.ndim(value):
+            ok = jnp.all(ok, axis=tuple(range(-event_dim, 0)))
+        self.valid = jnp.logical_and(self.valid, jnp.all(ok))
+        safe = jnp.broadcast_to(jnp.asarray(fn.support.feasible_like(value), value.dtype), value.shape)
+        okb = jnp.reshape(ok, ok.shape + (1,) * (value.ndim - ok.ndim)) if ok.ndim < value.ndim else ok
+        return jnp.where(okb, value, safe)
 
 
 class ConditionedModel:

@@ -137,8 +137,6 @@ def test_log_of_a_negative_evaluated_forward_names_log_and_the_value():
     np.testing.assert_allclose(_shifted_log(a, b), 1.0, rtol=1e-12)
 
 
-@pytest.mark.xfail(strict=True, reason="run_schedule flags no forward step: log(b - 1) of b < 1 is NaN, "
-                   "in_domain is True and log|det| finite under jit")
 def test_log_of_a_negative_evaluated_forward_is_outside_the_domain_under_jit():
     inv = ppinv.inverse(_shifted_log, 1.0, 2.0, free="b")
     assert not bool(jax.jit(inv.in_domain)(1.0, {"b": 0.7}))
