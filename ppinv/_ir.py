@@ -302,7 +302,10 @@ def _inline(prog, jaxpr, args, keep_call, outer_source=None):
 
     for eqn in jaxpr.eqns:
         ins = [read(a) for a in eqn.invars]
-        body_param = CALL_PRIMITIVES.get(eqn.primitive)
+        if eqn.primitive.name == "pvary":  # in the body of a map over one device: the identity
+            env.update(zip(eqn.outvars, ins))
+            continue
+        body_param = CALL_PRIMITIVES.get(eqn.primitive) or _single_device_map(eqn)
         if body_param is not None and not (keep_call and keep_call(eqn)):
             body, body_consts = _body_of(eqn.params[body_param])
             src = outer_source or source_summary(eqn)
@@ -325,6 +328,22 @@ def _inline(prog, jaxpr, args, keep_call, outer_source=None):
         src = outer_source or source_summary(eqn) or "<unknown source>"
         prog.eqns.append(Eqn(eqn.primitive, dict(eqn.params), ins, outs, src))
     return [read(a) for a in jaxpr.outvars]
+
+
+def _single_device_map(eqn):
+    """``"jaxpr"`` for a ``shard_map`` (what ``pmap`` emits) over a mesh of one device: its body
+    sees the whole arrays, so it is a call; else ``None``."""
+    mesh = eqn.params.get("mesh")
+    if eqn.primitive.name != "shard_map" or getattr(mesh, "size", None) != 1 or "jaxpr" not in eqn.params:
+        return None
+    names = set(mesh.axis_names)
+    body = getattr(eqn.params["jaxpr"], "jaxpr", eqn.params["jaxpr"])
+    for q in body.eqns:  # a collective over the mesh's axes (psum, all_gather) changes shapes: keep it
+        named = {a for v in q.params.values() for a in (v if isinstance(v, (tuple, frozenset)) else (v,))
+                 if isinstance(a, str)}
+        if q.primitive.name != "pvary" and named & names:
+            return None
+    return "jaxpr"
 
 
 def inputs_from_outside(eqns, leaf):
