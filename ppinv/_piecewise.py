@@ -687,13 +687,17 @@ class PiecewiseBlock:
             prog, feed_index = self._scalar(c, known, assume={pred: k})
             supports = {} if on_piece is None else {prog.invars[0]: on_piece}
             try:
-                sub = build_schedule(prog, prog.invars[1:], prog.invars[:1], prog.outvars, supports, table, {})
+                # the case's observation and known inputs are the block's: whether they are computed
+                # from θ is for the enclosing schedule to judge (``_inherit_flat_pieces``)
+                sub = build_schedule(prog, prog.invars[1:], prog.invars[:1], prog.outvars, supports, table, {},
+                                     outer_theta=False)
             except InversionError as err:
                 raise type(err)(
                     f"{_case_label(k, c)} of the piecewise function at {anchor.source} cannot be inverted for "
                     f"{leaf!r}, so the program cannot be inverted on that piece: {err}"
                 ) from None
             self._check_own_theta(sub, k, c)
+            self._inherit_flat_pieces(sub, prog, k, c)
             piece = _Piece(k, prog, feed_index, sub, offset)
             self.pieces.append(piece)
             offset += piece.width
@@ -724,6 +728,17 @@ class PiecewiseBlock:
                 self.feeds.append(v)
             index.append(self.feeds.index(v))
         return prog, index
+
+    def _inherit_flat_pieces(self, sub, prog, k, c):
+        """Flat pieces the case's schedule solves through with values read from its observation
+        or known inputs (a nested ``where`` with a constant case): the block declares them as its
+        own, reading the block's observation and known inputs, so the enclosing schedule refuses
+        the block (or schedules around it) where those are computed from θ."""
+        seeds = list(prog.invars[1:]) + list(prog.outvars)
+        for p in theta_dependent_flat_pieces(getattr(sub, "steps", ()), sub.theta, seeds):
+            where = f"{p.region} (in {_case_label(k, c)} of the piecewise function at {self.anchor.source})"
+            self.flat_pieces.append(FlatPiece(p.relation, p.operand, p.value,
+                                              (self.anchor.outs[0], *self.known_inputs), where))
 
     def _check_own_theta(self, sub, k, c):
         where = f"{_case_label(k, c)} of the piecewise function at {self.anchor.source}"

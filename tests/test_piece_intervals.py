@@ -139,3 +139,29 @@ def test_piece_support_of_comparisons():
     assert lo == -np.inf and -0.5 <= hi < -0.5 + 1e-12
     assert _bounds(piece_support(lt, 1, constraints.positive))[:2] == (0.0, 2.0)
     assert piece_support(lt, 0, constraints.interval(0.0, 1.0)) is _EMPTY
+
+
+# --- a constant case of a nested where -------------------------------------------------------------
+def clipped_logistic(x):
+    """LogExpFunctions' logistic: 0 below −30, 1 above 30 (flat pieces), eˣ/(1 + eˣ) between."""
+    e = jnp.exp(x)
+    return jnp.where(x < -30.0, 0.0, jnp.where(x > 30.0, 1.0, e / (1.0 + e)))
+
+
+def test_a_nested_flat_piece_with_an_observed_output_is_exact():
+    """The observation is data: the flat pieces hold mass only at y ∈ {0, 1} (a null set)."""
+    inv = _exact(clipped_logistic, [(jnp.asarray(v),) for v in (-3.0, 0.4, 5.0)])
+    assert inv.n_theta == 0
+
+
+def test_a_nested_flat_piece_fed_from_theta_is_refused_or_avoided():
+    """With y = logistic(x) + c, solving x from y − c (c from θ) would drop the flat pieces' mass:
+    ppinv frees x instead (the where is evaluated forwards), and refuses when told to free c."""
+
+    def f(x, c):
+        return clipped_logistic(x) + c
+
+    inv = ppinv.inverse(f, 0.5, 0.5)
+    assert "piecewise" not in "\n".join(s.describe() for s in inv.schedule.steps)
+    with pytest.raises(InversionError, match="flat piece"):
+        ppinv.inverse(f, 0.5, 0.5, free=["c"])
