@@ -500,6 +500,8 @@ def _linear_solve_rule(pat):
         return None
     if any(not eqn.ins[k].is_float for k in rhs) or len({id(eqn.ins[k]) for k in rhs}) < len(rhs):
         return None  # one variable at two right-hand-side places is not a solve for it
+    if any(jnp.issubdtype(o.dtype, jnp.complexfloating) for o in eqn.outs):
+        return None  # a complex map's density is |det|² over the reals: not this rule's
     size = sum(o.size for o in eqn.outs)
     if size > MAX_DENSE_SOLVE:
         from ..errors import InversionError
