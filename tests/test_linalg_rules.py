@@ -80,7 +80,14 @@ PROGRAMS = {
 }
 
 
-@pytest.mark.parametrize("name", list(PROGRAMS))
+# the default tier checks one of each kind (a custom_linear_solve with a NumPy matrix, triangular solves
+# left and right, a solve between nonlinear maps); the rest run with ``-m slow``
+DEFAULT_TIER = {"solve_matrix_numpy_constant", "solve_triangular_lower", "triangular_solve_right_side",
+                "solve_then_nonlinear"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[] if n in DEFAULT_TIER else [pytest.mark.slow])
+                                  for n in PROGRAMS])
 def test_a_solve_with_a_known_matrix_is_inverted_exactly(name):
     f, args = PROGRAMS[name]
     inv = _exact(f, *args)

@@ -59,7 +59,7 @@ def numpy_threshold(x):
     (softplus_tail, [(-3.0,), (0.5,), (25.0,)]),
     (affine_predicate, [(0.5,), (3.0,), (7.5,)]),
     (nested, [(-0.5,), (1.5,), (4.0,), (6.0,)]),
-    (numpy_threshold, [(0.5,), (20.0,)]),
+    pytest.param(numpy_threshold, [(0.5,), (20.0,)], marks=pytest.mark.slow),
 ])
 def test_a_case_monotone_on_its_piece_is_solved_there(f, points):
     inv = _exact(f, [tuple(jnp.asarray(v) for v in p) for p in points])

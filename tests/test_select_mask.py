@@ -59,8 +59,8 @@ def arange_mask(x):
 @pytest.mark.parametrize("f, arg", [
     (diagonal_softplus, X22),
     (numpy_mask_exp, jnp.asarray([0.3, -0.5, 1.2])),
-    (jnp_mask_sinh, jnp.asarray([0.3, -0.5, 1.2])),
-    (arange_mask, jnp.asarray([0.3, -0.5, 1.2, 0.4])),
+    pytest.param(jnp_mask_sinh, jnp.asarray([0.3, -0.5, 1.2]), marks=pytest.mark.slow),
+    pytest.param(arange_mask, jnp.asarray([0.3, -0.5, 1.2, 0.4]), marks=pytest.mark.slow),
 ])
 def test_a_known_mask_picks_each_entrys_case(f, arg):
     inv = _exact(f, arg)
