@@ -571,12 +571,14 @@ def piece_support(pred_prog, k, support):
     the predicate says nothing of the kind; ``_EMPTY`` when the two do not meet."""
     from .theta import support_bounds, support_from_bounds
 
+    while isinstance(support, constraints.independent):  # the case's program is on scalars
+        support = support.base_constraint
+    outer = support_bounds(support)
+    if outer is None:
+        return None  # not an interval element by element (a simplex): nothing to say of one element
     piece = _comparison_interval(pred_prog, k)
     if piece is None:
         return support
-    outer = support_bounds(support)
-    if outer is None:
-        return support  # not an interval (cannot be narrowed this way)
     lo, lo_closed = max((piece[0], piece[2]), (outer[0], outer[2]), key=lambda b: (b[0], not b[1]))
     hi, hi_closed = min((piece[1], piece[3]), (outer[1], outer[3]), key=lambda b: (b[0], b[1]))
     if lo > hi or (lo == hi and not (lo_closed and hi_closed)):

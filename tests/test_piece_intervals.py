@@ -165,3 +165,15 @@ def test_a_nested_flat_piece_fed_from_theta_is_refused_or_avoided():
     assert "piecewise" not in "\n".join(s.describe() for s in inv.schedule.steps)
     with pytest.raises(InversionError, match="flat piece"):
         ppinv.inverse(f, 0.5, 0.5, free=["c"])
+
+
+def test_a_vector_with_an_event_support():
+    """A support written for the whole vector (``independent``) narrows each element's pieces."""
+
+    def f(x):
+        return jnp.where(x < 2.0, jnp.log1p(jnp.exp(x)), x + jnp.exp(-x))
+
+    support = constraints.independent(constraints.positive, 1)
+    inv = ppinv.inverse(f, jnp.ones(3), support=support)
+    report = check_inverse(f, jnp.ones(3), inv=inv, support=support, n_points=2, **TOL)
+    assert report.n_in_domain == 2
