@@ -234,20 +234,7 @@ class _Scheduler:
         return keep
 
     def _infer_supports(self, given):
-        sup = dict(given)
-        for e in self.relevant:
-            if len(e.outs) != 1:
-                continue
-            image = self.table.image_rule(e.prim)
-            if image is None:
-                continue
-            try:
-                s = image(e, tuple(sup.get(v) for v in e.ins))
-            except Exception:
-                s = None
-            if s is not None:
-                sup[e.outs[0]] = s
-        return sup
+        return propagate_supports(self.relevant, self.table, given)
 
     # -- bookkeeping ------------------------------------------------------------------
     def _theta_name(self, base):
@@ -861,6 +848,27 @@ class _Scheduler:
     def _univariate_leaf(self, anchor):
         """The single variable an elementwise-analytic relation traces back to, if any."""
         return next((leaf for _, leaf in self._elementwise_cones(anchor)), None)
+
+
+def propagate_supports(eqns, table, given):
+    """``given`` (variable -> support) extended forward through ``eqns`` by the table's image rules.
+
+    A variable that no image rule reaches is absent (nothing is known of it).
+    """
+    sup = dict(given)
+    for e in eqns:
+        if len(e.outs) != 1:
+            continue
+        image = table.image_rule(e.prim)
+        if image is None:
+            continue
+        try:
+            s = image(e, tuple(sup.get(v) for v in e.ins))
+        except Exception:
+            s = None
+        if s is not None:
+            sup[e.outs[0]] = s
+    return sup
 
 
 def build_schedule(program, known_inputs, unknown_inputs, observed, supports, table, names, extra_outputs=(),

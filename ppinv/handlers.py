@@ -56,12 +56,12 @@ from numpyro.distributions import constraints
 from numpyro.primitives import Messenger
 
 from ._compat import is_concrete
-from ._ir import import_jaxpr
-from ._schedule import FreeStep, build_schedule, run_schedule, schedule_pgf
+from ._ir import V, import_jaxpr
+from ._schedule import FreeStep, build_schedule, propagate_supports, run_schedule, run_schedule_extra, schedule_pgf
 from .errors import ConditionError, InversionError, NoRuleError
 from .inverse import _keep_call, support_refusal
 from .rules import current_table
-from .theta import intrinsic_size, is_constrained
+from .theta import intrinsic_size, is_constrained, support_bounds
 
 __all__ = ["condition", "ConditionedModel", "ConditionalDensity", "THETA_PREFIX"]
 
@@ -243,6 +243,7 @@ class _Plan:
 
     def __init__(self, cm, args, kwargs):
         self.cm = cm
+        self._support_unsure = None
         leaves, self.arg_tree = tree_flatten((args, kwargs))
         self.dynamic = [_is_array(leaf) for leaf in leaves]
         self.static_leaves = [None if d else leaf for d, leaf in zip(self.dynamic, leaves)]
@@ -535,15 +536,43 @@ class _Plan:
         gradient stay finite there; a simplex's last entry and a support that holds
         traced values are checked only by the replay.
         """
-        own = {latent: self.schedule.theta[n].support for n, latent in self.latent_theta.items()}
-        unsure = set()
-        for n in self.upstream:
-            sup = self.sites[n].support
-            if sup is None or self.sites[n].simplex:
-                unsure.add(n)
-            elif is_constrained(sup) and own.get(n) is not sup:
-                unsure.add(n)
-        return unsure
+        if self._support_unsure is None:
+            own = {latent: self.schedule.theta[n].support for n, latent in self.latent_theta.items()}
+            unsure = {n for n in self.upstream if self.sites[n].support is None or self.sites[n].simplex}
+            narrower = [n for n in self.upstream if n not in unsure and is_constrained(self.sites[n].support)
+                        and own.get(n) is not self.sites[n].support]
+            proven = self._solved_supports() if narrower else {}  # one more trace of the inverse: when it may pay
+            unsure.update(n for n in narrower if not _within(proven.get(n), self.sites[n].support))
+            self._support_unsure = unsure
+        return self._support_unsure
+
+    def _solved_supports(self):
+        """Upstream latent -> a support its solve guarantees by construction (``x = exp(·)`` is positive).
+
+        The inverse is traced with nothing known of the observations and the context (their
+        values change between calls) and θ in its supports, and supports are carried forward
+        through its operations by the rule table's image rules. ``{}`` when it cannot be traced
+        or imported: every narrower support is then checked.
+        """
+        spec = self.schedule.theta
+        names = list(spec)
+        n_ctx, n_y = len(self.ctx_avals), len(self.program.outvars)
+
+        def solve(*flat):
+            theta = dict(zip(names, flat[n_ctx + n_y:]))
+            return run_schedule_extra(self.schedule, list(flat[:n_ctx]), list(flat[n_ctx:n_ctx + n_y]), theta)[0]
+
+        avals = (list(self.ctx_avals) + [jax.ShapeDtypeStruct(v.shape, v.dtype) for v in self.program.outvars]
+                 + [jax.ShapeDtypeStruct(spec[n].shape, spec[n].dtype) for n in names])
+        inputs = [V(a.shape, a.dtype) for a in avals]
+        try:
+            inverse = import_jaxpr(jax.make_jaxpr(solve)(*avals), keep_call=_keep_call(self.cm.table), inputs=inputs)
+        except Exception:  # a proof of supports only: without it, the replay checks them
+            return {}
+        theta_vars = inputs[n_ctx + n_y:]
+        given = {v: spec[n].support for v, n in zip(theta_vars, names) if not spec[n].discrete}
+        found = propagate_supports(inverse.eqns, self.cm.table, given)
+        return {n: found.get(v) for n, v in zip(self.upstream, inverse.outvars)}
 
     @property
     def solved(self):
@@ -1016,6 +1045,18 @@ def _raise_if_dependent(closed, plan, upstream, ctx):
                 "(or its obs=), or observe it with noise as an ordinary sample site."
             )
         rank = new
+
+
+def _within(inner, outer) -> bool:
+    """``inner`` is known (not ``None``) and lies inside ``outer``, both intervals of the reals."""
+    if inner is None:
+        return False
+    a, b = support_bounds(inner), support_bounds(outer)
+    if a is None or b is None:
+        return False
+    lo_in = b[0] < a[0] or (b[0] == a[0] and (b[2] or not a[2]))
+    hi_in = a[1] < b[1] or (a[1] == b[1] and (b[3] or not a[3]))
+    return lo_in and hi_in
 
 
 def _input_support(site):
