@@ -178,8 +178,10 @@ class KnownStructure:
 
         values = self._values[mode]
         try:
+            # the roots outside compile-time evaluation: a typical point (a model's prior draw) is
+            # then one compiled program, not one per operation
+            vals = [self._root(u, mode) for u in roots]
             with jax.ensure_compile_time_eval():
-                vals = [self._root(u, mode) for u in roots]
                 computed = jax.jit(run)(vals)
         except Exception:  # an input outside some domain, a primitive that cannot run here
             values[target] = None

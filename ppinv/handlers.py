@@ -459,9 +459,14 @@ class _Plan:
 
         def typical():  # a prior draw: where linear solves whose matrix moves with θ choose their chart
             full = self._full_ctx(arg_ctx)
-            tr = self._run_model(full)
-            draw = {v: sites[n].to_input(jnp.asarray(tr[n]["value"])) for v, n in zip(lat_vars, latents)}
-            return {**dict(zip(ctx_vars, full)), **draw}
+
+            def prior_draw(full):
+                tr = self._run_model(full)
+                return [sites[n].to_input(jnp.asarray(tr[n]["value"])) for n in latents]
+
+            # one compiled program: run op by op, a model's prior draw is dozens of programs of its own
+            draw = jax.jit(prior_draw)(full) if all(is_concrete(v) for v in full) else prior_draw(full)
+            return {**dict(zip(ctx_vars, full)), **dict(zip(lat_vars, draw))}
 
         try:
             self.schedule = build_schedule(
