@@ -26,7 +26,9 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")  # as the test suite runs
+# as the test suite runs (tests/conftest.py): compiling is most of the work, so XLA compiles fast
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2 --xla_backend_optimization_level=0 "
+                      "--xla_cpu_use_fusion_emitters=false")
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
