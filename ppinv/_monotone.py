@@ -367,12 +367,15 @@ def _subdivisions(lo, hi):
 def _sign_on(cone, leaf, interval, known_support, table):
     """The sign of the cone's derivative in ``leaf`` over ``interval``, by interval bounds (0: unknown)."""
     env = {leaf: (interval, (1.0, 1.0))}
+    hulls = []  # constant arrays read as the interval hull of their entries
 
     def read(v):
         if v in env:
             return env[v]
         if v.is_const:
             val = np.asarray(v.value, dtype=float)
+            if val.size > 1 and val.min() != val.max():
+                hulls.append(v)
             return (float(val.min()), float(val.max())), (0.0, 0.0)
         return _support_interval(known_support(v)), (0.0, 0.0)
 
@@ -386,6 +389,10 @@ def _sign_on(cone, leaf, interval, known_support, table):
         env[e.outs[0]] = res
     d = env[cone[-1].outs[0]][1] if cone else (1.0, 1.0)
     if d == (0.0, 0.0):
+        return 0
+    if hulls and d[0] <= 0 <= d[1]:
+        # A bound over the hull of a constant's entries holds for every element, but one that
+        # touches 0 may be an element whose derivative is 0 everywhere (b · [1, 0]): no proof.
         return 0
     if d[0] >= 0:
         return 1

@@ -78,8 +78,6 @@ def test_a_matrix_passed_as_a_model_argument_is_read_at_every_call():
         assert float(ld) == pytest.approx(reference, rel=1e-12)
 
 
-@pytest.mark.xfail(strict=True, reason="_monotone.derivative_sign reads a constant array as one interval "
-                   "(min, max): b * [1, 0] is taken as strictly increasing although its second entry is constant")
 def test_a_product_with_a_constant_vector_holding_a_zero_is_refused_or_complete():
     """y = b ⊙ [1, 0] + c: b₂ is the free direction (c = y₂). Freeing c and solving b ⊙ [1, 0] = y − c
     reaches no preimage unless c = y₂ exactly; ppinv must refuse or be complete."""
