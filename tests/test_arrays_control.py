@@ -208,7 +208,7 @@ def test_logistic_map_20_steps_every_branch():
     assert len(preimages) == len(choices)  # different branches, different preimages
 
 
-@pytest.mark.parametrize("n", [1, 2, 4, pytest.param(8, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("n", [1, 2, pytest.param(4, marks=pytest.mark.slow), pytest.param(8, marks=pytest.mark.slow)])
 def test_logistic_map_unrolled_in_python(n):
     """A Python loop unrolls into n quadratics in a row: each is solved for the previous
     state (not expanded into one polynomial of degree 2ⁿ in x₀), including points where

@@ -76,6 +76,7 @@ def test_lotka_volterra_data_match_the_paper():
     np.testing.assert_allclose(sim, y, rtol=1e-12)
 
 
+@pytest.mark.slow  # the 3-link arm runs in the default tier (test_model_conditions_and_samples_exactly)
 def test_arm_with_5_links_inverts():
     """Five links: 3 continuous θ (the first three joints) + elbow sign and two turn counts."""
     from models import arm
