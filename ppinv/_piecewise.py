@@ -36,7 +36,7 @@ from numpyro.distributions import constraints
 
 from ._compat import CALL_PRIMITIVES, is_concrete
 from ._ir import V, Eqn, Program
-from .errors import FlatPieceError, InversionError
+from .errors import FlatPieceError, InversionError, UnderdeterminedError
 from .theta import ThetaSpec, int_dtype
 
 __all__ = [
@@ -704,7 +704,7 @@ class PiecewiseBlock:
             self.pieces.append(piece)
             offset += piece.width
         if not self.pieces:
-            raise InversionError(
+            raise UnderdeterminedError(
                 f"every case of the piecewise function at {anchor.source} is constant in {leaf!r}, so its "
                 "output does not determine it."
             )

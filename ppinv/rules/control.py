@@ -30,7 +30,7 @@ from jax import lax
 from numpyro.distributions import constraints
 
 from .._compat import COND_P, SCAN_P, WHILE_P, Literal, call_name, jaxpr_parts, scan_counts
-from ..errors import InversionError, NoRuleError
+from ..errors import InversionError, NoRuleError, OverdeterminedError
 from ..theta import ThetaSpec, is_constrained
 from . import DEFAULT_RULES
 from ._base import Solution, Solver
@@ -153,7 +153,7 @@ class _ScanSolver(Solver):
             elif not v.is_float or v.is_const:
                 self.check_ys.append(j)
             else:  # a continuous y equal to a known value: over-determined
-                raise InversionError(
+                raise OverdeterminedError(
                     f"loop at {eqn.source}: observed output {j} of each step equals a value already "
                     "known at that step, so observing it over-determines the loop."
                 )
