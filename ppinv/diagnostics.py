@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro import handlers
 
+from .errors import InputError
 from .handlers import ConditionedModel, _unwrap
 
 __all__ = ["constraint_violation", "constraint_violations", "to_inference_data"]
@@ -43,7 +44,7 @@ def constraint_violations(conditioned: ConditionedModel, samples, *args, params=
     y_obs = plan.observed_values(ctx, params=params)
     latents = {n: jnp.asarray(samples[n]) for n in plan.latents if n in samples}
     if not latents:
-        raise ValueError(f"samples hold none of the latent sites {plan.latents}.")
+        raise InputError(f"samples hold none of the latent sites {plan.latents}.")
 
     def one(values):
         recomputed = recomputed_observations(conditioned, plan, values, args, kwargs, params)

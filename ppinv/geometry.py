@@ -29,6 +29,7 @@ import numpy as np
 from jax import lax
 
 from ._schedule import BlockStep, PolyStep, SolveStep
+from .errors import InputError
 from .rules._base import _BinarySolver, _UnarySolver
 from .theta import support_bounds
 
@@ -390,7 +391,7 @@ def geometry_report(mcmc=None, *, conditioned=None, samples=None, diverging=None
         model_args = tuple(getattr(mcmc, "_args", model_args) or ())
         model_kwargs = dict(getattr(mcmc, "_kwargs", None) or model_kwargs or {})
     if conditioned is None or samples is None:
-        raise ValueError("geometry_report needs an MCMC run, or conditioned= and samples=.")
+        raise InputError("geometry_report needs an MCMC run, or conditioned= and samples=.")
     model_kwargs = dict(model_kwargs or {})
     shape = np.shape(next(iter(samples.values())))[:2]
     diverging = np.zeros(shape, bool) if diverging is None else np.asarray(diverging, bool).reshape(shape)

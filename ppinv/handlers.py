@@ -153,12 +153,12 @@ class ConditionalDensity(dist.Distribution):
 
     def sample(self, key, sample_shape=()):
         if self.reference is None:
-            raise ValueError("an exact observation's density has no draws; it is always observed.")
+            raise ConditionError("an exact observation's density has no draws; it is always observed.")
         return self.reference.sample(key, sample_shape)
 
     def log_prob(self, value):
         if self.share is None:
-            raise ValueError(
+            raise ConditionError(
                 "the log density of a θ site of a ppinv-conditioned model was read before the model finished "
                 "running; read it from a complete trace (numpyro.infer.util.log_density does)."
             )
