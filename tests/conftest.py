@@ -68,7 +68,7 @@ def _release_memory():
 # default tier's peak memory within its 2 GB budget at little cost in time.
 # The budget is shared by the test processes (pytest-xdist workers run side by side).
 _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-MEMORY_BUDGET_MB = float(os.environ.get("PPINV_TEST_MEMORY_MB", "1200" if _WORKERS == 1 else "850"))
+MEMORY_BUDGET_MB = float(os.environ.get("PPINV_TEST_MEMORY_MB", "1200" if _WORKERS == 1 else "750"))
 
 
 @pytest.fixture(autouse=True)
