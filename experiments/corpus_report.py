@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 import time
@@ -25,13 +24,12 @@ import warnings
 from collections import Counter, defaultdict
 from pathlib import Path
 
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
-# as the test suite runs (tests/conftest.py): compiling is most of the work, so XLA compiles fast
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2 --xla_backend_optimization_level=0 "
-                      "--xla_cpu_use_fusion_emitters=false")
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+# the test suite's settings, so the report is what tests/test_corpus.py sees: CPU, float64, and the
+# fast-compile XLA flags where this jaxlib accepts them (probed there); before JAX starts
+import tests.conftest  # noqa: E402, F401
 
 import jax  # noqa: E402
 

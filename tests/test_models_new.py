@@ -75,6 +75,17 @@ def test_model_potential_gradient_and_soundness(name):
     assert report.n_grad_checked > 0
 
 
+
+def assert_posterior_matches(cm, ref, names, num_warmup=300, num_samples=1000):
+    """InverseNUTS draws satisfy the observation exactly and match ``ref`` (site -> mean, var) site by site."""
+    s = run_mcmc(InverseNUTS(cm), num_warmup=num_warmup, num_samples=num_samples).get_samples()
+    assert constraint_violation(cm, s) <= 1e-8
+    for name in names:
+        draws = np.asarray(s[name]).reshape(len(s[name]), -1)
+        mean, var = np.ravel(ref[name]["mean"]), np.ravel(ref[name]["var"])
+        assert_mean(draws, mean, sd=np.sqrt(var), what=f"{name} mean")
+        assert_var(draws, var)
+
 # --- enzyme_assay ------------------------------------------------------------------------------------
 def test_enzyme_assay_solves_the_substrate_by_a_moebius_map():
     cm = enzyme_assay.conditioned()
@@ -93,12 +104,7 @@ def test_enzyme_assay_solves_the_substrate_by_a_moebius_map():
 @pytest.mark.slow
 def test_enzyme_assay_posterior_against_quadrature():
     cm = enzyme_assay.conditioned()
-    s = run_mcmc(InverseNUTS(cm), num_warmup=300, num_samples=1000).get_samples()
-    assert constraint_violation(cm, s) <= 1e-8
-    ref = enzyme_assay.reference_moments()
-    for name in ("Vmax", "Km", "S"):
-        assert_mean(s[name], ref[name]["mean"], sd=np.sqrt(ref[name]["var"]), what=f"{name} mean")
-        assert_var(s[name], ref[name]["var"])
+    assert_posterior_matches(cm, enzyme_assay.reference_moments(), ("Vmax", "Km", "S"))
 
 
 def test_enzyme_assay_quadrature_does_not_depend_on_the_grid():
@@ -151,14 +157,8 @@ def test_isotope_mixing_quadrature_against_scipy():
 @pytest.mark.slow
 def test_isotope_mixing_posterior_against_quadrature():
     cm = isotope_mixing.conditioned()
-    s = run_mcmc(InverseNUTS(cm), num_warmup=400, num_samples=1200).get_samples()
-    assert constraint_violation(cm, s) <= 1e-8
-    ref = isotope_mixing.reference_moments()
-    for name in ("f", "source"):
-        draws = np.asarray(s[name]).reshape(len(s[name]), -1)
-        mean, var = ref[name]["mean"].ravel(), ref[name]["var"].ravel()
-        assert_mean(draws, mean, sd=np.sqrt(var), what=f"{name} mean")
-        assert_var(draws, var)
+    assert_posterior_matches(cm, isotope_mixing.reference_moments(), ("f", "source"), num_warmup=400,
+                             num_samples=1200)
 
 
 # --- village_totals -----------------------------------------------------------------------------------
@@ -179,12 +179,7 @@ def test_village_totals_split_each_total_by_a_simplex():
 @pytest.mark.slow
 def test_village_totals_posterior_is_gamma_dirichlet():
     cm = village_totals.conditioned()
-    s = run_mcmc(InverseNUTS(cm), num_warmup=300, num_samples=1000).get_samples()
-    assert constraint_violation(cm, s) <= 1e-8
-    ref = village_totals.reference_moments()
-    for name in ("income", "rate"):
-        assert_mean(s[name], ref[name]["mean"], sd=np.sqrt(ref[name]["var"]), what=f"{name} mean")
-        assert_var(s[name], ref[name]["var"])
+    assert_posterior_matches(cm, village_totals.reference_moments(), ("income", "rate"))
 
 
 def test_village_totals_reference_draws_match_the_closed_form():
@@ -223,11 +218,7 @@ def test_stick_breaking_abundance_density_of_alpha_is_the_conjugate_gamma():
 @pytest.mark.slow
 def test_stick_breaking_abundance_posterior_of_the_concentration():
     cm = stick_breaking_abundance.conditioned()
-    s = run_mcmc(InverseNUTS(cm), num_warmup=300, num_samples=1000).get_samples()
-    assert constraint_violation(cm, s) <= 1e-8
-    ref = stick_breaking_abundance.reference_moments()["alpha"]
-    assert_mean(s["alpha"], ref["mean"], sd=np.sqrt(ref["var"]))
-    assert_var(s["alpha"], ref["var"])
+    assert_posterior_matches(cm, stick_breaking_abundance.reference_moments(), ("alpha",))
 
 
 # --- the comparison suite's hand-written inverses ----------------------------------------------------
