@@ -138,6 +138,44 @@ def hand_lotka_volterra():
     return model
 
 
+def _tomography_basis():
+    """Pivot columns B (m, well conditioned: QR with column pivoting) and free columns F of the routing matrix."""
+    import scipy.linalg
+
+    nt = models.network_tomography
+    a = nt.routing_matrix()
+    _, _, piv = scipy.linalg.qr(a, pivoting=True)
+    m = a.shape[0]
+    return a, np.sort(piv[:m]), np.sort(piv[m:])
+
+
+def hand_network_tomography():
+    """θ = the free flows x_F > 0 (their LogNormal priors); the basic flows x_B = B⁻¹(y − F x_F),
+    log|det ∂x_B/∂y| = −log|det B| (a constant); density zero where some x_B ≤ 0."""
+    nt = models.network_tomography
+    a, basic, free = _tomography_basis()
+    b_inv = np.linalg.inv(a[:, basic])
+    c, m_free = jnp.asarray(b_inv @ nt.DATA["y"]), jnp.asarray(b_inv @ a[:, free])
+    log_det = -np.linalg.slogdet(a[:, basic])[1]
+    prior = dist.LogNormal(nt.MU, nt.SIGMA)
+
+    def model():
+        x_free = numpyro.sample("x_free", prior.expand([len(free)]).to_event(1))
+        x_basic = c - m_free @ x_free
+        inside = jnp.all(x_basic > 0)
+        safe = jnp.where(inside, x_basic, 1.0)  # a safe value outside, so that gradients stay finite
+        numpyro.factor("x_basic_given_free", jnp.where(inside, jnp.sum(prior.log_prob(safe)) + log_det, -jnp.inf))
+        numpyro.deterministic("x", jnp.zeros(a.shape[1]).at[basic].set(x_basic).at[free].set(x_free))
+
+    return model
+
+
+def hand_network_tomography_theta(latents):
+    """The hand inverse's θ (``{"x_free": ...}``) reproducing latent values ``{"x": ...}``."""
+    _, _, free = _tomography_basis()
+    return {"x_free": np.asarray(latents["x"])[free]}
+
+
 def hand_enzyme_assay():
     """θ = (Vmax, Km) with their priors and the calibration likelihood; S = v·Km / (Vmax − v),
     log|dS/dv| = log(Km·Vmax) − 2 log(Vmax − v) (S > 0 needs Vmax > v)."""
