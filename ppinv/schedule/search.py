@@ -1,0 +1,385 @@
+"""Reorientation: the search for the order in which the relations of a program are solved.
+
+Given which variables are known (constants, context inputs, observations), the
+search walks the relations and turns each into exactly one step (``steps.py``):
+
+* **forward** — every input known: evaluate the primitive;
+* **solve** — an output known: ask the rule table for a solver of the unknown
+  inputs (no θ while propagating);
+* **joint** — when the walk stalls, the strategies of ``ppinv.joint`` are asked
+  in order (a rule spending θ, a linear block, polar coordinates, a polynomial,
+  a piecewise or a monotone function of one variable); the first candidate that
+  fits the θ budget is taken;
+* **free** — when no strategy moves, a variable is drawn from θ outright; the
+  candidates are ranked by ``ranking.py`` and a choice that later
+  over-determines a relation is undone and the next one tried (bounded
+  backtracking), so the ranking only has to rank, not to be right;
+* **check** — a relation whose every place became known by other means. For
+  discrete outputs (a predicate, a branch index) this is a domain check on the
+  recovered values; for continuous outputs it means the observations
+  over-determine the program, which is an error naming the relation.
+
+The number of continuous θ dimensions is ``dim X − dim Y`` by construction
+(every rule is dimension-balanced). Every step that adds θ goes through
+:meth:`Search.commit`, the one place the budget is charged; a program that
+cannot be reoriented fails here, at build time, with the relations that could
+not be solved (``stuck.py``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpyro.distributions import constraints
+
+from .._block import KnownStructure
+from .._piecewise import theta_dependent, union_of_flat_pieces
+from ..errors import FlatPieceError, InversionError, OverdeterminedError, UnderdeterminedError
+from ..joint import JointSolve, rule_solve, strategies
+from ..rules import Pattern
+from ..theta import ThetaSpec, int_dtype
+from .ranking import discrete_support, free_candidates, is_discrete
+from .steps import ForwardStep, FreeStep, Schedule
+from .stuck import raise_stuck
+from .supports import propagate_supports
+
+_MAX_DECISIONS = 64  # decision points remembered for backtracking
+_MAX_BACKTRACKS = 32  # alternative choices tried before giving up
+
+
+class Search:
+    """The state of one reorientation (see :class:`ppinv.joint.SearchState` for what strategies read)."""
+
+    def __init__(self, program, known_inputs, unknown_inputs, observed, supports, table, names, extra_outputs=(),
+                 free=(), flat_ok=False, outer_theta=True, typical=None):
+        self.program = program
+        # flat pieces (``_piecewise.py``): solving through one with θ-dependent values is refused
+        # (and another schedule tried) unless ``flat_ok``; in a nested schedule the known inputs
+        # and observations may themselves come from the enclosing schedule's θ
+        self.flat_ok = flat_ok
+        self.theta_seeds = (list(known_inputs) + list(observed)) if outer_theta else []
+        self.flat_refusals = []
+        self.free_first = list(free)
+        self.table = table
+        self.known_inputs = list(known_inputs)
+        self.unknown_inputs = list(unknown_inputs)
+        self.observed = list(observed)
+        self.extra_outputs = list(extra_outputs)
+        self.names = dict(names)
+        self.input_set = set(unknown_inputs)
+        self.steps = []
+        self.theta = {}
+        self._name_counts = {}
+        self.solve_costs = {}
+
+        self._validate_outputs()
+        self.relevant = self._relevant_eqns()
+        self.order = {e: i for i, e in enumerate(self.relevant)}
+        self.users = {}
+        self.definer = {}
+        for e in self.relevant:
+            for v in set(e.ins):
+                if not v.is_const:
+                    self.users.setdefault(v, []).append(e)
+            for o in e.outs:
+                self.definer[o] = e
+        self.pending_uses = {v: len(es) for v, es in self.users.items()}
+        self.pending = set(self.relevant)
+        self.supports = propagate_supports(self.relevant, self.table, supports)
+        # which known values are the same at every θ, and generic values of the others
+        # (linear solves choose their pivots with them, ``_block.py``)
+        self.structure = KnownStructure(
+            self.relevant, self.supports, fixed=() if outer_theta else list(known_inputs) + list(observed),
+            typical=typical,
+        )
+        self.known = set(self.known_inputs) | set(self.observed)
+        n = sum(v.size for v in self.unknown_inputs)
+        m = sum(v.size for v in self.observed if v not in self.input_set)
+        m_direct = sum(v.size for v in self.observed if v in self.input_set)
+        self.budget = n - m - m_direct
+        if self.budget < 0:  # more constraints than unknowns: over-determined (errors.py)
+            raise OverdeterminedError(
+                f"over-determined: the program has {n} unknown input dimensions but {m + m_direct} observed "
+                "output dimensions: at most as many dimensions can be observed as there are unknowns. "
+                "Observe fewer outputs or add latent inputs."
+            )
+
+    # -- set-up ---------------------------------------------------------------------
+    def _validate_outputs(self):
+        seen = set()
+        for i, v in enumerate(self.observed):
+            if v.is_const:
+                raise InversionError(
+                    f"output {i} of the program is the constant {np.asarray(v.value)!r}; it does not depend "
+                    "on the unknown inputs and cannot be observed. Return only outputs computed from them."
+                )
+            if v in seen:
+                raise OverdeterminedError(
+                    f"output {i} is the same variable as an earlier output; observing it twice "
+                    "over-determines it. Return it once."
+                )
+            if v in set(self.known_inputs):
+                raise InversionError(f"output {i} is a known input passed straight through; it cannot be observed.")
+            if not v.is_float:
+                raise InversionError(
+                    f"output {i} has dtype {v.dtype.name}; only floating outputs can be observed "
+                    "(a discrete output carries no density)."
+                )
+            seen.add(v)
+
+    def _relevant_eqns(self):
+        needed = set(self.observed) | set(self.extra_outputs)
+        keep = []
+        for e in reversed(self.program.eqns):
+            if any(o in needed for o in e.outs):
+                keep.append(e)
+                needed.update(v for v in e.ins if not v.is_const)
+        keep.reverse()
+        return keep
+
+    # -- what strategies read -----------------------------------------------------------
+    def is_known(self, v):
+        return v.is_const or v in self.known
+
+    def stalled(self):
+        """Pending relations with a known output, in program order."""
+        out = [e for e in self.pending if any(self.is_known(o) for o in e.outs)]
+        out.sort(key=self.order.__getitem__)
+        return out
+
+    def rules(self, e):
+        name = e.function
+        fn_rule = self.table.function_rule(name) if name is not None else None
+        return ([fn_rule] if fn_rule is not None else []) + self.table.rules_for(e.prim)
+
+    def find_solver(self, e, allow_theta):
+        pat = self._pattern(e, allow_theta)
+        for rule in self.rules(e):
+            solver = rule(pat)
+            if solver is not None:
+                return solver, pat
+        return None, pat
+
+    def _pattern(self, e, allow_theta=False):
+        return Pattern(
+            eqn=e,
+            known_in=tuple(self.is_known(v) for v in e.ins),
+            known_out=tuple(self.is_known(o) for o in e.outs),
+            in_support=tuple(self.supports.get(v) for v in e.ins),
+            out_support=tuple(self.supports.get(o) for o in e.outs),
+            allow_theta=allow_theta,
+            exclusive=tuple((not v.is_const) and self.pending_uses.get(v, 0) == 1 for v in e.ins),
+            table=self.table,
+            structure=self.structure,
+        )
+
+    # -- the walk -----------------------------------------------------------------------
+    def run(self):
+        queue = list(self.relevant)
+        for v in self.free_first:  # the caller's choice of θ, before any heuristic
+            if v in self.known:
+                continue
+            if not is_discrete(v) and v.size > self.budget:  # more θ than dim X − dim Y: under-determined
+                raise UnderdeterminedError(
+                    f"cannot make {self.names.get(v, repr(v))} a free parameter: it has {v.size} dimension(s) but "
+                    f"only {self.budget} are left once the observations are accounted for. Free fewer variables."
+                )
+            self.free(v, queue)
+        # inputs nothing observed depends on are free outright
+        for v in self.unknown_inputs:
+            if v not in self.known and not self.users.get(v) and v not in self.definer:
+                self.free(v, queue)
+        decisions = []
+        first_error = None
+        attempts = 0
+        while True:
+            try:
+                self._propagate(queue)
+                if not self.pending:
+                    break
+                if self._unstick("stalled", queue):
+                    continue
+                candidates = free_candidates(self)
+                if not candidates:
+                    if self._unstick("last_resort", queue):
+                        continue
+                    raise_stuck(self)
+                if len(decisions) < _MAX_DECISIONS:
+                    decisions.append((self._snapshot(), candidates, 1))
+                self.free(candidates[0], queue)
+            except InversionError as err:
+                first_error = first_error or err
+                queue = []
+                while decisions:
+                    snap, candidates, i = decisions.pop()
+                    if i < len(candidates) and attempts < _MAX_BACKTRACKS:
+                        attempts += 1
+                        self._restore(snap)
+                        decisions.append((snap, candidates, i + 1))
+                        self.free(candidates[i], queue)
+                        break
+                else:
+                    raise first_error
+        for v in self.unknown_inputs:
+            if v not in self.known:  # pragma: no cover - guarded by the walk
+                raise InversionError(f"internal: input {v!r} was never determined")
+        return Schedule(
+            self.steps, self.theta, self.known_inputs, self.unknown_inputs, self.observed, self.supports,
+            extra_outputs=list(self.extra_outputs),
+        )
+
+    def _unstick(self, stage, queue):
+        """Take the first candidate of the strategies of ``stage`` that fits the budget."""
+        for strategy in strategies(stage):
+            for found in strategy.candidates(self):
+                if found.continuous_size <= self.budget:
+                    self.commit(found, queue)
+                    return True
+        return False
+
+    def commit(self, found: JointSolve, queue):
+        """Add ``found`` to the plan: its θ (charged to the budget), its step, what it settles."""
+        self._check_flat_pieces(found.pieces)
+        names = [self._add_theta(spec, hint) for spec, hint in zip(found.theta, found.hints)]
+        self.budget -= found.continuous_size
+        self.steps.append(found.make_step(names))
+        for e in found.finished:
+            self._finish(e)
+        for v in found.determined:
+            self._mark_known(v, queue)
+
+    def free(self, v, queue):
+        """Draw ``v`` from θ outright."""
+        if is_discrete(v):
+            spec = ThetaSpec(v.shape, np.dtype(int_dtype()), discrete_support(self, v), "branch", repr(v))
+        else:
+            sup = self.supports.get(v)
+            spec = ThetaSpec(v.shape, v.dtype, sup if sup is not None else constraints.real, "value",
+                             self.names.get(v, repr(v)))
+        hint = self.names.get(v) or self._intermediate_name(v)
+        self.commit(JointSolve(lambda names: FreeStep(v, names[0]), (spec,), (hint,), (), (v,)), queue)
+
+    def _snapshot(self):
+        return (
+            set(self.known),
+            len(self.steps),
+            dict(self.theta),
+            self.budget,
+            set(self.pending),
+            dict(self.pending_uses),
+            dict(self._name_counts),
+        )
+
+    def _restore(self, snap):
+        known, n_steps, theta, budget, pending, uses, names = snap
+        self.known, self.theta, self.budget = set(known), dict(theta), budget
+        self.pending, self.pending_uses, self._name_counts = set(pending), dict(uses), dict(names)
+        del self.steps[n_steps:]
+
+    def _propagate(self, queue):
+        while queue:
+            e = queue.pop()
+            if e not in self.pending:
+                continue
+            kin = [self.is_known(v) for v in e.ins]
+            kout = [self.is_known(o) for o in e.outs]
+            if all(kin):
+                if any(kout):
+                    self._check_overdetermined(e, kout)
+                self.steps.append(ForwardStep(e, tuple(kout) if any(kout) else ()))
+                self._finish(e)
+                for o in e.outs:
+                    self._mark_known(o, queue)
+            elif any(kout):
+                solver, pat = self.find_solver(e, allow_theta=False)
+                if solver is not None:
+                    self.commit(rule_solve(e, solver, pat), queue)
+
+    def _check_overdetermined(self, e, kout):
+        cont = [o for o, k in zip(e.outs, kout) if k and o.is_float]
+        if cont:
+            raise OverdeterminedError(
+                "over-determined: the relation\n    "
+                + e.describe()
+                + f"\nhas every place known already ({', '.join(map(repr, cont))} was determined by other "
+                "relations), so it would constrain the values twice. The observations determine these "
+                "variables more than once: observe fewer outputs, or check that the observed outputs are "
+                "independent."
+            )
+
+    def _check_flat_pieces(self, solver):
+        """Refuse a solve that would drop a flat piece holding posterior mass (``_piecewise.py``)."""
+        pieces = getattr(solver, "flat_pieces", ())
+        if not pieces or self.flat_ok:
+            return
+        dep = theta_dependent(self.steps, self.theta, self.theta_seeds)
+        for p in pieces:
+            if any(v in dep for v in p.consumed):
+                self.flat_refusals.append(p)
+                raise FlatPieceError(p.refusal())
+
+    # -- bookkeeping ------------------------------------------------------------------
+    def _theta_name(self, base):
+        base = base.replace(" ", "_")
+        if base not in self._name_counts and base not in self.theta:
+            self._name_counts[base] = 1
+            return base
+        k = self._name_counts.get(base, 1)
+        while f"{base}_{k}" in self.theta:
+            k += 1
+        self._name_counts[base] = k + 1
+        return f"{base}_{k}"
+
+    def _add_theta(self, spec, base):
+        name = self._theta_name(base)
+        self.theta[name] = spec
+        return name
+
+    def _intermediate_name(self, v):
+        d = self.definer.get(v)
+        return f"{d.prim.name}_value" if d is not None else "input"
+
+    def _mark_known(self, v, queue):
+        if v.is_const or v in self.known:
+            return
+        self.known.add(v)
+        queue.extend(self.users.get(v, ()))
+        d = self.definer.get(v)
+        if d is not None:
+            queue.append(d)
+
+    def _finish(self, e):
+        self.pending.discard(e)
+        for v in set(e.ins):
+            if v in self.pending_uses:
+                self.pending_uses[v] -= 1
+
+
+def build_schedule(program, known_inputs, unknown_inputs, observed, supports, table, names, extra_outputs=(),
+                   free=(), outer_theta=True, typical=None):
+    """Schedule ``program`` given which inputs are known and which outputs are observed.
+
+    ``extra_outputs`` are variables to compute as well (not observed): the
+    carry of a loop body solved forwards, for instance. ``free`` are unknown
+    inputs to make θ before the search chooses any. ``outer_theta=False``
+    says the known inputs and observations are fixed data (a top-level
+    inverse), not values an enclosing schedule computed from θ. ``typical``
+    gives input values at a typical point (or a function returning them): linear
+    solves whose matrix moves with θ choose their chart there (``_block.py``).
+    """
+    rest = (known_inputs, unknown_inputs, observed, supports, table, names, extra_outputs, free)
+    seeds = (list(known_inputs) + list(observed)) if outer_theta else []
+
+    def schedule_of(prog):
+        strict = Search(prog, *rest, outer_theta=outer_theta, typical=typical)
+        try:
+            return strict.run()
+        except InversionError:
+            if not strict.flat_refusals:
+                raise
+        # Every schedule found solves through a flat piece with θ-dependent values. Scheduled
+        # without that restriction, the program either fails for another reason (that error
+        # is the one to report) or succeeds by solving through the piece, whose other side
+        # the union then covers with a schedule of its own.
+        return Search(prog, *rest, flat_ok=True, outer_theta=outer_theta, typical=typical).run()
+
+    return union_of_flat_pieces(program, schedule_of, seeds)
