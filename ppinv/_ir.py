@@ -2,10 +2,16 @@
 
 ppinv schedules over *relations*: one per primitive equation of the traced
 program. This module imports a jaxpr into that view, inlining call-like
-primitives (``jit``, ``custom_jvp_call``, ``custom_vjp_call``, ``remat``) so
-fan-out across function boundaries is scheduled like any other, and keeping
-as single relations the calls that have a rule of their own (a function with a
-declared inverse, or a library function such as ``logaddexp``).
+primitives (``jit``, ``custom_jvp_call``, ``remat``) so fan-out across
+function boundaries is scheduled like any other, and keeping as single
+relations the calls that have a rule of their own (a function with a declared
+inverse, or a library function such as ``logaddexp``).
+
+A ``custom_vjp`` call is always kept whole: its reverse-mode rule lives on the
+call, so a body inlined and evaluated equation by equation would lose it (and
+with it any reverse derivative at all when the body is a ``while_loop``, as in
+``odeint``). Forward it binds the call itself; solved backwards, the control
+rules invert its body (``rules/control.py``).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ._compat import CALL_PRIMITIVES, Literal, call_name, jaxpr_parts, source_summary
+from ._compat import CALL_PRIMITIVES, CUSTOM_VJP_P, Literal, call_name, jaxpr_parts, source_summary
 
 _ids = itertools.count()
 
@@ -88,6 +94,8 @@ class Eqn:
         return f"{self.prim.name}[{fn}]" if fn else self.prim.name
 
     def bind(self, *args):
+        if self.prim is CUSTOM_VJP_P:  # the call itself, so that its reverse rule is kept
+            return tuple(bind_custom_vjp(self.params, args))
         body_param = CALL_PRIMITIVES.get(self.prim)
         if body_param is not None:  # a kept call: evaluate its body (custom_jvp needs more to bind)
             body, consts = _body_of(self.params[body_param])
@@ -102,6 +110,74 @@ class Eqn:
 
     def __repr__(self):
         return f"<{self.describe()}>"
+
+
+def bind_custom_vjp(params, args):
+    """Apply a ``custom_vjp`` call equation (``params`` as in its jaxpr) to ``args``, keeping
+    its declared derivative for reverse *and* forward mode.
+
+    JAX gives a ``custom_vjp`` function no forward-mode derivative, yet an inverse is checked
+    and used with ``jacfwd`` too (dense log|det|, joint solves). The call is wrapped in a
+    ``custom_jvp`` whose tangent is ``J·t`` with ``J`` built from the declared reverse rule
+    (one pull-back per output entry, batched): transposed for ``grad`` it is that rule's ``Jᵀ·c``.
+    """
+
+    @jax.custom_jvp
+    def call(*xs):
+        return tuple(_bind_custom_vjp_call(params, xs))
+
+    @call.defjvp
+    def call_jvp(primals, tangents):
+        # the declared rule differentiates the explicit arguments only (not the leading consts)
+        wrt = [i for i in range(params["num_consts"], len(primals)) if _is_inexact(primals[i])]
+
+        def of_wrt(*xs):
+            full = list(primals)
+            for i, x in zip(wrt, xs):
+                full[i] = x
+            return tuple(_bind_custom_vjp_call(params, full))
+
+        outs, pull_back = jax.vjp(of_wrt, *[primals[i] for i in wrt])
+        return outs, _declared_tangents(outs, pull_back, [primals[i] for i in wrt], [tangents[i] for i in wrt])
+
+    return call(*args)
+
+
+def _bind_custom_vjp_call(params, args):
+    """Bind the ``custom_vjp`` call itself, as ``jax.core.eval_jaxpr`` does: its forward and
+    backward functions travel with it."""
+    bind_params = CUSTOM_VJP_P.get_bind_params(params)
+    if isinstance(bind_params, tuple):  # releases that return (subfuns, params)
+        subfuns, bind_params = bind_params
+        return CUSTOM_VJP_P.bind(*subfuns, *args, **bind_params)
+    return CUSTOM_VJP_P.bind(*args, **bind_params)
+
+
+def _is_inexact(x):
+    return jnp.issubdtype(jnp.result_type(x), jnp.inexact)
+
+
+def _declared_tangents(outs, pull_back, primals, tangents):
+    """``J·t`` for each output, ``J`` pulled back one output entry at a time (``vmap``)."""
+    result = []
+    for j, out in enumerate(outs):
+        if not _is_inexact(out):
+            result.append(np.zeros(np.shape(out), jax.dtypes.float0))
+            continue
+        basis = jnp.eye(out.size, dtype=out.dtype).reshape((out.size,) + out.shape)
+
+        def pull_entry(e, j=j):
+            cot = tuple(e if k == j else jnp.zeros_like(o) if _is_inexact(o)
+                        else np.zeros(np.shape(o), jax.dtypes.float0) for k, o in enumerate(outs))
+            return pull_back(cot)
+
+        rows = jax.vmap(pull_entry)(basis)  # per input: (out.size, *input.shape)
+        t_out = jnp.zeros((out.size,), out.dtype)
+        for row, x, t in zip(rows, primals, tangents):
+            if _is_inexact(x) and not isinstance(t, jax.custom_derivatives.SymbolicZero):
+                t_out = t_out + jnp.tensordot(row, t, axes=np.ndim(x))
+        result.append(t_out.reshape(out.shape))
+    return tuple(result)
 
 
 @dataclass
@@ -306,7 +382,8 @@ def _inline(prog, jaxpr, args, keep_call, outer_source=None):
             env.update(zip(eqn.outvars, ins))
             continue
         body_param = CALL_PRIMITIVES.get(eqn.primitive) or _single_device_map(eqn)
-        if body_param is not None and not (keep_call and keep_call(eqn)):
+        kept = eqn.primitive is CUSTOM_VJP_P or (keep_call and keep_call(eqn))
+        if body_param is not None and not kept:
             body, body_consts = _body_of(eqn.params[body_param])
             src = outer_source or source_summary(eqn)
             outs = _inline(prog, body, [_const(c) for c in body_consts] + ins, keep_call, src)

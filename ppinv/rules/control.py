@@ -29,7 +29,7 @@ import numpy as np
 from jax import lax
 from numpyro.distributions import constraints
 
-from .._compat import COND_P, SCAN_P, WHILE_P, Literal, call_name, jaxpr_parts, scan_counts
+from .._compat import COND_P, CUSTOM_VJP_P, SCAN_P, WHILE_P, Literal, call_name, jaxpr_parts, scan_counts
 from ..errors import InversionError, NoRuleError, OverdeterminedError
 from ..theta import ThetaSpec, is_constrained
 from . import DEFAULT_RULES
@@ -438,22 +438,30 @@ class _CondSolver(Solver):
     exactly one θ.
     """
 
+    n_index = 1  # the cond's first input is the branch index; the operands follow
+
     def __init__(self, pat):
         eqn = pat.eqn
-        ops = eqn.ins[1:]
+        ops = eqn.ins[self.n_index:]
         self.branches = []
-        for closed in eqn.params["branches"]:
+        for closed in self._bodies(eqn):
             body, slots = _body_program(closed, pat.table, ops, [True] * len(ops))
             self.branches.append(body)
         self.slots = slots
         n_vars = len(self.branches[0].invars)
         self.first = [slots.index(j) for j in range(n_vars)]  # first operand holding each variable
-        self.kops, self.kout = pat.known_in[1:], pat.known_out
+        self.kops, self.kout = pat.known_in[self.n_index:], pat.known_out
         self.kvar = [self.kops[i] for i in self.first]
         self.unknown_vars = [j for j in range(n_vars) if not self.kvar[j]]
         self.subs = [self._schedule_branch(k, body, pat) for k, body in enumerate(self.branches)]
         self._lay_out_theta(eqn)
         self.description = f"invert each of {len(self.branches)} branches; switch on the index"
+
+    def _bodies(self, eqn):
+        return eqn.params["branches"]
+
+    def _where(self, k, eqn):
+        return f"branch {k} of the cond at {eqn.source}"
 
     def _schedule_branch(self, k, body, pat):
         from .._schedule import build_schedule
@@ -464,7 +472,7 @@ class _CondSolver(Solver):
         try:
             return build_schedule(body, known, unknown, observed, {}, pat.table, {}, list(body.outvars))
         except InversionError as err:  # the same error, saying where
-            err.args = (f"branch {k} of the cond at {pat.eqn.source}: {err}",) + err.args[1:]
+            err.args = (f"{self._where(k, pat.eqn)}: {err}",) + err.args[1:]
             raise err from None
 
     def _lay_out_theta(self, eqn):
@@ -563,7 +571,7 @@ class _CondSolver(Solver):
     def solve(self, ins, outs, theta):
         from .._schedule import run_schedule_extra
 
-        index, ops = ins[0], ins[1:]
+        index, ops = ins[: self.n_index], ins[self.n_index :]
         known = [x for x, k in zip(self._variable_values(ops), self.kvar) if k]
         observed = [o for o, k in zip(outs, self.kout) if k]
 
@@ -577,15 +585,13 @@ class _CondSolver(Solver):
 
             return run
 
-        n = len(self.branches)
-        idx = jnp.clip(index, 0, n - 1)
-        solved, extra, ld, ok = lax.switch(idx, [branch(k) for k in range(n)], known, observed, tuple(theta))
-        ok = jnp.logical_and(ok, (index >= 0) & (index < n))
+        solved, extra, ld, ok = self._run_branch(index, [branch(k) for k in range(len(self.branches))],
+                                                 known, observed, tuple(theta))
         by_var = dict(zip(self.unknown_vars, solved))
         new_ins, new_outs = list(ins), list(outs)
         for i, (k, slot) in enumerate(zip(self.kops, self.slots)):
             if not k:
-                new_ins[1 + i] = by_var[slot]
+                new_ins[self.n_index + i] = by_var[slot]
         for j, k in enumerate(self.kout):
             if not k:
                 new_outs[j] = extra[j]
@@ -596,7 +602,7 @@ class _CondSolver(Solver):
 
         if not self.theta:
             return ()
-        index, ops = ins[0], ins[1:]
+        index, ops = ins[: self.n_index], ins[self.n_index :]
 
         def branch(k):
             def run(values):
@@ -606,13 +612,52 @@ class _CondSolver(Solver):
             return run
 
         n = len(self.branches)
-        return lax.switch(jnp.clip(index, 0, n - 1), [branch(k) for k in range(n)], tuple(self._variable_values(ops)))
+        return lax.switch(jnp.clip(index[0], 0, n - 1), [branch(k) for k in range(n)],
+                          tuple(self._variable_values(ops)))
+
+    def _run_branch(self, index, branches, *args):
+        """The chosen branch's ``(solved, extra, log|det|, ok)``; an index out of range is outside the domain."""
+        n = len(branches)
+        solved, extra, ld, ok = lax.switch(jnp.clip(index[0], 0, n - 1), branches, *args)
+        return solved, extra, ld, jnp.logical_and(ok, (index[0] >= 0) & (index[0] < n))
+
+
+class _CallSolver(_CondSolver):
+    """A ``custom_vjp`` call solved backwards: its body inverted as the one branch of a cond.
+
+    The call is kept whole in the program (``_ir``) so that, evaluated forward, it keeps its
+    reverse rule; solved backwards, its custom rule says nothing about the inverse, so the
+    body is inverted like any other program (a ``while_loop`` in it is refused with its reason).
+    """
+
+    n_index = 0
+
+    def __init__(self, pat):
+        super().__init__(pat)
+        self.description = f"invert the body of the custom_vjp function {pat.eqn.function or ''}".rstrip()
+
+    def _bodies(self, eqn):
+        return [eqn.params["call_jaxpr"]]
+
+    def _where(self, k, eqn):
+        return f"the custom_vjp function {eqn.function or ''} at {eqn.source}".replace("  ", " ")
+
+    def pgf(self, ins, outs):
+        from .._schedule import theta_from_env
+
+        if not self.theta:
+            return ()
+        _, env = self.branches[0].evaluate(*self._variable_values(ins), record=True)
+        return self._cond_theta(0, theta_from_env(self.subs[0], env))
+
+    def _run_branch(self, index, branches, *args):
+        return branches[0](*args)
 
 
 _cond_solvers: dict = {}  # (relation, what is known, table) -> the solver or the error building it
 
 
-def _cond_solver(pat):
+def _cond_solver(pat, kind=_CondSolver):
     """The solver for this knowledge pattern, built once (it schedules every branch)."""
     key = (id(pat.eqn), pat.known_in, pat.known_out, id(pat.table))
     hit = _cond_solvers.get(key)
@@ -620,7 +665,7 @@ def _cond_solver(pat):
         if len(_cond_solvers) > 512:
             _cond_solvers.clear()
         try:
-            hit = (pat.eqn, _CondSolver(pat), None)
+            hit = (pat.eqn, kind(pat), None)
         except InversionError as err:
             hit = (pat.eqn, None, err)
         _cond_solvers[key] = hit
@@ -643,6 +688,18 @@ def _cond_rule(pat):
 
 
 DEFAULT_RULES.register(COND_P, _cond_rule)
+
+
+def _custom_vjp_rule(pat):
+    if not any(pat.known_out) or all(pat.known_in):
+        return None  # nothing to solve; with every input known the call is evaluated forward
+    solver = _cond_solver(pat, _CallSolver)
+    if not pat.allow_theta and any(not s.discrete for s in solver.theta):
+        return None  # as for a cond: θ waits until nothing else can move
+    return solver
+
+
+DEFAULT_RULES.register(CUSTOM_VJP_P, _custom_vjp_rule)
 
 
 def _while_rule(pat):
