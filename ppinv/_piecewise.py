@@ -639,6 +639,23 @@ class _Piece:
         return self._encode(theta_from_env(self.sub, env))
 
 
+#: primitives whose float output is locally constant in their inputs (zero derivative almost everywhere)
+_STEP_PRIMITIVES = frozenset(p for p in (getattr(lax, n + "_p", None) for n in ("sign", "floor", "ceil", "round"))
+                             if p is not None)
+
+
+def _locally_constant_in(eqns, leaf, c):
+    """True when ``c`` depends on ``leaf`` only through steps (``sign``, ``floor``, comparisons,
+    integer casts): constant on each interval between them, so a case of a where computing it is
+    flat there — its preimages have full dimension, and it is declared a flat piece, never solved."""
+    moving = {leaf}
+    for e in sorted(eqns, key=lambda q: q.id):
+        if e.prim in _STEP_PRIMITIVES or not any(v in moving for v in e.ins):
+            continue
+        moving.update(o for o in e.outs if o.is_float)  # integer and boolean values are steps too
+    return c not in moving and c in {o for e in eqns for o in e.outs}
+
+
 def _case_label(k, c):
     return f"case {k} ({c!r})"
 
@@ -677,9 +694,11 @@ class PiecewiseBlock:
                 self.pieces.append(_Piece(k, None, [], None, offset))
                 offset += 1
                 continue
-            if c.is_const or c in known:  # a flat piece: never the one that produced z (see the module notes)
+            flat = c.is_const or c in known  # a flat piece: never the one that produced z (see the module notes)
+            if flat or _locally_constant_in(self.eqns, leaf, c):  # flat on each sub-piece (``sign(x)``) too
                 self.flat_pieces.append(FlatPiece(
-                    anchor, leaf, c, (anchor.outs[0], c), f"the predicate of the where selects case {k}",
+                    anchor, leaf, c, (anchor.outs[0], c) if flat else (anchor.outs[0], *self.known_inputs),
+                    f"the predicate of the where selects case {k}",
                     inside=lambda read, k=k: read(pred).astype(int_dtype()) == k, reads=(pred,),
                 ))
                 continue

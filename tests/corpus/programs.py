@@ -414,8 +414,7 @@ add("rayleigh_cdf", TFP + "rayleigh_cdf.py", rayleigh_cdf(jnp.asarray(1.5)), [0.
 add("power_transform", TFP + "power_transform.py", power_transform(jnp.asarray(0.5)), [0.5],
     constraints.greater_than(-2.0))
 add("softsign", TFP + "softsign.py", softsign, [0.5],
-    today=Refusal("elementwise", "case 1 (sign(x), where |x| ≥ 1e20) of the piecewise function cannot be inverted "
-                                 "for x: no inverse rule for primitive 'sign' (piecewise constant: flat pieces)"))
+    note="the case sign(x) (|x| ≥ 1e20) is flat on each side: a flat piece, x/(1 + |x|) inverted")
 add("iterated_sigmoid_centered", TFP + "iterated_sigmoid_centered.py", iterated_sigmoid_centered_full,
     [arr(0.1, -0.3, 0.2)], expect="refuse",
     why="overdetermined: the K+1 outputs sum to 1, so they carry only K free coordinates")
