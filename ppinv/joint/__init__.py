@@ -13,6 +13,7 @@ The defaults, in the order they are asked:
 ``polynomial`` one variable through a rational function (closed-form roots)
 ``piecewise``  one variable through ``jnp.where`` pieces, θ picks the piece
 ``monotone``   one variable through a provably strictly monotone function
+``monomial``   products and powers of positive unknowns: a log-linear solve
 ``entries``    (last resort) a triangular system solved entry by entry
 ============== ==============================================================
 
@@ -35,6 +36,7 @@ from __future__ import annotations
 from .base import JointSolve, SearchState, Strategy
 from .entries import EntryByEntry
 from .linear import LinearBlocks
+from .monomial import Monomials
 from .polar import PolarPairs
 from .rule import RuleWithTheta, rule_solve
 from .single_leaf import Monotone, Piecewise, Polynomial
@@ -49,7 +51,8 @@ __all__ = [
     "rule_solve",
 ]
 
-_REGISTRY = [RuleWithTheta(), LinearBlocks(), PolarPairs(), Polynomial(), Piecewise(), Monotone(), EntryByEntry()]
+_REGISTRY = [RuleWithTheta(), LinearBlocks(), PolarPairs(), Polynomial(), Piecewise(), Monotone(), Monomials(),
+              EntryByEntry()]
 
 
 def strategies(stage: str | None = None) -> list:

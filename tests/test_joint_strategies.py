@@ -1,0 +1,187 @@
+"""The joint-solve registry (``ppinv.joint``) and its log-linear strategy for power laws.
+
+Every kind of joint solve is a strategy the search asks in order; a user's strategy
+plugs in through the same interface (its θ, solve, log|det| and PGF) and is checked
+here like ppinv's own: soundness, PGF round trip, log|det| against the dense Jacobian
+and derivatives against finite differences (``ppinv.testing.check_inverse``).
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from numpyro.distributions import constraints
+
+import ppinv
+from ppinv.joint import JointSolve, Strategy, register_strategy, strategies, unregister_strategy
+from ppinv.schedule import BlockStep
+from ppinv.testing import check_inverse
+from ppinv.theta import ThetaSpec, int_dtype
+
+POS = constraints.positive
+
+
+# --- power laws: the log-linear solve -------------------------------------------------
+def ohm_and_power(current, resistance):  # V = I R, P = I² R
+    return current * resistance, current**2 * resistance
+
+
+def test_ohm_and_joule_heating_solved_jointly_for_current_and_resistance():
+    inv = ppinv.inverse(ohm_and_power, 2.0, 5.0, support=[POS, POS])
+    assert inv.n_theta == 0
+    assert "log-linear" in inv.describe()
+    current, resistance = inv((10.0, 20.0))
+    np.testing.assert_allclose([current, resistance], [2.0, 5.0], rtol=1e-12)
+    check_inverse(ohm_and_power, 2.0, 5.0, support=[POS, POS], n_points=4, dense_points=2)
+
+
+def allometry(a, b, c):
+    # known factors, a square root, a real power, a cube root and a sign, elementwise over vectors
+    return 3.0 * c * a / jnp.sqrt(b), -(a**2) * b**1.5 / c, jnp.cbrt(a * b * c) * 2.0
+
+
+SUPPORTS = [POS, constraints.interval(0.0, 10.0), constraints.greater_than(0.5)]
+ARGS = (jnp.array([1.0, 2.0]), jnp.array([3.0, 4.0]), jnp.array([1.5, 0.7]))
+
+
+def test_a_vector_system_of_monomials_with_known_factors_and_roots():
+    inv = ppinv.inverse(allometry, *ARGS, support=SUPPORTS)
+    assert inv.n_theta == 0 and "log-linear" in inv.describe()
+    check_inverse(allometry, *ARGS, support=SUPPORTS, n_points=4, dense_points=2)
+
+
+def test_an_observation_of_the_wrong_sign_is_outside_the_domain():
+    inv = ppinv.inverse(allometry, *ARGS, support=SUPPORTS)
+    y = allometry(*ARGS)
+    assert bool(inv.in_domain(y))
+    assert not bool(inv.in_domain((y[0], -y[1], y[2])))  # −a²b^1.5/c is negative for positive unknowns
+
+
+def test_the_upper_bound_of_an_interval_support_is_checked_after_the_solve():
+    inv = ppinv.inverse(allometry, *ARGS, support=SUPPORTS)
+    outside = (ARGS[0], jnp.array([3.0, 12.0]), ARGS[2])  # b = 12 is outside (0, 10)
+    assert not bool(inv.in_domain(allometry(*outside)))
+
+
+def test_dependent_monomials_are_refused_not_solved():
+    # a·b and a²·b² are functions of each other: no unique (a, b) — the exponent matrix is singular
+    with pytest.raises(ppinv.InversionError):
+        ppinv.inverse(lambda a, b: (a * b, (a * b) ** 2), 1.0, 2.0, support=[POS, POS])
+
+
+def test_a_power_law_inside_a_model_conditions_exactly():
+    import numpyro
+    import numpyro.distributions as dist
+    from numpyro.infer import MCMC
+
+    def model():
+        current = numpyro.sample("current", dist.LogNormal(0.0, 0.5))
+        resistance = numpyro.sample("resistance", dist.LogNormal(1.0, 0.5))
+        numpyro.deterministic("voltage", current * resistance)
+        numpyro.deterministic("power", current**2 * resistance)
+
+    cm = ppinv.condition(model, {"voltage": 6.0, "power": 12.0})
+    mcmc = MCMC(ppinv.infer.InverseMH(cm), num_warmup=5, num_samples=20, progress_bar=False)
+    mcmc.run(jax.random.PRNGKey(0))
+    s = mcmc.get_samples()
+    # both latents are determined: I = P / V = 2, R = V² / P = 3
+    np.testing.assert_allclose(s["current"], 2.0, rtol=1e-12)
+    np.testing.assert_allclose(s["resistance"], 3.0, rtol=1e-12)
+
+
+# --- the registry -------------------------------------------------------------------
+def test_default_strategies_in_the_order_the_search_asks_them():
+    names = [s.name for s in strategies()]
+    assert names == ["rule", "linear", "polar", "polynomial", "piecewise", "monotone", "monomial", "entries"]
+    assert [s.name for s in strategies("last_resort")] == ["entries"]
+
+
+class SumAndProduct(Strategy):
+    """``s = a + b`` and ``p = a·b`` observed: the two roots of ``t² − s t + p``, θ picks the order."""
+
+    name = "sum_and_product"
+
+    def candidates(self, state):
+        stalled = state.stalled()
+        sums = [e for e in stalled if e.prim is jax.lax.add_p]
+        products = [e for e in stalled if e.prim is jax.lax.mul_p]
+        for s in sums:
+            for p in products:
+                if set(s.ins) == set(p.ins) and not any(state.is_known(v) for v in s.ins):
+                    block = SumAndProductBlock(s, p)
+                    yield JointSolve(lambda names, block=block: BlockStep(block, tuple(names)), block.theta,
+                                     ("larger_first",), (s, p), tuple(block.leaves))
+
+
+class SumAndProductBlock:
+    known_inputs = ()
+    description = "roots of t² − s t + p"
+
+    def __init__(self, s, p):
+        self.anchors, self.leaves = [s, p], list(s.ins)
+        self.theta = (ThetaSpec((), np.dtype(int_dtype()), constraints.integer_interval(0, 1), "branch", "order"),)
+
+    def solve(self, known, observed, theta):
+        s, p = observed
+        disc = s**2 - 4 * p
+        root = jnp.sqrt(jnp.where(disc > 0, disc, 1.0))
+        big, small = (s + root) / 2, (s - root) / 2
+        first = theta[0] == 0
+        a, b = jnp.where(first, big, small), jnp.where(first, small, big)
+        return [a, b], -jnp.log(jnp.abs(a - b)), disc > 0
+
+    def pgf(self, known, leaves):
+        a, b = leaves
+        return (jnp.where(a >= b, 0, 1).astype(int_dtype()),)
+
+
+def sum_and_product(a, b):
+    return a + b, a * b
+
+
+def test_a_registered_strategy_takes_part_in_the_search():
+    with pytest.raises(ppinv.InversionError):
+        ppinv.inverse(sum_and_product, 1.0, 3.0)
+    strategy = register_strategy(SumAndProduct(), before="linear")
+    try:
+        inv = ppinv.inverse(sum_and_product, 1.0, 3.0)
+        assert "roots of t² − s t + p" in inv.describe()
+        check_inverse(sum_and_product, 1.0, 3.0, n_points=4, dense_points=2)
+        # both preimages of one observation, one per branch
+        xs = {tuple(np.round([float(v) for v in inv((4.0, 3.0), {"larger_first": jnp.asarray(k)})], 12))
+              for k in (0, 1)}
+        assert xs == {(3.0, 1.0), (1.0, 3.0)}
+    finally:
+        unregister_strategy(strategy)
+    with pytest.raises(ppinv.InversionError):
+        ppinv.inverse(sum_and_product, 1.0, 3.0)
+
+
+class TooGreedy(Strategy):
+    """Proposes a solve that needs more θ than the budget allows, and records that it was asked."""
+
+    name = "too_greedy"
+    asked = 0
+
+    def candidates(self, state):
+        TooGreedy.asked += 1
+        for e in state.stalled():
+            spec = ThetaSpec((state.budget + 1,), np.dtype("float64"), constraints.real, "value", "too much")
+            yield JointSolve(lambda names: None, (spec,), ("too_much",), (e,), tuple(e.ins))
+
+
+def test_the_budget_is_charged_in_one_place_a_candidate_over_it_is_skipped():
+    strategy = register_strategy(TooGreedy(), before="rule")
+    try:
+        inv = ppinv.inverse(lambda a, b: a * b + a, 1.0, 2.0)  # stalls once: one variable is freed
+    finally:
+        unregister_strategy(strategy)
+    assert TooGreedy.asked >= 1
+    assert inv.n_theta == 1 and "too_much" not in inv.theta_spec
+
+
+def test_registering_something_that_is_not_a_strategy_says_what_is_expected():
+    with pytest.raises(TypeError, match="ppinv.joint.Strategy"):
+        register_strategy(object())
+    with pytest.raises(ValueError, match="no strategy named 'nope'"):
+        register_strategy(SumAndProduct(), before="nope")
