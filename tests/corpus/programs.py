@@ -1571,8 +1571,7 @@ add_formula("spherical_to_cartesian", PHYS + "Taylor, Classical Mechanics, ch. 1
 add_formula("lorentz_boost", PHYS + "Taylor, Classical Mechanics, ch. 15 (Lorentz transformation)",
     lorentz_boost(jnp.asarray(0.6 * C_LIGHT)), [1.0, 2.0])
 add_formula("ohm_and_power", PHYS + "Halliday, Fundamentals of Physics, ch. 26 (V = IR, P = I²R)", ohm_power,
-    [2.0, 5.0], positive,
-    today=Refusal("coupled", COUPLED + " (mul(I, R))"))
+    [2.0, 5.0], positive)
 add_formula("clausius_clapeyron", CHEM + "Atkins, Physical Chemistry, ch. 4 (Clausius–Clapeyron)",
     clausius_clapeyron(jnp.asarray(101325.0), jnp.asarray(373.15), jnp.asarray(40660.0)), [350.0], positive)
 add_formula("doppler", PHYS + "Halliday, Fundamentals of Physics, ch. 17 (Doppler effect)",
