@@ -29,7 +29,7 @@ import numpy as np
 from jax import lax
 from numpyro.distributions import constraints
 
-from .._compat import COND_P, CUSTOM_VJP_P, SCAN_P, WHILE_P, Literal, call_name, jaxpr_parts, scan_counts
+from .._compat import CALL_PRIMITIVES, COND_P, CUSTOM_VJP_P, SCAN_P, WHILE_P, Literal, call_name, jaxpr_parts, scan_counts
 from ..errors import InversionError, NoRuleError, OverdeterminedError
 from ..theta import ThetaSpec, is_constrained
 from . import DEFAULT_RULES
@@ -623,24 +623,27 @@ class _CondSolver(Solver):
 
 
 class _CallSolver(_CondSolver):
-    """A ``custom_vjp`` call solved backwards: its body inverted as the one branch of a cond.
+    """A kept call solved backwards: its body inverted as the one branch of a cond.
 
-    The call is kept whole in the program (``_ir``) so that, evaluated forward, it keeps its
-    reverse rule; solved backwards, its custom rule says nothing about the inverse, so the
-    body is inverted like any other program (a ``while_loop`` in it is refused with its reason).
+    A ``custom_vjp`` call is kept whole in the program (``_ir``) so that, evaluated forward, it
+    keeps its reverse rule; solved backwards, its custom rule says nothing about the inverse, so
+    the body is inverted like any other program (a ``while_loop`` in it is refused with its
+    reason). A function rule that declines a call it does not recognise (a user's own function
+    that shares a library function's name) falls back to this too.
     """
 
     n_index = 0
 
     def __init__(self, pat):
         super().__init__(pat)
-        self.description = f"invert the body of the custom_vjp function {pat.eqn.function or ''}".rstrip()
+        self.description = f"invert the body of {self._where(0, pat.eqn)}"
 
     def _bodies(self, eqn):
-        return [eqn.params["call_jaxpr"]]
+        return [eqn.params[CALL_PRIMITIVES[eqn.prim]]]
 
     def _where(self, k, eqn):
-        return f"the custom_vjp function {eqn.function or ''} at {eqn.source}".replace("  ", " ")
+        kind = "custom_vjp function" if eqn.prim is CUSTOM_VJP_P else "function"
+        return f"the {kind} {eqn.function or ''} at {eqn.source}".replace("  ", " ")
 
     def pgf(self, ins, outs):
         from .._schedule import theta_from_env
@@ -690,7 +693,8 @@ def _cond_rule(pat):
 DEFAULT_RULES.register(COND_P, _cond_rule)
 
 
-def _custom_vjp_rule(pat):
+def call_body_rule(pat):
+    """Solve a kept call (``custom_vjp``, or a function whose own rule declined) through its body."""
     if not any(pat.known_out) or all(pat.known_in):
         return None  # nothing to solve; with every input known the call is evaluated forward
     solver = _cond_solver(pat, _CallSolver)
@@ -699,7 +703,7 @@ def _custom_vjp_rule(pat):
     return solver
 
 
-DEFAULT_RULES.register(CUSTOM_VJP_P, _custom_vjp_rule)
+DEFAULT_RULES.register(CUSTOM_VJP_P, call_body_rule)
 
 
 def _while_rule(pat):
