@@ -89,10 +89,95 @@ def test_a_power_law_inside_a_model_conditions_exactly():
     np.testing.assert_allclose(s["resistance"], 3.0, rtol=1e-12)
 
 
+# --- linear-fractional systems ----------------------------------------------------------
+SUBSTRATE = jnp.array([0.5, 2.0])
+
+
+def michaelis_menten(vmax, km):  # rates at two substrate concentrations
+    return vmax * SUBSTRATE / (km + SUBSTRATE)
+
+
+def test_michaelis_menten_parameters_from_two_rates():
+    inv = ppinv.inverse(michaelis_menten, 1.0, 1.0, support=[POS, POS])
+    assert inv.n_theta == 0 and "linear-fractional" in inv.describe()
+    np.testing.assert_allclose(inv(michaelis_menten(2.0, 0.7)), [2.0, 0.7], rtol=1e-12)
+    check_inverse(michaelis_menten, 1.0, 1.0, support=[POS, POS], n_points=4, dense_points=2)
+
+
+def weighted_mean_and_moebius(w, a):  # unknowns in numerators and denominators, element by element
+    return (w * 2.0 + a * 3.0) / (w + a + 1.0), (a - 1.0) / (2.0 * w + 3.0)
+
+
+def test_a_vector_linear_fractional_system_with_known_coefficients():
+    args = (jnp.array([0.3, 0.8]), jnp.array([0.5, 1.5]))
+    inv = ppinv.inverse(weighted_mean_and_moebius, *args, support=[POS, POS])
+    assert inv.n_theta == 0 and "linear-fractional" in inv.describe()
+    check_inverse(weighted_mean_and_moebius, *args, support=[POS, POS], n_points=4, dense_points=2)
+
+
+def test_linear_fractional_observations_that_are_functions_of_each_other_are_refused():
+    with pytest.raises(ppinv.InversionError):
+        ppinv.inverse(lambda a, b: (a / (b + 1.0), 2.0 * a / (b + 1.0)), 1.0, 2.0)
+
+
+def test_a_solution_outside_the_supports_is_outside_the_domain():
+    inv = ppinv.inverse(michaelis_menten, 1.0, 1.0, support=[POS, POS])
+    assert bool(inv.in_domain(michaelis_menten(2.0, 0.2)))
+    assert not bool(inv.in_domain(michaelis_menten(2.0, -0.2)))  # the rates of a negative Km
+
+
+@pytest.mark.slow
+def test_michaelis_menten_posterior_over_an_unknown_substrate_matches_quadrature():
+    """Vmax, Km and the second substrate concentration S₂ latent, two rates observed exactly.
+
+    Reference, independent of ppinv's inverse and log|det|: on a grid of S₂, (Vmax, Km) from the
+    2×2 linear system, and p(S₂ | v) ∝ p(S₂) p(Vmax) p(Km) / |det ∂v/∂(Vmax, Km)| with the
+    Jacobian of the forward rates by jax.jacfwd.
+    """
+    import numpyro
+    import numpyro.distributions as dist
+    from numpyro.infer import MCMC
+    from scipy import integrate
+
+    rates = jnp.array([0.8, 1.2])
+    priors = {"vmax": dist.LogNormal(0.5, 0.5), "km": dist.LogNormal(-0.5, 0.5), "s2": dist.LogNormal(0.5, 0.4)}
+
+    def model():
+        vmax = numpyro.sample("vmax", priors["vmax"])
+        km = numpyro.sample("km", priors["km"])
+        s2 = numpyro.sample("s2", priors["s2"])
+        s = jnp.stack([jnp.asarray(0.5), s2])
+        numpyro.deterministic("rates", vmax * s / (km + s))
+
+    cm = ppinv.condition(model, {"rates": rates})
+    mcmc = MCMC(ppinv.infer.InverseNUTS(cm), num_warmup=400, num_samples=1500, num_chains=1, progress_bar=False)
+    mcmc.run(jax.random.PRNGKey(1))
+    s2 = np.asarray(mcmc.get_samples()["s2"])
+
+    def unnormalised(t):
+        s = np.array([0.5, t])
+        m = np.array([[-s[0], rates[0]], [-s[1], rates[1]]])  # v (Km + S) − Vmax S = 0
+        vmax, km = np.linalg.solve(m, -rates * s)
+        if vmax <= 0 or km <= 0:
+            return 0.0
+        jac = jax.jacfwd(lambda p: p[0] * jnp.asarray(s) / (p[1] + jnp.asarray(s)))(jnp.array([vmax, km]))
+        logp = sum(float(priors[k].log_prob(v)) for k, v in (("vmax", vmax), ("km", km), ("s2", t)))
+        return float(np.exp(logp) / abs(np.linalg.det(np.asarray(jac))))
+
+    lo, hi = 0.2, 12.0
+    z = integrate.quad(unnormalised, lo, hi, limit=200)[0]
+    mean = integrate.quad(lambda t: t * unnormalised(t), lo, hi, limit=200)[0] / z
+    second = integrate.quad(lambda t: t * t * unnormalised(t), lo, hi, limit=200)[0] / z
+    sd = np.sqrt(second - mean**2)
+    ess = float(numpyro.diagnostics.effective_sample_size(s2[None]))
+    assert abs(s2.mean() - mean) < 4 * sd / np.sqrt(ess), (s2.mean(), mean, sd, ess)
+
+
 # --- the registry -------------------------------------------------------------------
 def test_default_strategies_in_the_order_the_search_asks_them():
     names = [s.name for s in strategies()]
-    assert names == ["rule", "linear", "polar", "polynomial", "piecewise", "monotone", "monomial", "entries"]
+    assert names == ["rule", "linear", "polar", "polynomial", "piecewise", "monotone", "monomial", "fractional",
+                     "entries"]
     assert [s.name for s in strategies("last_resort")] == ["entries"]
 
 

@@ -14,6 +14,7 @@ The defaults, in the order they are asked:
 ``piecewise``  one variable through ``jnp.where`` pieces, θ picks the piece
 ``monotone``   one variable through a provably strictly monotone function
 ``monomial``   products and powers of positive unknowns: a log-linear solve
+``fractional`` ratios of affine functions of several unknowns: a linear solve
 ``entries``    (last resort) a triangular system solved entry by entry
 ============== ==============================================================
 
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 from .base import JointSolve, SearchState, Strategy
 from .entries import EntryByEntry
+from .fractional import FractionalSystems
 from .linear import LinearBlocks
 from .monomial import Monomials
 from .polar import PolarPairs
@@ -51,7 +53,7 @@ __all__ = [
     "rule_solve",
 ]
 
-_REGISTRY = [RuleWithTheta(), LinearBlocks(), PolarPairs(), Polynomial(), Piecewise(), Monotone(), Monomials(),
+_REGISTRY = [RuleWithTheta(), LinearBlocks(), PolarPairs(), Polynomial(), Piecewise(), Monotone(), Monomials(), FractionalSystems(),
               EntryByEntry()]
 
 

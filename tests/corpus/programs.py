@@ -1516,8 +1516,7 @@ add_formula("arrhenius", CHEM + "Atkins, Physical Chemistry, ch. 17 (k = A exp(�
 add_formula("michaelis_menten_substrate", CHEM + "Berg, Biochemistry, ch. 8 (v = Vmax S / (Km + S))",
     michaelis_menten_substrate(jnp.asarray(2.0), jnp.asarray(0.5)), [1.0], positive)
 add_formula("michaelis_menten_parameters", CHEM + "Berg, Biochemistry, ch. 8 (v = Vmax S / (Km + S))",
-    michaelis_menten_parameters(arr(0.5, 2.0)), [1.0, 1.0], positive,
-    today=Refusal("coupled", COUPLED + " (div)"))
+    michaelis_menten_parameters(arr(0.5, 2.0)), [1.0, 1.0], positive)
 add_formula("henderson_hasselbalch", CHEM + "Atkins, Physical Chemistry, ch. 6 (pH = pKa + log10([A−]/[HA]))",
     henderson_hasselbalch(jnp.asarray(4.76)), [0.1, 0.1], positive)
 add_formula("beer_lambert", CHEM + "Harris, Quantitative Chemical Analysis, ch. 18 (A = ε l c)",
