@@ -28,12 +28,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from ._piecewise import theta_dependent
 from ._schedule import BlockStep, PolyStep, SolveStep
 from .errors import InputError
 from .rules._base import _BinarySolver, _UnarySolver
 from .theta import support_bounds
 
-__all__ = ["GeometryFeature", "StuckBranch", "GeometryReport", "geometry_report", "solve_margins"]
+__all__ = ["GeometryFeature", "StuckBranch", "GeometryReport", "geometry_report", "solve_margins", "static_features"]
 
 # relative steps (in posterior standard deviations) at which a domain edge is looked for
 _GRID = np.geomspace(1e-4, 4.0, 24)
@@ -148,13 +149,34 @@ def _probes(schedule):
     return probes
 
 
+def static_features(schedule):
+    """The walls, folds and singular points a schedule puts in θ-space, before any sampling.
+
+    ``[(kind, relation, what)]``, one per feature, in step order. A singular point counts only
+    where its factor moves with continuous θ: a product through an observed factor is no point
+    the sampler can reach.
+    """
+    dep = _theta_dependent(schedule)
+    return [(p.kind, p.relation, p.what) for p in _probes(schedule)
+            if p.kind != "singular" or any(v in dep for v in p.reads)]
+
+
+def _theta_dependent(schedule):
+    if hasattr(schedule, "schedules"):  # a union over flat pieces: θ-dependent in any of them
+        return set().union(*(theta_dependent(s.steps, s.theta) for s in schedule.schedules))
+    return theta_dependent(schedule.steps, schedule.theta)
+
+
 def _solve_probes(step):
     e, solver = step.eqn, step.solver
     if isinstance(solver, _UnarySolver) and solver.rule.domain is not None:
         z = e.outs[0]
-        kind = "fold" if solver.rule.choices else "wall"
-        what = ("two branches of the solve meet at its domain edge" if solver.rule.choices
-                else f"the domain of {e.prim.name}'s inverse")
+        if _excludes_points_only(solver.rule.domain):  # an odd root at 0: |dx/dz| is infinite there
+            kind, what = "singular", f"{e.prim.name}'s inverse at an isolated point outside its domain"
+        elif solver.rule.choices:
+            kind, what = "fold", "two branches of the solve meet at its domain edge"
+        else:
+            kind, what = "wall", f"the domain of {e.prim.name}'s inverse"
         return [_Probe(kind, e.describe(), what, (z,), _domain_margin(solver.rule.domain, z))]
     if isinstance(solver, _BinarySolver) and e.prim in _PRODUCTS:
         factors = [v for v, k in zip(e.ins, step.known_in) if k and not v.is_const]
@@ -163,6 +185,23 @@ def _solve_probes(step):
         return [_Probe("singular", e.describe(), f"{e.prim.name} through a factor near 0 ({v!r})", (v,),
                        _zero_margin(v)) for v in factors]
     return []
+
+
+#: values at which a domain is tried: both signs over many magnitudes (never exactly 0 or ±1)
+_DOMAIN_PROBES = np.concatenate([-np.geomspace(1e-6, 1e6, 37), np.geomspace(1e-6, 1e6, 37)]) * (1 + 1e-3)
+_POINTS_ONLY = {}
+
+
+def _excludes_points_only(domain):
+    """Whether ``domain`` holds at every probe value: it leaves out isolated points at most (cbrt's
+    ``z != 0``), no interval a sampler could wander into (a logit's (0, 1), a log's z > 0)."""
+    key = id(domain)
+    if key not in _POINTS_ONLY:
+        try:
+            _POINTS_ONLY[key] = (domain, bool(np.all(np.asarray(domain(jnp.asarray(_DOMAIN_PROBES))))))
+        except Exception:  # a domain that cannot be tried on plain values: a wall, to be safe
+            _POINTS_ONLY[key] = (domain, False)
+    return _POINTS_ONLY[key][1]
 
 
 def _support_probe(v, support, relation):

@@ -62,13 +62,14 @@ from .errors import ConditionError, InversionError, NoRuleError
 from .inverse import _keep_call, support_refusal
 from .rules import current_table
 from .theta import intrinsic_size, is_constrained, support_bounds
+from .theta_choice import choose_schedule
 
 __all__ = ["condition", "ConditionedModel", "ConditionalDensity", "THETA_PREFIX"]
 
 THETA_PREFIX = "theta_"
 
 
-def condition(model, data=None, *, free=None, theta_prefix: str = THETA_PREFIX):
+def condition(model, data=None, *, free=None, theta_prefix: str = THETA_PREFIX, choose_theta: bool = True):
     """Condition ``model`` exactly on ``data``.
 
     Parameters
@@ -93,6 +94,10 @@ def condition(model, data=None, *, free=None, theta_prefix: str = THETA_PREFIX):
         the rest, is an error.
     theta_prefix:
         Prefix of the names of θ sites that are not latents of the model.
+    choose_theta:
+        Choose θ by geometry (``ppinv.theta_choice``): among a few schedules, the one whose
+        solves map the most prior draws to valid points at the data (the fewest walls a
+        sampler meets). ``False`` keeps the scheduler's own order of preferences.
 
     Returns
     -------
@@ -115,8 +120,8 @@ def condition(model, data=None, *, free=None, theta_prefix: str = THETA_PREFIX):
     """
     data = {} if data is None else data
     if isinstance(model, ConditionedModel):
-        return model.merged(data, free=free, theta_prefix=theta_prefix)
-    return ConditionedModel(model, data, theta_prefix=theta_prefix, free=free)
+        return model.merged(data, free=free, theta_prefix=theta_prefix, choose_theta=choose_theta)
+    return ConditionedModel(model, data, theta_prefix=theta_prefix, free=free, choose_theta=choose_theta)
 
 
 class ConditionalDensity(dist.Distribution):
@@ -468,11 +473,12 @@ class _Plan:
             draw = jax.jit(prior_draw)(full) if all(is_concrete(v) for v in full) else prior_draw(full)
             return {**dict(zip(ctx_vars, full)), **dict(zip(lat_vars, draw))}
 
+        def build(free):
+            return build_schedule(program, ctx_vars, unknown_vars, program.outvars, supports, cm.table, names,
+                                  free=free, outer_theta=False, typical=typical)
+
         try:
-            self.schedule = build_schedule(
-                program, ctx_vars, unknown_vars, program.outvars, supports, cm.table, names, free=free_vars,
-                outer_theta=False, typical=typical,
-            )
+            self.schedule = build(free_vars)
         except InversionError as err:
             if not isinstance(err, NoRuleError):
                 # Over-determined or rank-deficient: usually observations that depend on each
@@ -484,6 +490,12 @@ class _Plan:
             ) from None
         self.program = program
         self.ignored = ignored
+        self.theta_choice = None
+        if cm.choose_theta:  # θ by geometry: the schedule whose solves a sampler meets the fewest walls in
+            by_name = dict(zip(latents, lat_vars))
+            self.schedule, self.theta_choice = choose_schedule(
+                self, program, self.schedule, lambda free: build([by_name[n] for n in free]),
+                [n for n in latents if n in cm.free], lambda: self._full_ctx(arg_ctx), ignored)
         self.theta_sites = self._name_theta_sites(dict(zip(lat_vars, latents)))
         clash = set(self.extra_theta_sites) & set(sites)
         if clash:
@@ -767,7 +779,7 @@ class ConditionedModel:
     gives the θ of samples of the model's latents.
     """
 
-    def __init__(self, model, data, theta_prefix=THETA_PREFIX, free=None, *, _check_now=True):
+    def __init__(self, model, data, theta_prefix=THETA_PREFIX, free=None, *, choose_theta=True, _check_now=True):
         if not callable(model):
             raise ConditionError(f"model must be callable; got {type(model).__name__}.")
         if not isinstance(data, dict):
@@ -776,6 +788,7 @@ class ConditionedModel:
         self.data = dict(data)
         self.theta_prefix = theta_prefix
         self.free = [free] if isinstance(free, str) else list(free or [])
+        self.choose_theta = choose_theta
         self.table = current_table()
         self._plans = {}
         self._with_outside = {}
@@ -785,7 +798,7 @@ class ConditionedModel:
         if _check_now and _takes_no_arguments(model):
             self.plan()  # trace and schedule now, so wrong data fails here rather than at mcmc.run
 
-    def merged(self, data, free=None, theta_prefix=THETA_PREFIX):
+    def merged(self, data, free=None, theta_prefix=THETA_PREFIX, choose_theta=True):
         """This model's data and ``data`` together (``condition(condition(m, a), b)``)."""
         if not isinstance(data, dict):
             raise ConditionError(f"data must be a dict of site name -> value; got {type(data).__name__}.")
@@ -797,7 +810,8 @@ class ConditionedModel:
             )
         free = [free] if isinstance(free, str) else list(free or [])
         prefix = theta_prefix if theta_prefix != THETA_PREFIX else self.theta_prefix
-        return ConditionedModel(self.model, {**self.data, **data}, theta_prefix=prefix, free=self.free + free)
+        return ConditionedModel(self.model, {**self.data, **data}, theta_prefix=prefix, free=self.free + free,
+                                choose_theta=self.choose_theta and choose_theta)
 
     def plan(self, *args, **kwargs) -> _Plan:
         key = _signature(args, kwargs)
@@ -831,7 +845,8 @@ class ConditionedModel:
         if cm is None:
             data = {**self.data, **{n: (v if _known(v) else _aval(v)) for n, v in given.items()}}
             free = [f for f in self.free if f not in given]
-            cm = ConditionedModel(self.model, data, theta_prefix=self.theta_prefix, free=free, _check_now=False)
+            cm = ConditionedModel(self.model, data, theta_prefix=self.theta_prefix, free=free,
+                                  choose_theta=self.choose_theta, _check_now=False)
             self._with_outside[key] = cm
         return cm
 
