@@ -173,10 +173,68 @@ def test_michaelis_menten_posterior_over_an_unknown_substrate_matches_quadrature
     assert abs(s2.mean() - mean) < 4 * sd / np.sqrt(ess), (s2.mean(), mean, sd, ess)
 
 
+# --- shares of a total ---------------------------------------------------------------
+def head_shares(x):  # jax.random.dirichlet's gammas over their sum, all shares but the last
+    return (x / jnp.sum(x))[:-1]
+
+
+def test_shares_of_a_total_free_the_total():
+    inv = ppinv.inverse(head_shares, jnp.ones(3), support=POS)
+    assert inv.n_theta == 1 and list(inv.theta_spec) == ["total"]
+    assert inv.theta_support["total"] is constraints.positive
+    x = jnp.array([1.0, 2.0, 3.0])
+    np.testing.assert_allclose(inv(head_shares(x), {"total": jnp.asarray(6.0)})[0], x, rtol=1e-12)
+    check_inverse(head_shares, x, support=POS, n_points=4, dense_points=2)
+
+
+def test_shares_of_real_amounts_with_the_first_one_unobserved():
+    tail_shares = lambda x: (x / x.sum())[1:]  # noqa: E731
+    inv = ppinv.inverse(tail_shares, jnp.ones(4))
+    assert inv.theta_support["total"] is constraints.real
+    check_inverse(tail_shares, jnp.array([1.0, -2.0, 3.0, 0.5]), n_points=4, dense_points=2)
+
+
+def test_shares_outside_the_simplex_have_no_positive_preimage():
+    inv = ppinv.inverse(head_shares, jnp.ones(3), support=POS)
+    assert not bool(inv.in_domain(jnp.array([0.7, 0.6]), {"total": jnp.asarray(1.0)}))  # last share −0.3
+
+
+def test_observing_every_share_is_refused_as_over_determined():
+    with pytest.raises(ppinv.InversionError):
+        ppinv.inverse(lambda x: x / jnp.sum(x), jnp.ones(3), support=POS)
+
+
+@pytest.mark.slow
+def test_gamma_amounts_given_their_shares_have_a_gamma_total():
+    """Amounts gᵢ ~ Gamma(αᵢ, 1) and their shares observed exactly: the total is Gamma(Σα, 1),
+    independent of the shares (the Dirichlet–Gamma construction), and g = total · shares."""
+    import numpyro
+    import numpyro.distributions as dist
+    from numpyro.infer import MCMC
+
+    alpha = jnp.array([2.0, 3.0, 1.5])
+    shares = jnp.array([0.2, 0.5])
+
+    def model():
+        g = numpyro.sample("g", dist.Gamma(alpha, 1.0))
+        numpyro.deterministic("shares", (g / g.sum())[:-1])
+
+    cm = ppinv.condition(model, {"shares": shares})
+    mcmc = MCMC(ppinv.infer.InverseNUTS(cm), num_warmup=300, num_samples=1000, progress_bar=False)
+    mcmc.run(jax.random.PRNGKey(0))
+    g = np.asarray(mcmc.get_samples()["g"])
+    total = g.sum(-1)
+    np.testing.assert_allclose(g[:, :2] / total[:, None], np.broadcast_to(shares, (len(g), 2)), atol=1e-12)
+    ess = float(numpyro.diagnostics.effective_sample_size(total[None]))
+    k = float(alpha.sum())  # Gamma(k, 1): mean k, variance k
+    assert abs(total.mean() - k) < 4 * np.sqrt(k / ess), (total.mean(), k, ess)
+    assert abs(total.var() - k) < 0.35 * k, (total.var(), k)
+
+
 # --- the registry -------------------------------------------------------------------
 def test_default_strategies_in_the_order_the_search_asks_them():
     names = [s.name for s in strategies()]
-    assert names == ["rule", "linear", "polar", "polynomial", "piecewise", "monotone", "monomial", "fractional",
+    assert names == ["shares", "rule", "linear", "polar", "polynomial", "piecewise", "monotone", "monomial", "fractional",
                      "entries"]
     assert [s.name for s in strategies("last_resort")] == ["entries"]
 

@@ -7,6 +7,7 @@ first candidate that fits the θ budget and charges it (one loop, one place).
 The defaults, in the order they are asked:
 
 ============== ==============================================================
+``shares``     ``x / Σx`` observed on all entries but one: the total is θ
 ``rule``       a rule of the table spending θ on unconstrained operands
 ``linear``     connected linear relations (``linearity`` slot), one solve
 ``polar``      ``r·cos t`` and ``r·sin t`` observed together
@@ -27,8 +28,8 @@ A new kind of joint solve is a new strategy:
 ...     def candidates(self, state):
 ...         return iter(())          # proposes no solve: the search goes on as before
 >>> s = register_strategy(Nothing(), before="linear")
->>> [t.name for t in ppinv.joint.strategies()][:3]
-['rule', 'nothing', 'linear']
+>>> [t.name for t in ppinv.joint.strategies()][:4]
+['shares', 'rule', 'nothing', 'linear']
 >>> unregister_strategy(s)
 """
 
@@ -41,6 +42,7 @@ from .linear import LinearBlocks
 from .monomial import Monomials
 from .polar import PolarPairs
 from .rule import RuleWithTheta, rule_solve
+from .shares import SharesOfATotal
 from .single_leaf import Monotone, Piecewise, Polynomial
 
 __all__ = [
@@ -53,7 +55,7 @@ __all__ = [
     "rule_solve",
 ]
 
-_REGISTRY = [RuleWithTheta(), LinearBlocks(), PolarPairs(), Polynomial(), Piecewise(), Monotone(), Monomials(), FractionalSystems(),
+_REGISTRY = [SharesOfATotal(), RuleWithTheta(), LinearBlocks(), PolarPairs(), Polynomial(), Piecewise(), Monotone(), Monomials(), FractionalSystems(),
               EntryByEntry()]
 
 

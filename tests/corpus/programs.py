@@ -1295,8 +1295,7 @@ add("mortality_age_drift", NPX + "mortality.py", mortality_age_drift, [jnp.zeros
 add("ar2_scan", NPX + "ar2.py", ar2_scan(jnp.asarray(0.5), jnp.asarray(-0.3), jnp.asarray(0.1), jnp.asarray(0.8)),
     [jnp.zeros(5)])
 add("dirichlet_from_gammas_head", "JAX: jax/_src/random.py (dirichlet: gamma draws over their sum), first K−1",
-    dirichlet_from_gammas_head, [jnp.ones(3)], positive,
-    today=Refusal("coupled", COUPLED + " (div(x, sum))"))
+    dirichlet_from_gammas_head, [jnp.ones(3)], positive)
 
 
 # =============================================================================================
