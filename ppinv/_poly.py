@@ -11,7 +11,12 @@ equation
 
 solved in closed form: degree 1 is the Möbius inverse ``x = −e₀/e₁`` (no θ);
 degree 2 has two roots and a discrete θ (0: the larger root, 1: the smaller)
-picks one. A root is admissible only where ``Q(x) ≠ 0`` (``Q`` is the product
+picks one; degree 3 (van der Waals' ``P(V)``) has one or three real roots
+(Cardano's and the trigonometric form, polished by Newton's method) and a
+discrete θ picks one by rank (0: the largest real root), a code beyond the
+real roots being outside the domain — unless ``F = P/Q`` is proven strictly
+monotone over the leaf's support (``_monotone.derivative_sign``), when at most
+one root is admissible and it is taken with no θ. A root is admissible only where ``Q(x) ≠ 0`` (``Q`` is the product
 of every divisor in the cone, so no division on the way is by zero) and ``x``
 lies in the unknown's support (or the image of the relation defining it);
 elsewhere the solve reports "not ok". Implicit differentiation of ``E`` gives
@@ -54,7 +59,7 @@ from .theta import ThetaSpec, int_dtype
 
 __all__ = ["poly_degree", "cone_degree", "worth_solving", "Degree", "PolynomialBlock", "MAX_DEGREE"]
 
-MAX_DEGREE = 2
+MAX_DEGREE = 3
 MAX_KINKS = 2  # |u| terms in one cone: 2^k sign branches
 _SAMPLE_POINTS = 3  # random points of the known inputs at which identically-zero coefficients are found
 _PASS_THROUGH = {lax.convert_element_type_p} | {getattr(lax, n) for n in ("copy_p",) if hasattr(lax, n)}
@@ -301,7 +306,16 @@ class PolynomialBlock:
     def _monotone_certificate(self):
         """True when at most one candidate can ever be admissible (see the module notes): constant
         coefficients, degree 1, kinks affine in the leaf, and the Möbius map of every region
-        between the kinks pole-free with a derivative of one sign throughout."""
+        between the kinks pole-free with a derivative of one sign throughout; or, for a cubic,
+        ``F`` proven strictly monotone on the leaf's support by interval bounds of ``F′``
+        (known inputs over the whole line)."""
+        if self.degree == 3:
+            from ._monotone import derivative_sign
+
+            try:
+                return derivative_sign(self.eqns, self.leaf, self.support or constraints.real, lambda v: None) != 0
+            except Exception:  # a primitive with no interval bounds, a bound not concrete here
+                return False
         if self.known_inputs or self.degree != 1:
             return False
         try:
@@ -359,7 +373,7 @@ class PolynomialBlock:
         for signs in self.branches:
             e, den = self.equation(self._walk(read, jnp, signs), z)
             for r in range(self.degree):
-                x, slope, ok = self._moebius(e) if self.degree == 1 else self._quadratic(e, r)
+                x, slope, ok = self._root(e, r)
                 q = _horner(den, x)
                 ok = ok & (q != 0) & self._admissible(read, signs, x)
                 if self.support is not None:
@@ -397,6 +411,14 @@ class PolynomialBlock:
                 x, ld, ok = jnp.where(oki, xi, x), jnp.where(oki, ldi, ld), oki | ok
         return x, jnp.sum(jnp.where(ok, ld, 0.0)), jnp.all(ok)
 
+    def _root(self, e, choice):
+        """``(x, |E′(x)|, ok)`` of root ``choice`` of the equation with coefficients ``e``."""
+        if self.degree == 1:
+            return self._moebius(e)
+        if self.degree == 2:
+            return self._quadratic(e, choice)
+        return self._cubic(e, choice)
+
     @staticmethod
     def _moebius(e):
         e0, e1 = e
@@ -428,6 +450,60 @@ class PolynomialBlock:
         ok = jnp.where(quad, ok_d & (sq > 0), (c1 != 0) & (choice == 0))
         return x, slope, ok
 
+    @staticmethod
+    def _cubic(e, choice):
+        """Real root ``choice`` (0: the largest) of ``c0 + c1·x + c2·x² + c3·x³``.
+
+        Three distinct real roots (discriminant > 0): the trigonometric form; one: Cardano's,
+        in the cancellation-free form ``u + v`` with ``u`` the larger cube root and ``u·v = −p/3``.
+        Two Newton steps on the cubic polish the root; the first starts from a value held fixed
+        under differentiation, so the derivative is the implicit one, ``−∂E/∂e · … / E′(x)``.
+        """
+        c0, c1, c2, c3 = e
+        cubic = c3 != 0
+        c3s = jnp.where(cubic, c3, 1.0)
+        a, b, c = c2 / c3s, c1 / c3s, c0 / c3s
+        p = b - a * a / 3.0
+        q = 2.0 * a**3 / 27.0 - a * b / 3.0 + c
+        three = -(4.0 * p**3 + 27.0 * q * q) > 0
+        m = jnp.sqrt(jnp.where(three, -p / 3.0, 1.0))
+        phi = jnp.arccos(jnp.clip(jnp.where(three, -q / (2.0 * m**3), 0.0), -1.0, 1.0))
+        trig = 2.0 * m * jnp.cos(phi / 3.0 - 2.0 * jnp.pi * choice / 3.0)
+        s = jnp.sqrt(jnp.where(three, 0.0, jnp.maximum(q * q / 4.0 + p**3 / 27.0, 0.0)))
+        u = jnp.cbrt(-q / 2.0 - jnp.where(q >= 0, s, -s))
+        us = jnp.where(u != 0, u, 1.0)
+        cardano = jnp.where(u != 0, u - p / (3.0 * us), 0.0)
+        x = lax.stop_gradient(jnp.where(three, trig, cardano) - a / 3.0)
+
+        def value_and_slope(x):
+            return ((c3 * x + c2) * x + c1) * x + c0, (3.0 * c3 * x + 2.0 * c2) * x + c1
+
+        for _ in range(2):
+            val, slope = value_and_slope(x)
+            x = x - val / jnp.where(slope != 0, slope, 1.0)
+        _, slope = value_and_slope(x)
+        ok = (three | (choice == 0)) & (slope != 0) & jnp.isfinite(x)
+        # degenerate to a quadratic where c3 == 0 at this point: its two roots, codes 0 and 1
+        if choice < 2:
+            xq, slope_q, ok_q = PolynomialBlock._quadratic((c0, c1, c2), choice)
+        else:
+            xq, slope_q, ok_q = x, slope, jnp.zeros_like(ok)
+        return (jnp.where(cubic, x, xq), jnp.abs(jnp.where(cubic, slope, slope_q)),
+                jnp.where(cubic, ok, ok_q))
+
+    def _nearest_code(self, read, z, x, branch):
+        """The code of the candidate root nearest ``x`` (its own root, up to round-off)."""
+        best = jnp.full(jnp.shape(x), jnp.inf, x.dtype)
+        code = jnp.zeros(jnp.shape(x), int_dtype())
+        for b, signs in enumerate(self.branches):
+            e, _ = self.equation(self._walk(read, jnp, signs), z)
+            for r in range(self.degree):
+                xr, _, ok = self._root(e, r)
+                dist = jnp.where(ok & (branch == b), jnp.abs(xr - x), jnp.inf)
+                code = jnp.where(dist < best, b * self.degree + r, code)
+                best = jnp.minimum(best, dist)
+        return code
+
     def pgf(self, known_env, x):
         if not self.theta:
             return ()
@@ -441,6 +517,8 @@ class PolynomialBlock:
             env[e.outs[0]] = e.bind(*ins)[0]
         if self.degree == 1:
             return (branch,)
+        if self.degree == 3:
+            return (self._nearest_code(read, env[self.anchor.outs[0]], x, branch),)
         # the root within the branch: the smaller one (1) left of the vertex
         z = env[self.anchor.outs[0]]
         root = jnp.zeros(jnp.shape(x), int_dtype())

@@ -1555,8 +1555,7 @@ add_formula("van_der_waals_volume", CHEM + "Atkins, Physical Chemistry, ch. 1 (v
     van_der_waals_volume(jnp.asarray(1.0), jnp.asarray(0.137), jnp.asarray(3.87e-5), jnp.asarray(100.0)),
     [2e-4], constraints.greater_than(3.87e-5),
     note="N2 at 100 K, below its critical 126 K: the isotherm loops, up to three V for one P "
-         "(Cardano's roots of the cubic, a discrete θ picking one)",
-    today=Refusal("polynomial", COUPLED + " (sub(nRT/(V − nb), a n²/V²))"))
+         "(Cardano's roots of the cubic, a discrete θ picking one)")
 add_formula("finite_square_well", PHYS + "Griffiths, Introduction to Quantum Mechanics, eq. 2.156",
     finite_square_well(jnp.asarray(8.0)), [1.0], constraints.interval(0.0, 8.0), expect="refuse",
     why="non_unique: z tan z − √(z0² − z²) takes each value once per branch of tan (three for z0 = 8), "
