@@ -330,7 +330,163 @@ def import_jaxpr(closed, keep_call=None, inputs=None) -> Program:
     prog = Program(invars=invars, outvars=[])
     const_vs = [_const(c) for c in consts]
     prog.outvars = _inline(prog, jaxpr, const_vs + list(inputs), keep_call)
-    return eliminate_common_subexpressions(fold_constants(prog))
+    return eliminate_common_subexpressions(fold_complex_linear_maps(fold_constants(prog)))
+
+
+# --- real linear maps computed through complex values (the DCT: fft, a twiddle factor, real) ----
+def _fft_p():
+    from jax._src.lax import fft as _fft
+
+    return _fft.fft_p
+
+
+#: primitives that are linear in their one non-constant operand (``mul``: either side; ``div``: the numerator)
+_LINEAR_COMPLEX = frozenset({
+    lax.convert_element_type_p, lax.real_p, lax.imag_p, lax.neg_p, lax.add_p, lax.sub_p, lax.mul_p, lax.div_p,
+    lax.conj_p, lax.complex_p, lax.reshape_p, lax.slice_p, lax.rev_p, lax.concatenate_p, lax.transpose_p,
+    lax.squeeze_p, lax.broadcast_in_dim_p, _fft_p(),
+})
+_MAX_MAP_ENTRIES = 1 << 14  # a dense matrix of the map: small transforms only
+
+
+def _is_complex(v):
+    return isinstance(v.dtype, np.dtype) and np.issubdtype(v.dtype, np.complexfloating)
+
+
+def fold_complex_linear_maps(prog: Program) -> Program:
+    """Replace each real-to-real *linear* map computed through complex values by one product
+    with its matrix (a known constant).
+
+    ``jax.scipy.fft.dct`` casts its real input to complex, applies ``fft``, multiplies by
+    twiddle factors and keeps the ``real`` part: a real orthogonal map, but through values no
+    real rule or joint linear solve reads. Every relation of such a region is linear in its one
+    non-constant operand, the region reads only real variables (through casts) and constants,
+    and only real variables (``real``/``imag``) leave it, so the map is ``y = Σᵢ Mᵢ xᵢ`` with
+    ``Mᵢ`` its Jacobian, evaluated once; the linear rules then invert it (rank checked there).
+    """
+    users = {}
+    for e in prog.eqns:
+        for v in e.ins:
+            users.setdefault(v, []).append(e)
+    done, replace = set(), {}
+    for e in prog.eqns:
+        if e in done or not _starts_complex_region(e):
+            continue
+        region = _complex_region(e, users, set(prog.outvars))
+        if region is None:
+            continue
+        done.update(region)
+        folded = _fold_region(region, users, set(prog.outvars))
+        if folded is not None:
+            replace[min(region, key=lambda q: q.id)] = (region, folded)
+    if not replace:
+        return prog
+    dropped = {q for region, _ in replace.values() for q in region}
+    eqns = []
+    for e in prog.eqns:
+        if e in replace:
+            eqns.extend(replace[e][1])
+        elif e not in dropped:
+            eqns.append(e)
+    folded = Program(prog.invars, prog.outvars, eqns)
+    return folded if _in_id_order(folded) else prog
+
+
+def _in_id_order(prog):
+    """Every relation reads only inputs, constants and outputs of relations with smaller ids."""
+    defined_at = {}
+    for e in prog.eqns:
+        for o in e.outs:
+            defined_at[o] = e.id
+    return all(defined_at.get(v, -1) < e.id for e in prog.eqns for v in e.ins if not v.is_const)
+
+
+def _starts_complex_region(e):
+    return (e.prim is lax.convert_element_type_p and _is_complex(e.outs[0]) and not e.ins[0].is_const
+            and not _is_complex(e.ins[0]) and e.ins[0].is_float)
+
+
+def _complex_region(start, users, program_outs):
+    """The relations through which ``start``'s complex value flows until it is real again, or
+    ``None`` where one of them is not linear in it or a complex value leaves the region."""
+    region, frontier = [start], [start.outs[0]]
+    seen = {start}
+    while frontier:
+        v = frontier.pop()
+        if v in program_outs:
+            return None
+        for u in users.get(v, ()):
+            if u in seen:
+                continue
+            if u.prim not in _LINEAR_COMPLEX or not _linear_in_region(u, seen):
+                return None
+            seen.add(u)
+            region.append(u)
+            frontier.extend(o for o in u.outs if _is_complex(o))
+    return region
+
+
+def _linear_in_region(u, seen):
+    """``u`` reads region values linearly: each other operand a constant (``mul`` with one region
+    operand, ``div`` by a constant), or, for sums and concatenations, region values too."""
+    inside = {o for q in seen for o in q.outs}
+    moving = [i for i, v in enumerate(u.ins) if not v.is_const]
+    if any(u.ins[i] not in inside for i in moving):
+        return False  # another variable enters the region (an unknown factor)
+    if u.prim is lax.mul_p:
+        return len(moving) == 1
+    if u.prim is lax.div_p:
+        return moving == [0]
+    return True
+
+
+def _fold_region(region, users, program_outs):
+    """The relations ``y = Σᵢ Mᵢ xᵢ`` replacing ``region`` (ids reused in order), or ``None``."""
+    region = sorted(region, key=lambda q: q.id)
+    xs = []
+    for q in region:
+        if q.prim is lax.convert_element_type_p and not _is_complex(q.ins[0]) and q.ins[0] not in xs:
+            xs.append(q.ins[0])
+    outs = [o for q in region for o in q.outs if not _is_complex(o) and (users.get(o) or o in program_outs)]
+    if not outs or sum(o.size * x.size for o in outs for x in xs) > _MAX_MAP_ENTRIES:
+        return None
+
+    def region_map(*vals):
+        env = dict(zip(xs, vals))
+        for q in region:
+            for o, val in zip(q.outs, q.bind(*[v.value if v.is_const else env[v] for v in q.ins])):
+                env[o] = val
+        return [env[o] for o in outs]
+
+    try:
+        with jax.ensure_compile_time_eval():
+            zeros = [jnp.zeros(x.shape, x.dtype) for x in xs]
+            jac = jax.jacfwd(region_map, argnums=tuple(range(len(xs))))(*zeros)
+            offsets = region_map(*zeros)
+    except Exception:  # a relation that cannot run eagerly here: leave the region as it is
+        return None
+    if any(np.any(np.asarray(c) != 0) for c in offsets):
+        return None  # affine, not linear: not a region of this kind
+    mats = [[np.asarray(jac[j][i]).reshape(o.size, x.size) for i, x in enumerate(xs)] for j, o in enumerate(outs)]
+
+    def folded(*vals):
+        flat = [jnp.reshape(v, (-1,)) for v in vals]
+        return [sum(jnp.matmul(m, x) for m, x in zip(row, flat)).reshape(o.shape).astype(o.dtype)
+                for row, o in zip(mats, outs)]
+
+    tmp = Program(invars=list(xs), outvars=[])
+    closed = jax.make_jaxpr(folded)(*[x.aval for x in xs])
+    body, consts = jaxpr_parts(closed)
+    new_outs = _inline(tmp, body, [_const(c) for c in consts] + list(xs), None, region[0].source)
+    if len(tmp.eqns) > len(region):
+        return None  # (never for a region of casts, fft and products: one product per term)
+    rename = dict(zip(new_outs, outs))
+    eqns = []
+    for q, old in zip(tmp.eqns, region):
+        new = Eqn(q.prim, q.params, [rename.get(v, v) for v in q.ins], [rename.get(o, o) for o in q.outs], q.source)
+        new.id = old.id  # ids order relations: the map takes the region's place
+        eqns.append(new)
+    return eqns
 
 
 def body_inputs(jaxpr_invars, operands, mergeable, inline_consts=True):
