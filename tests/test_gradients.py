@@ -90,6 +90,14 @@ def fan_out(x, y):
     return y * a + d
 
 
+@jax.custom_vjp
+def _affine_vjp(x):
+    return 3.0 * x + 1.0
+
+
+_affine_vjp.defvjp(lambda x: (_affine_vjp(x), None), lambda _, g: (3.0 * g,))
+
+
 PROGRAMS = [
     # exponentials, logarithms, roots, powers
     Prog("exp", jnp.exp, (_v(),)),
@@ -210,6 +218,7 @@ PROGRAMS = [
     Prog("monotone[x + exp x, x in (-3, -1)]", lambda x: x + jnp.exp(x), (1.0,), constraints.interval(-3.0, -1.0)),
     Prog("monotone[x^3 + x, x > 1]", lambda x: x**3 + x, (1.0,), constraints.greater_than(1.0)),
     Prog("fan-out[DESIGN §3]", fan_out, (1.0, 1.0)),
+    Prog("custom_vjp[solved through its body]", lambda x: jnp.exp(_affine_vjp(x)), (0.3,)),
     Prog("flat piece solved[logaddexp(relu b, a)]", lambda a, b: jnp.logaddexp(jax.nn.relu(b), a), (1.0, 1.0)),
     Prog("elu of cumsum", lambda b: 1000.0 - jax.nn.elu(jnp.cumsum(b)), (_v(2),)),
     Prog("sinh on unit interval", lambda x, b, c: (jnp.sinh(x) * b, jnp.sinh(x) + c), (0.5, 1.0, 1.0),
