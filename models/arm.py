@@ -12,17 +12,17 @@ branches; ppinv frees the first n − 2 joints (continuous θ) and solves the la
 two in closed form, with a discrete elbow sign and two integer turn counts
 (angles are only determined modulo 2π). No closed-form posterior.
 
-Why the model is written with a declared inverse
--------------------------------------------------
-Written directly (:func:`make_direct_model`, exactly the formula above),
-``ppinv.condition`` raises ``UnderdeterminedError``: after freeing n − 2
-joints, ``Σ l cos φ`` and ``Σ l sin φ`` are two coupled nonlinear equations in
-the last two angles and no single primitive rule (nor the linear/polynomial
-block solvers) solves them. :func:`make_model` computes the *same* map, but
-splits off the last two links as a function :func:`two_link` whose inverse —
-textbook two-link inverse kinematics — is declared with
-``@ppinv.custom_inverse`` (the user-level extension mechanism; nothing in
-``ppinv/`` is changed). Same sites, same priors, same observed function.
+Two ways to write it
+--------------------
+:func:`make_direct_model` is exactly the formula above; ppinv finds the planar
+chain in it (``ppinv/joint/chain.py``): after freeing n − 2 joints,
+``Σ l cos φ`` and ``Σ l sin φ`` are solved for the last two angles in closed
+form. :func:`make_model` computes the *same* map, but splits off the last two
+links as a function :func:`two_link` whose inverse — the same textbook formula —
+is declared with ``@ppinv.custom_inverse`` (the user-level extension mechanism),
+as one would for a chain ppinv does not recognise. Same sites, same priors, same
+observed function; ``tests/test_joint_chain.py`` checks the direct form's
+posterior against quadrature.
 
 Two-link inverse, for ``(u, v) = l₁(cos t₁, sin t₁) + l₂(cos(t₁+t₂), sin(t₁+t₂))``::
 
@@ -107,7 +107,7 @@ def make_model(n_links: int = 3):
 
 
 def make_direct_model(n_links: int = 3):
-    """The same model written with :func:`forward` directly (ppinv cannot invert this form)."""
+    """The same model written with :func:`forward` directly (ppinv finds the planar chain in it)."""
     lengths = LENGTHS[n_links]
 
     def model():

@@ -33,10 +33,10 @@ def test_monotone_but_not_provably_so():
     assert abs(float(x) - 2.0) < 1e-12
 
 
-def test_planar_arm_written_directly():
-    """Two angles from an end point: two coupled nonlinear equations, named in the error."""
+def test_coupled_angle_and_radius_without_a_closed_form():
+    """An angle that is also a length (a spiral): two coupled nonlinear equations, named in the error."""
     with pytest.raises(ppinv.UnderdeterminedError, match="coupled"):
-        ppinv.condition(arm.make_direct_model(3), arm.data(3)).plan()
+        ppinv.inverse(lambda a, b: (a * jnp.cos(b) + b, a * jnp.sin(b) + a), 1.0, 0.5)
 
 
 def test_dependent_observations():

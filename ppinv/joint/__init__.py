@@ -11,6 +11,7 @@ The defaults, in the order they are asked:
 ``rule``       a rule of the table spending θ on unconstrained operands
 ``linear``     connected linear relations (``linearity`` slot), one solve
 ``polar``      ``r·cos t`` and ``r·sin t`` observed together
+``chain``      the end point of a planar chain: two joints in closed form
 ``polynomial`` one variable through a rational function (closed-form roots)
 ``piecewise``  one variable through ``jnp.where`` pieces, θ picks the piece
 ``monotone``   one variable through a provably strictly monotone function
@@ -36,6 +37,7 @@ A new kind of joint solve is a new strategy:
 from __future__ import annotations
 
 from .base import JointSolve, SearchState, Strategy
+from .chain import PlanarChains
 from .entries import EntryByEntry
 from .fractional import FractionalSystems
 from .linear import LinearBlocks
@@ -55,7 +57,7 @@ __all__ = [
     "rule_solve",
 ]
 
-_REGISTRY = [SharesOfATotal(), RuleWithTheta(), LinearBlocks(), PolarPairs(), Polynomial(), Piecewise(), Monotone(), Monomials(), FractionalSystems(),
+_REGISTRY = [SharesOfATotal(), RuleWithTheta(), LinearBlocks(), PolarPairs(), PlanarChains(), Polynomial(), Piecewise(), Monotone(), Monomials(), FractionalSystems(),
               EntryByEntry()]
 
 
