@@ -125,8 +125,8 @@ def _steps(schedule):
     return list(schedule.steps)
 
 
-def _probes(schedule):
-    unknown = set(schedule.unknown_inputs)
+def _probes(schedule, proven=frozenset()):
+    unknown = set(schedule.unknown_inputs) - proven
     probes = []
     for step in _steps(schedule):
         if isinstance(step, SolveStep):
@@ -149,15 +149,15 @@ def _probes(schedule):
     return probes
 
 
-def static_features(schedule):
+def static_features(schedule, proven=()):
     """The walls, folds and singular points a schedule puts in θ-space, before any sampling.
 
     ``[(kind, relation, what)]``, one per feature, in step order. A singular point counts only
     where its factor moves with continuous θ: a product through an observed factor is no point
-    the sampler can reach.
+    the sampler can reach. ``proven``: solved variables known to stay in their supports (no wall).
     """
     dep = _theta_dependent(schedule)
-    return [(p.kind, p.relation, p.what) for p in _probes(schedule)
+    return [(p.kind, p.relation, p.what) for p in _probes(schedule, set(proven))
             if p.kind != "singular" or any(v in dep for v in p.reads)]
 
 

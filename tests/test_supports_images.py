@@ -248,7 +248,8 @@ def _examples():
     ]
     out = [(f, (x,)) for f in u]
     b = [lambda a, c: a + c, lambda a, c: a * c, lambda a, c: a / c, lambda a, c: a - c,
-         lambda a, c: jnp.concatenate([a, c]), lambda a, c: jnp.stack([a, c])]
+         lambda a, c: jnp.concatenate([a, c]), lambda a, c: jnp.stack([a, c]),
+         lambda a, c: lax.select_n(np.arange(N) % 2 == 0, a, c)]
     out += [(f, (x, x)) for f in b]
     out += [
         (lambda a: jnp.sum(a, axis=1), (jnp.ones((64, 4)),)),

@@ -115,14 +115,16 @@ def test_a_total_default_is_kept_without_measuring():
     assert "no wall" in choice.reason
 
 
-def test_a_default_as_valid_as_any_alternative_is_kept():
-    """b = y / a must stay positive (a static wall), but every positive a keeps it so: a tie."""
+def test_a_support_the_inverse_keeps_is_no_wall():
+    """b = y / a must stay positive; with y = 2 > 0 and a a positive θ it always does (image rules
+    prove it), so the default is total and kept, nothing measured."""
     cm = ppinv.condition(product_model, {"y": 2.0})
     choice = cm.plan().theta_choice
-    assert not choice.changed, str(choice)
-    assert choice.chosen.valid == 1.0
+    assert not choice.changed and math.isnan(choice.chosen.valid), str(choice)
+    assert "rule out" in choice.reason
     assert list(cm.plan().theta_sites.values()) == list(
         ppinv.condition(product_model, {"y": 2.0}, choose_theta=False).plan().theta_sites.values())
+    assert choice.chosen.walls == 0
 
 
 def test_free_stays_first():
@@ -163,3 +165,20 @@ def test_nuts_on_the_chosen_schedule_matches_the_reference():
     ref = _reference_moments()
     for k in ("a", "c"):
         assert_mean(s[k], ref[k], chains=True)
+
+
+@pytest.mark.slow
+def test_benchmark_script_quick(tmp_path):
+    """experiments/theta_choice.py --quick on Kepler: the three variants, every output written."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "experiments" / "theta_choice.py"
+    spec = importlib.util.spec_from_file_location("ppinv_experiments_theta_choice", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    (row,) = script.main(["--quick", "--models", "kepler", "--out", str(tmp_path)])
+    runs = row["runs"]
+    assert runs["before"]["theta"] == ["E"] and runs["now"]["theta"] == ["e"] and runs["best"]["same_as"] == "now"
+    assert runs["now"]["divergences_per_1000"] < runs["before"]["divergences_per_1000"]
+    assert (tmp_path / "theta_choice_quick.md").stat().st_size > 0

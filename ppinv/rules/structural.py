@@ -242,6 +242,16 @@ def _select_n_rule(pat):
     return _PickSolver(case)
 
 
+def _select_n_image(eqn, sup):
+    """Every case positive (a guarded divisor ``where(b != 0, b, 1)`` with ``b > 0``): positive."""
+    from .arithmetic import _positive, _positive_const
+
+    if all(_positive(s) or _positive_const(v) for s, v in zip(sup[1:], eqn.ins[1:])):
+        return constraints.positive
+    return None
+
+
+_select_n_rule.image = _select_n_image
 DEFAULT_RULES.register(lax.select_n_p, _select_n_rule)
 
 
