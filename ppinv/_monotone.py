@@ -232,6 +232,16 @@ def _identity_bounds(a, params):
     return a, (1.0, 1.0)
 
 
+def _abs_bounds(a, params):
+    """|u| on an interval of one sign is ±u there (analytic); across 0 it is not: no bounds, since
+    ``x − |x|`` would pass for non-decreasing while constant on a whole half-line."""
+    if a[0] >= 0:
+        return a, (1.0, 1.0)
+    if a[1] <= 0:
+        return _neg(a), (-1.0, -1.0)
+    return None
+
+
 # -- arithmetic: (value, derivative) of each operand -------------------------------------
 def _add_jet(args, params):
     (va, da), (vb, db) = args
@@ -272,6 +282,7 @@ def default_jets() -> dict:
         lax.cos_p: _sin_cos_bounds, lax.tanh_p: _tanh_bounds, lax.atan_p: _atan_bounds,
         lax.sinh_p: _sinh_bounds, lax.asinh_p: _asinh_bounds, lax.logistic_p: _logistic_bounds,
         lax.integer_pow_p: _power_bounds(None), lax.convert_element_type_p: _identity_bounds,
+        lax.abs_p: _abs_bounds,
     }
     for name, bounds in (("square_p", _power_bounds(2)), ("copy_p", _identity_bounds)):
         if hasattr(lax, name):

@@ -106,9 +106,10 @@ def piecewise_cone(anchor, definer, is_known, pending):
     case) is declined: the output there does not depend on the variable, which that element of
     the observation would leave undetermined.
     """
-    if anchor.prim is not lax.select_n_p:
+    lifted = anchor.prim is not lax.select_n_p
+    if lifted and (len(anchor.outs) != 1 or not anchor.outs[0].is_float or not is_elementwise(anchor, anchor.outs[0].shape)):
         return None
-    if is_known(anchor.ins[0]) and not _never_picks_a_known_case(anchor, is_known):
+    if not lifted and is_known(anchor.ins[0]) and not _never_picks_a_known_case(anchor, is_known):
         return None
     shape = anchor.outs[0].shape
     cone, leaves = [], set()
@@ -126,7 +127,40 @@ def piecewise_cone(anchor, definer, is_known, pending):
     (leaf,) = leaves
     if leaf.shape != shape or not leaf.is_float:
         return None
+    if lifted and len(_inner_selects(cone, is_known)) != 1:
+        return None  # no where inside (another strategy's), or several (their products of pieces: not lifted)
     return cone, leaf
+
+
+def _inner_selects(cone, is_known):
+    return [e for e in cone if e.prim is lax.select_n_p and not is_known(e.ins[0])]
+
+
+def lift_select(anchor, eqns, is_known):
+    """``G(x, where(p(x), c₀(x), c₁(x)))`` observed, as ``where(p(x), G(x, c₀(x)), G(x, c₁(x)))``
+    (elementwise, the same function): the relations below the where copied once per case, and
+    a ``select_n`` of the copies whose output is the anchor's. Returns the new anchor and the
+    relations (the copies added)."""
+    (inner,) = _inner_selects(eqns, is_known)
+    above = {inner.outs[0]}
+    downstream = []
+    for e in sorted(list(eqns) + [anchor], key=lambda q: q.id):
+        if e is not inner and any(v in above for v in e.ins):
+            downstream.append(e)
+            above.update(e.outs)
+    cases = []
+    copies = []
+    for case in inner.ins[1:]:
+        rename = {inner.outs[0]: case}
+        for e in downstream:
+            outs = [V(o.shape, o.dtype) for o in e.outs]
+            # fresh ids, in order: within the block the copies follow what they read
+            copy = Eqn(e.prim, e.params, [rename.get(v, v) for v in e.ins], outs, e.source)
+            rename.update(zip(e.outs, outs))
+            copies.append(copy)
+        cases.append(rename[anchor.outs[0]])
+    new_anchor = Eqn(lax.select_n_p, {}, [inner.ins[0], *cases], list(anchor.outs), anchor.source)
+    return new_anchor, [e for e in eqns if e not in downstream] + copies
 
 
 def _never_picks_a_known_case(anchor, is_known):
@@ -673,6 +707,9 @@ class PiecewiseBlock:
     def __init__(self, anchor, eqns, leaf, known, table, origin, support=None):
         from ._schedule import build_schedule
 
+        if anchor.prim is not lax.select_n_p:  # the where is inside: lift it to the observation
+            known_set = set(known)
+            anchor, eqns = lift_select(anchor, eqns, lambda v: v.is_const or v in known_set)
         self.anchor = anchor
         self.eqns = sorted(eqns, key=lambda e: e.id)
         self.leaf = leaf
