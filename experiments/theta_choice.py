@@ -5,8 +5,8 @@ For each model, three parametrisations of the same exact posterior:
 * **before** — ``ppinv.condition(model, data, choose_theta=False)``: the scheduler's fixed order
   of preferences (what ppinv did before the θ choice);
 * **now** — ``ppinv.condition(model, data)``: the default, θ chosen at condition time;
-* **best free=** — the best hand-chosen ``free=`` known for the model (:data:`BEST_FREE`; where
-  none is known to beat the scheduler, the scheduler's own θ).
+* **best free=** — the best of the scheduler's θ and the hand-chosen ``free=`` tried for the
+  model (:data:`HAND_FREE`), by min-ESS/s.
 
 Measured: condition + plan time (the θ choice is part of it), divergences per 1,000 transitions,
 max split r̂, min-ESS (over every latent component) per second of the whole run (compile
@@ -51,11 +51,13 @@ from models import INVERTIBLE_MODELS  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
-#: the best free= found by hand per model (the models' docstrings say why); absent: the scheduler's θ
-BEST_FREE = {
-    "kepler": ["e"],
-    "isotope_mixing": ["source"],
-    "enzyme_assay": ["Vmax", "Km"],
+#: hand-chosen free= tried per model (the models' docstrings say why); "best" is the fastest of these
+#: and the scheduler's own θ
+HAND_FREE = {
+    "kepler": (("e",),),
+    "isotope_mixing": (("source",),),
+    "enzyme_assay": (("Vmax", "Km"),),
+    "manifold_toy": (("t0",),),
 }
 VARIANTS = ("before", "now", "best")
 
@@ -72,14 +74,13 @@ def model_and_data(mod):
 
 
 def conditioned(mod, variant):
-    """A fresh conditioned model of ``mod`` for one variant."""
+    """A fresh conditioned model of ``mod`` for one variant (``"before"``, ``"now"`` or a free= tuple)."""
     model, data = model_and_data(mod)
     if variant == "before":
         return ppinv.condition(model, data, choose_theta=False)
     if variant == "now":
         return ppinv.condition(model, data)
-    free = BEST_FREE.get(mod.__name__.rsplit(".", 1)[-1])
-    return ppinv.condition(model, data, free=free, choose_theta=False)
+    return ppinv.condition(model, data, free=list(variant), choose_theta=False)
 
 
 def plan_seconds(mod, variant):
@@ -111,7 +112,7 @@ def run_nuts(name, mod, cm, cfg, seed):
     m = M.metrics(name, res, M.closed_form_reference(name), cm)
     n_trans = cfg["chains"] * cfg["samples"]
     return dict(divergences_per_1000=1000.0 * div / n_trans, rhat=m["rhat"], ess_min=m["ess_min"],
-                ess_per_s=m["ess_per_s"], wall_s=t.wall, mean_err=m["mean_err"], z_max=m["z_max"],
+                ess_per_s=m["ess_per_s"], ess_per_s_run=m["ess_per_s_run"], wall_s=t.wall, mean_err=m["mean_err"], z_max=m["z_max"],
                 violation=m["violation"], means={k: np.mean(v.reshape(-1, *v.shape[2:]), 0).tolist()
                                                  for k, v in res["latents"].items()})
 
@@ -123,9 +124,9 @@ def schedule_key(cm):
 
 def one_model(name, cfg):
     mod = INVERTIBLE_MODELS[name]
-    row = dict(model=name, best_free=BEST_FREE.get(name))
+    row = dict(model=name)
     runs, keys = {}, {}
-    for variant in VARIANTS:
+    for variant in ("before", "now") + tuple(HAND_FREE.get(name, ())):
         seconds, cm = plan_seconds(mod, variant)
         plan = cm.plan()
         choice = plan.theta_choice
@@ -141,14 +142,24 @@ def one_model(name, cfg):
                 info.update(run_nuts(name, mod, cm, cfg, cfg["seed"]))
             except Exception as err:  # a variant that cannot be sampled is a result too
                 info.update(error=f"{type(err).__name__}: {str(err).splitlines()[0][:200]}")
+        variant = variant if isinstance(variant, str) else f"free={list(variant)}"
         keys[variant] = key
         runs[variant] = info
         print(f"  {name:26s} {variant:6s} θ={info['theta']} plan {seconds:.2f}s "
               f"div/1000={info.get('divergences_per_1000', float('nan')):.1f} "
               f"ess/s={info.get('ess_per_s', float('nan')):.1f} err={info.get('mean_err', float('nan')):.3f}"
               + (f" (= {same})" if same else ""), flush=True)
-    row.update(runs=runs)
+    hand = [v for v in runs if v not in ("before", "now")]
+    best = max(["before"] + hand, key=lambda v: _speed(runs[v]))
+    row.update(runs={**runs, "best": {**runs[best], "label": best}}, best_free=None if best == "before" else best)
     return row
+
+
+def _speed(r):
+    """Rank of a run for "best": at most 1 % divergent transitions first, then min-ESS/s of sampling."""
+    if "error" in r:
+        return (0, 0.0)
+    return (r["divergences_per_1000"] <= 10.0, r["ess_per_s_run"])
 
 
 def _f(x, fmt="{:.3g}"):
@@ -165,27 +176,29 @@ def markdown(rows, cfg, seconds):
         f"InverseNUTS, {cfg['chains']} chains × ({cfg['warmup']} warm-up + {cfg['samples']} draws), seed "
         f"{cfg['seed']}, max tree depth {cfg['max_tree_depth']}. *before*: `choose_theta=False` (the "
         "scheduler's order); *now*: the default (θ chosen at condition time); *best*: the best hand-chosen "
-        "`free=` (column *best free=*; none known: the scheduler's θ). ESS/s is min-ESS over every latent "
-        "component per second of the whole run (compile included); *err* is max |mean − reference| / "
+        "`free=` tried, or the scheduler's θ (at most 1 % divergent, then the highest sampling ESS/s). *ESS/s*: "
+        "min-ESS over every latent component per second of the whole run, compile included; *run*: per "
+        "second of sampling (compile excluded); *err* is max |mean − reference| / "
         "reference sd, *z* the largest |mean − reference| / MCSE (— where no independent reference exists). "
         "*plan s*: condition + plan, θ choice included.",
         "",
-        "| model | variant | θ | plan s | choice s | div/1000 | r̂ | ESS/s | err | z |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| model | variant | θ | plan s | choice s | div/1000 | r̂ | ESS/s | ESS/s run | err | z |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         for variant in VARIANTS:
             r = row["runs"][variant]
-            label = variant if variant != "best" else f"best free={row['best_free'] or '(scheduler)'}"
-            same = f" (= {r['same_as']})" if r.get("same_as") else ""
+            label = variant if variant != "best" else f"best: {r['label'] if r['label'] != 'before' else 'scheduler'}"
+            same = f" (= {r['same_as']})" if r.get("same_as") and variant != "best" else ""
             if "error" in r:
                 lines.append(f"| {row['model']} | {label} | {', '.join(r['theta'])} | {r['plan_s']:.2f} | "
-                             f"{r['choice_s']:.2f} | {r['error']} | | | | |")
+                             f"{r['choice_s']:.2f} | {r['error']} | | | | | |")
                 continue
             lines.append(
                 f"| {row['model']} | {label}{same} | {', '.join(r['theta'])} | {r['plan_s']:.2f} | {r['choice_s']:.2f} | "
                 f"{_f(r.get('divergences_per_1000'), '{:.1f}')} | {_f(r.get('rhat'), '{:.3f}')} | "
-                f"{_f(r.get('ess_per_s'), '{:.1f}')} | {_f(r.get('mean_err'), '{:.3f}')} | {_f(r.get('z_max'), '{:.2f}')} |")
+                f"{_f(r.get('ess_per_s'), '{:.1f}')} | {_f(r.get('ess_per_s_run'), '{:.1f}')} | "
+                f"{_f(r.get('mean_err'), '{:.3f}')} | {_f(r.get('z_max'), '{:.2f}')} |")
     changed = [row for row in rows if row["runs"]["now"].get("same_as") != "before"]
     lines += ["", "## Where the choice changed θ", ""]
     for row in changed:
@@ -228,4 +241,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

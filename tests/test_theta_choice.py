@@ -179,6 +179,6 @@ def test_benchmark_script_quick(tmp_path):
     spec.loader.exec_module(script)
     (row,) = script.main(["--quick", "--models", "kepler", "--out", str(tmp_path)])
     runs = row["runs"]
-    assert runs["before"]["theta"] == ["E"] and runs["now"]["theta"] == ["e"] and runs["best"]["same_as"] == "now"
+    assert runs["before"]["theta"] == ["E"] and runs["now"]["theta"] == ["e"] and runs["free=['e']"]["same_as"] == "now"
     assert runs["now"]["divergences_per_1000"] < runs["before"]["divergences_per_1000"]
     assert (tmp_path / "theta_choice_quick.md").stat().st_size > 0
