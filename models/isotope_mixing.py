@@ -18,7 +18,11 @@ What it shows: a linear system whose matrix is made of *other sampled values*.
 signatures θ; ppinv then solves the square 2×2 system for ``f`` (the Dirichlet's
 free coordinates) per draw, with ``log|det| = −log|det K(source)|`` and exact
 derivatives through the matrix. (Without ``free``, ppinv frees ``f`` instead and
-solves the source matrix through a null-space chart: also exact, a different θ.)
+solves the source matrix through a null-space chart: also exact, a different θ. ppinv's
+θ choice keeps that chart: it has no wall, while θ = ``source`` has the simplex's; but the
+chart's basis moves with ``f``, which NUTS pays for in ESS/s — several times the cost of
+``free=["source"]``, see ``experiments/results/theta_choice.md`` — hence the explicit
+``free`` here.)
 ``f`` must land inside the simplex: draws of ``source`` that put the consumer
 outside the sources' triangle have density zero. ``α = 2`` makes the density
 vanish at that wall (a Dirichlet(1) keeps it flat up to the wall, which costs
