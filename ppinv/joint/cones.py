@@ -5,6 +5,27 @@ from __future__ import annotations
 from .._monotone import is_elementwise_analytic
 
 
+def expand_cone(state, anchor, accept):
+    """``(cone, leaves)``: from ``anchor`` down through the pending relations ``accept`` takes
+    (one output each), the unknowns where the walk stops as leaves; ``None`` if ``accept`` says
+    so (it returns ``None`` to abort). The cone is in program order, ``anchor`` included."""
+    cone, leaves = [anchor], set()
+    frontier = [v for v in anchor.ins if not state.is_known(v)]
+    while frontier:
+        u = frontier.pop()
+        d = state.definer.get(u)
+        verdict = accept(u, d) if d is not None and d in state.pending and d not in cone and len(d.outs) == 1 else False
+        if verdict is None:
+            return None
+        if verdict:
+            cone.append(d)
+            frontier.extend(v for v in d.ins if not state.is_known(v))
+        elif d is None or d not in cone:
+            leaves.add(u)
+    cone.sort(key=state.order.__getitem__)
+    return cone, leaves
+
+
 def single_leaf_cones(state, anchor, expandable):
     """Cones between ``anchor`` and one variable, smallest first.
 
@@ -14,18 +35,31 @@ def single_leaf_cones(state, anchor, expandable):
     rather than at the program's inputs keeps an iterated map a chain of small
     solves instead of one polynomial of degree 2ⁿ.
     """
-    cone = [anchor]
+    cone, in_cone = [anchor], {anchor}
+
+    def stuck(v):  # the walk cannot expand v, now or later (the cone only grows)
+        d = state.definer.get(v)
+        return d is None or d not in state.pending or d in in_cone or len(d.outs) != 1 or not expandable(d)
+
     frontier = {v for v in anchor.ins if not state.is_known(v)}
+    stuck_in_frontier = {v for v in frontier if stuck(v)}
     while frontier:
         if len(frontier) == 1:
             yield list(cone), next(iter(frontier))
+        if len(stuck_in_frontier) > 1:
+            return  # two variables that never leave the frontier: no single leaf below (a sum of N sites: O(1), not O(N²))
         u = max(frontier, key=lambda v: state.order.get(state.definer.get(v), -1))
-        d = state.definer.get(u)
-        if d is None or d not in state.pending or d in cone or len(d.outs) != 1 or not expandable(d):
+        if u in stuck_in_frontier or stuck(u):
             return
+        d = state.definer[u]
         cone.append(d)
+        in_cone.add(d)
         frontier.discard(u)
-        frontier.update(v for v in d.ins if not state.is_known(v))
+        for v in d.ins:
+            if not state.is_known(v) and v not in frontier:
+                frontier.add(v)
+                if stuck(v):
+                    stuck_in_frontier.add(v)
 
 
 def elementwise_cones(state, anchor):

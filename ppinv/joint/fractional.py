@@ -32,6 +32,7 @@ from jax import lax
 from ..schedule.steps import BlockStep, read
 from ..theta import is_constrained
 from .base import JointSolve, Strategy
+from .cones import expand_cone
 
 _PASS = {lax.convert_element_type_p, lax.broadcast_in_dim_p} | ({lax.copy_p} if hasattr(lax, "copy_p") else set())
 _OPS = {lax.add_p, lax.sub_p, lax.mul_p, lax.div_p, lax.neg_p} | _PASS
@@ -108,21 +109,20 @@ def _fractional_cone(state, anchor):
     out = anchor.outs[0] if len(anchor.outs) == 1 else None
     if out is None or not out.is_float or anchor.prim not in _OPS or not state.is_known(out):
         return None
-    cone, leaves = [anchor], set()
-    frontier = [v for v in anchor.ins if not state.is_known(v)]
-    while frontier:
-        u = frontier.pop()
+
+    def accept(u, d):
         if not u.is_float or u.shape not in ((), out.shape):
             return None
-        d = state.definer.get(u)
-        if d is not None and d in state.pending and d not in cone and d.prim in _OPS and len(d.outs) == 1:
-            cone.append(d)
-            frontier.extend(v for v in d.ins if not state.is_known(v))
-        elif d is None or d not in cone:
-            leaves.add(u)
+        return d.prim in _OPS
+
+    found = expand_cone(state, anchor, accept)
+    if found is None:
+        return None
+    cone, leaves = found
+    if any(not u.is_float or u.shape not in ((), out.shape) for u in leaves):
+        return None
     if len(leaves) < 2 or any(e.prim is lax.broadcast_in_dim_p and e.ins[0].shape != () for e in cone):
         return None
-    cone.sort(key=state.order.__getitem__)
     try:  # the structure alone decides: known values are placeholders here
         _ratios(cone, leaves, lambda v: np.ones(v.shape) if not v.is_const else np.asarray(v.value))
     except _NotAffine:

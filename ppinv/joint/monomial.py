@@ -35,6 +35,7 @@ from .._compat import is_concrete
 from ..schedule.steps import BlockStep, read
 from ..theta import is_constrained
 from .base import JointSolve, Strategy
+from .cones import expand_cone
 
 _ROOTS = {lax.sqrt_p: 0.5, lax.rsqrt_p: -0.5, lax.cbrt_p: 1.0 / 3.0}
 _PASS = {lax.convert_element_type_p} | ({lax.copy_p} if hasattr(lax, "copy_p") else set())
@@ -109,25 +110,23 @@ def _monomial_cone(state, anchor):
     if not _is_monomial(state, anchor) or not state.is_known(anchor.outs[0]):
         return None
     shape = anchor.outs[0].shape
-    cone, leaves = [anchor], set()
-    frontier = [v for v in anchor.ins if not state.is_known(v)]
-    while frontier:
-        u = frontier.pop()
+
+    def accept(u, d):
         if u.shape != shape or not u.is_float:
             return None
-        d = state.definer.get(u)
-        if d is not None and d in state.pending and d not in cone and _is_monomial(state, d):
-            cone.append(d)
-            frontier.extend(v for v in d.ins if not state.is_known(v))
-        elif d is None or d not in cone:
-            if not _positive(state.supports.get(u)):
-                return None
-            leaves.add(u)
+        return _is_monomial(state, d)
+
+    found = expand_cone(state, anchor, accept)
+    if found is None:
+        return None
+    cone, leaves = found
+    if any(u.shape != shape or not u.is_float or not _positive(state.supports.get(u)) for u in leaves):
+        return None
     if len(leaves) < 2:  # one unknown: the polynomial and monotone solves
         return None
     if any(not state.is_known(v) and v.shape != shape for e in cone for v in e.ins):
         return None
-    return sorted(cone, key=state.order.__getitem__), leaves
+    return cone, leaves
 
 
 def _connected(found):

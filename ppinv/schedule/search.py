@@ -34,6 +34,7 @@ from numpyro.distributions import constraints
 from .._block import KnownStructure
 from .._piecewise import theta_dependent, union_of_flat_pieces
 from ..errors import FlatPieceError, InversionError, OverdeterminedError, UnderdeterminedError
+from ..graph import backward_slice
 from ..joint import JointSolve, rule_solve, strategies
 from ..rules import Pattern
 from ..theta import ThetaSpec, int_dtype
@@ -127,14 +128,7 @@ class Search:
             seen.add(v)
 
     def _relevant_eqns(self):
-        needed = set(self.observed) | set(self.extra_outputs)
-        keep = []
-        for e in reversed(self.program.eqns):
-            if any(o in needed for o in e.outs):
-                keep.append(e)
-                needed.update(v for v in e.ins if not v.is_const)
-        keep.reverse()
-        return keep
+        return backward_slice(self.program.eqns, list(self.observed) + list(self.extra_outputs))[0]
 
     # -- what strategies read -----------------------------------------------------------
     def is_known(self, v):
