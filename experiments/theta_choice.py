@@ -180,16 +180,18 @@ def markdown(rows, cfg, seconds):
         "min-ESS over every latent component per second of the whole run, compile included; *run*: per "
         "second of sampling (compile excluded); *err* is max |mean − reference| / "
         "reference sd, *z* the largest |mean − reference| / MCSE (— where no independent reference exists). "
-        "*plan s*: condition + plan, θ choice included.",
+        "*plan s*: condition + plan, θ choice included. ★: the best of the scheduler's θ (*before*) and the "
+        "hand-chosen `free=` rows (at most 1 % divergent transitions first, then sampling ESS/s).",
         "",
         "| model | variant | θ | plan s | choice s | div/1000 | r̂ | ESS/s | ESS/s run | err | z |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
-        for variant in VARIANTS:
+        best = row["runs"]["best"]["label"]
+        for variant in [v for v in row["runs"] if v != "best"]:
             r = row["runs"][variant]
-            label = variant if variant != "best" else f"best: {r['label'] if r['label'] != 'before' else 'scheduler'}"
-            same = f" (= {r['same_as']})" if r.get("same_as") and variant != "best" else ""
+            label = f"**{variant}** ★" if variant == best else variant
+            same = f" (= {r['same_as']})" if r.get("same_as") else ""
             if "error" in r:
                 lines.append(f"| {row['model']} | {label} | {', '.join(r['theta'])} | {r['plan_s']:.2f} | "
                              f"{r['choice_s']:.2f} | {r['error']} | | | | | |")
@@ -199,6 +201,15 @@ def markdown(rows, cfg, seconds):
                 f"{_f(r.get('divergences_per_1000'), '{:.1f}')} | {_f(r.get('rhat'), '{:.3f}')} | "
                 f"{_f(r.get('ess_per_s'), '{:.1f}')} | {_f(r.get('ess_per_s_run'), '{:.1f}')} | "
                 f"{_f(r.get('mean_err'), '{:.3f}')} | {_f(r.get('z_max'), '{:.2f}')} |")
+    lines += ["", "## Now against the best", "",
+              "| model | now = best? | div/1000 now / best | sampling ESS/s now ÷ best |", "|---|---|---|---|"]
+    for row in rows:
+        now, best = row["runs"]["now"], row["runs"]["best"]
+        same = now.get("ess_per_s_run") == best.get("ess_per_s_run")  # one run: the same schedule
+        ratio = now.get("ess_per_s_run", math.nan) / best.get("ess_per_s_run", math.nan)
+        lines.append(f"| {row['model']} | {'yes' if same else 'no (' + best['label'] + ')'} | "
+                     f"{_f(now.get('divergences_per_1000'), '{:.1f}')} / {_f(best.get('divergences_per_1000'), '{:.1f}')}"
+                     f" | {_f(ratio, '{:.2f}')} |")
     changed = [row for row in rows if row["runs"]["now"].get("same_as") != "before"]
     lines += ["", "## Where the choice changed θ", ""]
     for row in changed:
