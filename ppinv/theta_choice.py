@@ -14,8 +14,10 @@ alternatives by what a sampler will meet:
   stays linear in the program;
 * **validity** — the fraction of prior draws of the latents whose θ (by the candidate's
   PGF) the inverse maps to a valid point at the observed data: inside every solve's domain
-  and every latent's support. One compiled, vmapped program per candidate over
+  and every latent's support. One compiled program per candidate, a loop over
   :data:`NUM_DRAWS` draws (the same draws for all: differences are not sampling noise);
+  the default first, then the alternatives with the fewest static features, and none that
+  could at best tie with one already measured;
 * **static terms** — the walls and folds (solves with restricted domains, solved values
   that must stay in a support) and the singular points (a product through a factor that
   moves with θ) of the schedule (:func:`ppinv.geometry.static_features`).
@@ -52,6 +54,7 @@ from ._schedule import propagate_supports, run_schedule, run_schedule_extra, sch
 from .errors import InversionError
 from .geometry import static_features
 from .inverse import _keep_call
+from .theta import support_bounds
 
 __all__ = ["ThetaCandidate", "ThetaChoice", "choose_schedule", "NUM_DRAWS", "MAX_CANDIDATES"]
 
@@ -189,8 +192,6 @@ def _proven_supports(plan, schedule, ctx, y):
     (``y = 2`` is positive), and supports are carried forward by the rule table's image rules:
     ``b = y / a`` with ``y > 0`` and ``a`` a positive θ is positive, so ``b``'s support is no wall.
     """
-    from .handlers import _within  # noqa: PLC0415  (handlers imports this module)
-
     spec, names = schedule.theta, list(schedule.theta)
     n_ctx, n_y = len(ctx), len(y)
 
@@ -212,7 +213,17 @@ def _proven_supports(plan, schedule, ctx, y):
     given.update({v: spec[n].support for v, n in zip(inputs[n_ctx + n_y:], names) if not spec[n].discrete})
     found = propagate_supports(inverse.eqns, plan.cm.table, {v: s for v, s in given.items() if s is not None})
     return {u for u, out in zip(schedule.unknown_inputs, inverse.outvars)
-            if _within(found.get(out), schedule.supports.get(u))}
+            if _inside(found.get(out), schedule.supports.get(u))}
+
+
+def _inside(inner, outer) -> bool:
+    """``inner`` is known and lies inside ``outer``, both intervals of the reals."""
+    a, b = (support_bounds(inner) if inner is not None else None), support_bounds(outer)
+    if a is None or b is None:
+        return False
+    lo_in = b[0] < a[0] or (b[0] == a[0] and (b[2] or not a[2]))
+    hi_in = a[1] < b[1] or (a[1] == b[1] and (b[3] or not a[3]))
+    return lo_in and hi_in
 
 
 def _sign_support(value):
