@@ -17,7 +17,7 @@ from .errors import (
     UnderdeterminedError,
 )
 from .inverse import Inverse, inverse
-from .handlers import ConditionedModel, condition
+from .conditioning import ConditionedModel, condition
 from .custom import custom_inverse
 from . import diagnostics, infer, testing
 from .rules import overlay, register_function_rule, register_rule, unregister_rule

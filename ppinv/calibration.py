@@ -30,7 +30,7 @@ import numpy as np
 from jax import lax
 from numpyro import handlers
 
-from .handlers import condition
+from .conditioning import condition
 from .infer import InverseNUTS
 
 __all__ = ["simulation_based_calibration", "SBCResult", "uniformity_pvalue"]

@@ -8,7 +8,8 @@ import numpy as np
 from numpyro import handlers
 
 from .errors import InputError
-from .handlers import ConditionedModel, _unwrap
+from .conditioning import ConditionedModel
+from .conditioning.sites import _unwrap
 
 __all__ = ["constraint_violation", "constraint_violations", "to_inference_data"]
 

@@ -550,7 +550,7 @@ def check_conditioned(
     >>> check_conditioned(model, {"y": 1.5}, n_points=1).ok
     True
     """
-    from .handlers import ConditionedModel, condition
+    from .conditioning import ConditionedModel, condition
 
     kwargs = dict(kwargs or {})
     args = tuple(args)

@@ -173,13 +173,13 @@ def test_kernels_with_every_chain_method(kernel, capsys):
 def test_repeated_runs_do_not_rebuild_the_plan(monkeypatch):
     """One plan (one trace, one schedule) per argument signature, however often MCMC runs."""
     calls = []
-    real = ppinv.handlers.build_schedule
+    real = ppinv.conditioning.plan.build_schedule
 
     def counting(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(ppinv.handlers, "build_schedule", counting)
+    monkeypatch.setattr(ppinv.conditioning.plan, "build_schedule", counting)
     cm = ppinv.condition(linear_with_args, {"y": Y_OBS})
     mcmc = MCMC(InverseNUTS(cm), num_warmup=30, num_samples=30, progress_bar=False)
     a2 = A + 0.25 * jnp.eye(2, 5)

@@ -12,7 +12,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 PUBLIC_MODULES = [
     "ppinv.inverse", "ppinv.custom", "ppinv.rules", "ppinv.rules._base", "ppinv.testing",
-    "ppinv.handlers", "ppinv.diagnostics", "ppinv.theta", "ppinv.infer.hmc", "ppinv.infer.mh",
+    "ppinv.conditioning.model", "ppinv.joint", "ppinv.diagnostics", "ppinv.theta", "ppinv.infer.hmc", "ppinv.infer.mh",
 ]
 
 

@@ -31,7 +31,7 @@ from numpyro.infer.util import log_density
 
 from .._compat import is_concrete
 from ..errors import ConditionError
-from ..handlers import _placeholder
+from ..conditioning.sites import _placeholder
 from ._args import ModelArgs
 
 __all__ = ["pgf_initial_values", "StartRule", "start_point", "pick_start", "raise_if_no_valid_start",

@@ -21,7 +21,7 @@ from numpyro.infer.util import constrain_fn, potential_energy
 
 from .._compat import is_concrete
 from ..errors import ConditionError
-from ..handlers import ConditionedModel
+from ..conditioning import ConditionedModel
 
 __all__ = ["Target", "FlatLayout", "as_conditioned", "discrete_neighbours"]
 

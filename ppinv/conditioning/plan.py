@@ -1,0 +1,576 @@
+"""The plan of a conditioned model: its sites, the inverse of the map from latents to exact
+observations, and running it (θ → latents and density; latents → θ)."""
+
+from __future__ import annotations
+
+import difflib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+from jax.tree_util import tree_flatten, tree_unflatten
+from numpyro import handlers
+from numpyro.distributions import constraints
+
+from .._compat import is_concrete
+from .._ir import V, import_jaxpr
+from ..errors import ConditionError, InversionError, NoRuleError
+from ..inverse import _keep_call, support_refusal
+from ..schedule import (
+    FreeStep,
+    build_schedule,
+    propagate_supports,
+    run_schedule,
+    run_schedule_extra,
+    schedule_pgf,
+)
+from ..theta import intrinsic_size, is_constrained
+from ..theta_choice import choose_schedule
+from .density import ConditionalDensity, _inside_or_minus_inf, _ReplayLatents
+from .outside import _substituted_from_outside
+from .sites import (
+    _aval,
+    _check_sample_data,
+    _check_value,
+    _input_support,
+    _is_array,
+    _is_delta,
+    _known,
+    _placeholder,
+    _SiteInfo,
+    _static_support,
+    _unwrap,
+    _within,
+)
+
+
+class Plan:
+    """Everything :class:`ConditionedModel` needs for one signature of model arguments.
+
+    The inverted program's known inputs (its context) are, in this order: the
+    array leaves of the model arguments, the values of the model's
+    ``numpyro.param`` sites, and the data of the sample sites conditioned as
+    NumPyro does. All three are read at every call, never baked in.
+    """
+
+    def __init__(self, cm, args, kwargs):
+        self.cm = cm
+        self._support_unsure = None
+        leaves, self.arg_tree = tree_flatten((args, kwargs))
+        self.dynamic = [_is_array(leaf) for leaf in leaves]
+        self.static_leaves = [None if d else leaf for d, leaf in zip(self.dynamic, leaves)]
+        arg_ctx = [jnp.asarray(leaf) for leaf, d in zip(leaves, self.dynamic) if d]
+        self.arg_avals = [jax.ShapeDtypeStruct(c.shape, c.dtype) for c in arg_ctx]
+        self._discover()
+        self._check_data()
+        self._build_inverse(arg_ctx)
+
+    # -- argument plumbing ---------------------------------------------------------------
+    def rebuild_args(self, ctx):
+        it = iter(ctx[: len(self.arg_avals)])
+        leaves = [next(it) if d else s for d, s in zip(self.dynamic, self.static_leaves)]
+        return tree_unflatten(self.arg_tree, leaves)
+
+    def ctx_of(self, args, kwargs):
+        """The array leaves of the model arguments (the first part of the context)."""
+        leaves, _ = tree_flatten((args, kwargs))
+        return [jnp.asarray(leaf) for leaf in leaves if _is_array(leaf)]
+
+    @property
+    def sample_data(self):
+        return {n: self.cm.data[n] for n in self.data_names}
+
+    def read_params(self, args, kwargs):
+        """The current value of every ``numpyro.param`` of the model, as the handlers around give it.
+
+        The model is run with placeholder values at its sample sites, and only its
+        param messages go out to the enclosing handlers (SVI's substitute, a user's
+        ``handlers.substitute``...): under ``jit`` everything but the params is dead code.
+        """
+        if not self.params:
+            return {}
+        with handlers.block(hide_fn=lambda msg: msg["type"] not in ("param", "prng_key")):
+            with handlers.trace() as tr, handlers.substitute(substitute_fn=_placeholder):
+                self.cm.model(*args, **kwargs)
+        return {n: tr[n]["value"] for n in self.params}
+
+    def full_ctx_of(self, args, kwargs, data=None, params=None):
+        """The whole context (arguments, params, sample data) for these model arguments."""
+        return self._full_ctx(self.ctx_of(args, kwargs), data, params)
+
+    def _full_ctx(self, ctx, data=None, params=None):
+        """Arguments' leaves + params + sample data: the known inputs of the inverse."""
+        ctx = list(ctx)[: len(self.arg_avals)]
+        data = self.cm.data if data is None else data
+        if params is None:
+            params = self.read_params(*self.rebuild_args(ctx))
+        missing = [n for n in self.params if n not in params]
+        if missing:
+            raise ConditionError(f"params {missing} of the model are missing from the params given.")
+        return (
+            ctx
+            + [jnp.asarray(params[n], self.params[n].dtype) for n in self.params]
+            + [jnp.asarray(data[n]) for n in self.data_names]
+        )
+
+    # -- pass 1: which sites exist ------------------------------------------------------------
+    def _discover(self):
+        cm = self.cm
+        sites, params = {}, {}
+        data_keys = []
+
+        def probe(*ctx):
+            args, kwargs = self.rebuild_args(ctx)
+            with handlers.trace() as tr, handlers.seed(rng_seed=0):
+                cm.model(*args, **kwargs)
+            for name, site in tr.items():
+                if site["type"] == "plate":
+                    sub = site["args"][1] if len(site["args"]) > 1 else None
+                    if sub is not None and sub < site["args"][0]:
+                        raise ConditionError(
+                            f"plate '{name}' subsamples ({sub} of {site['args'][0]}); ppinv.condition needs "
+                            "the full data. Remove subsample_size."
+                        )
+                if site["type"] == "param":
+                    params[name] = _aval(site["value"])
+                if site["type"] not in ("sample", "deterministic"):
+                    continue
+                value = site["value"]
+                info = _SiteInfo(name, "other", tuple(jnp.shape(value)), jnp.result_type(value))
+                if site["type"] == "deterministic":
+                    info.kind = "exact" if name in cm.data else "other"
+                    info.from_data = name in cm.data
+                else:
+                    fn = site["fn"]
+                    info.delta = _is_delta(fn)
+                    info.discrete = bool(getattr(fn.support, "is_discrete", False)) or not jnp.issubdtype(
+                        info.dtype, jnp.floating
+                    )
+                    info.support = _static_support(fn)
+                    if info.delta and (site["is_observed"] or name in cm.data):
+                        info.kind, info.from_data = "exact", name in cm.data
+                    elif name in cm.data:
+                        info.kind = "observed"
+                        data_keys.append(name)
+                    elif site["is_observed"]:
+                        info.kind = "observed"
+                    else:
+                        info.kind = "latent"
+                sites[name] = info
+            return 0
+
+        jax.make_jaxpr(probe)(*self.arg_avals)
+        self.sites = sites
+        self.params = params
+        self.data_names = data_keys
+        self.exact = [n for n, s in sites.items() if s.kind == "exact"]
+        self.latents = [n for n, s in sites.items() if s.kind == "latent"]
+        self.ctx_avals = list(self.arg_avals) + list(params.values()) + [_aval(cm.data[n]) for n in data_keys]
+        if self._has_model_deltas:
+            self.delta_obs_jaxpr = jax.make_jaxpr(self._model_delta_values)(*self.ctx_avals)
+
+    def _run_model(self, full_ctx, latents=None):
+        """Trace the model at the given context (arguments, params, sample data) and latent values."""
+        n_args, n_params = len(self.arg_avals), len(self.params)
+        args, kwargs = self.rebuild_args(full_ctx)
+        params = dict(zip(self.params, full_ctx[n_args : n_args + n_params]))
+        data = dict(zip(self.data_names, full_ctx[n_args + n_params :]))
+        with handlers.trace() as tr, handlers.seed(rng_seed=0), handlers.substitute(
+            data={**(latents or {}), **params}
+        ), handlers.condition(data=data):
+            self.cm.model(*args, **kwargs)
+        return tr
+
+    def _model_delta_values(self, *full_ctx):
+        """The ``obs=`` values of the model's Delta sites that no data key names."""
+        tr = self._run_model(list(full_ctx))
+        return [tr[n]["value"] for n in self.exact if self.sites[n].delta and not self.sites[n].from_data]
+
+    def _check_data(self):
+        cm, sites = self.cm, self.sites
+        unknown = sorted(set(cm.data) - set(sites))
+        if unknown:
+            hints = []
+            for n in unknown:
+                close = difflib.get_close_matches(n, list(sites), n=1)
+                if close:
+                    hints.append(f" For '{n}', did you mean '{close[0]}'?")
+            raise ConditionError(
+                f"data names {', '.join(repr(n) for n in unknown)}, which are not sites of the model. "
+                f"Sites of the model: {sorted(sites)}.{''.join(hints)} Use the name given to "
+                "numpyro.deterministic or numpyro.sample in the model."
+            )
+        if not self.exact:
+            raise ConditionError(
+                "nothing to condition exactly: no data key names a deterministic or Delta site, and the "
+                "model has no observed Delta site. For ordinary observations use numpyro.handlers.condition."
+            )
+        for n in self.exact:
+            if sites[n].from_data:
+                _check_value(n, cm.data[n], sites[n].shape)
+        for n in self.data_names:
+            _check_sample_data(n, cm.data[n], sites[n])
+
+    # -- pass 2: the map latents -> exact observations, and its inverse ------------------------
+    def _build_inverse(self, arg_ctx):
+        cm = self.cm
+        latents = self.latents
+        sites = self.sites
+
+        def forward(*flat):
+            lat = {n: sites[n].from_input(v) for n, v in zip(latents, flat[: len(latents)])}
+            tr = self._run_model(list(flat[len(latents) :]), lat)
+            outs = []
+            for n in self.exact:
+                site = tr[n]
+                outs.append(_unwrap(site["fn"]).v if site["type"] == "sample" else site["value"])
+            return outs
+
+        lat_avals = [jax.ShapeDtypeStruct(sites[n].input_shape, sites[n].dtype) for n in latents]
+        closed = jax.make_jaxpr(forward)(*lat_avals, *self.ctx_avals)
+        program = import_jaxpr(closed, keep_call=_keep_call(cm.table))
+        lat_vars = program.invars[: len(latents)]
+        ctx_vars = program.invars[len(latents) :]
+        for v, n in zip(lat_vars, latents):
+            v.label = n
+        for n, v in zip(self.exact, program.outvars):
+            if v.is_const or v in set(ctx_vars) or not _ancestors_among(program, v, set(lat_vars)):
+                raise ConditionError(
+                    f"observed site '{n}' does not depend on any latent sample site (it is computed from "
+                    "constants, params and model arguments only), so there is nothing to infer from observing "
+                    f"it. Remove '{n}' from the data, or compute it from the model's sample sites."
+                )
+        used = _used_inputs(program)
+        upstream = [n for n, v in zip(latents, lat_vars) if v in used]
+        self._check_upstream(upstream)
+        # More observed values than latent degrees of freedom can only over-determine the latents;
+        # say so in the model's terms (sites) before the scheduler says it in the program's.
+        m = sum(int(np.prod(sites[n].shape, dtype=np.int64)) for n in self.exact)
+        dof = sum(intrinsic_size(sites[n].support, sites[n].shape) for n in upstream)
+        if m > dof:
+            raise ConditionError(
+                f"the observed site(s) {', '.join(repr(n) for n in self.exact)} hold {m} observed values, but the "
+                f"latent sites they depend on ({', '.join(repr(n) for n in upstream)}) have only {dof} latent "
+                "degrees of freedom; the observations over-determine the latents. Observe fewer values, or "
+                "add latent sample sites (e.g. observation noise) to the model."
+            )
+        self.upstream = upstream
+        self.untouched = [n for n in latents if n not in set(upstream)]
+        unknown_vars = [v for v, n in zip(lat_vars, latents) if n in set(upstream)]
+        ignored = [v for v, n in zip(lat_vars, latents) if n not in set(upstream)]
+        supports = {v: _input_support(sites[n]) for v, n in zip(lat_vars, latents) if sites[n].support is not None}
+        names = {v: n for v, n in zip(lat_vars, latents)}
+        for n in cm.free:
+            if n not in upstream:
+                raise ConditionError(
+                    f"free={n!r}: not a latent sample site the observations depend on "
+                    f"({', '.join(repr(u) for u in upstream)}). Name one of those."
+                    + "".join(f" Did you mean {c!r}?" for c in difflib.get_close_matches(n, upstream, n=1))
+                )
+        free_vars = [v for v, n in zip(lat_vars, latents) if n in cm.free]
+
+        def typical():  # a prior draw: where linear solves whose matrix moves with θ choose their chart
+            full = self._full_ctx(arg_ctx)
+
+            def prior_draw(full):
+                tr = self._run_model(full)
+                return [sites[n].to_input(jnp.asarray(tr[n]["value"])) for n in latents]
+
+            # one compiled program: run op by op, a model's prior draw is dozens of programs of its own
+            draw = jax.jit(prior_draw)(full) if all(is_concrete(v) for v in full) else prior_draw(full)
+            return {**dict(zip(ctx_vars, full)), **dict(zip(lat_vars, draw))}
+
+        def build(free):
+            return build_schedule(program, ctx_vars, unknown_vars, program.outvars, supports, cm.table, names,
+                                  free=free, outer_theta=False, typical=typical)
+
+        try:
+            self.schedule = build(free_vars)
+        except InversionError as err:
+            if not isinstance(err, NoRuleError):
+                # Over-determined or rank-deficient: usually observations that depend on each
+                # other. Name the sites, which the scheduler (seeing only variables) cannot.
+                _raise_if_dependent(closed, self, upstream, arg_ctx)
+            raise type(err)(
+                f"while conditioning on {', '.join(repr(n) for n in self.exact)} "
+                f"(latents {', '.join(repr(n) for n in upstream)}): {err}"
+            ) from None
+        self.program = program
+        self.ignored = ignored
+        self.theta_choice = None
+        if cm.choose_theta:  # θ by geometry: the schedule whose solves a sampler meets the fewest walls in
+            by_name = dict(zip(latents, lat_vars))
+            self.schedule, self.theta_choice = choose_schedule(
+                self, program, self.schedule, lambda free: build([by_name[n] for n in free]),
+                [n for n in latents if n in cm.free], lambda: self._full_ctx(arg_ctx), ignored)
+        self.theta_sites = self._name_theta_sites(dict(zip(lat_vars, latents)))
+        clash = set(self.extra_theta_sites) & set(sites)
+        if clash:
+            raise ConditionError(f"θ site names {sorted(clash)} clash with model sites; pass theta_prefix=... .")
+
+    def _check_upstream(self, upstream):
+        sites = self.sites
+        discrete = [n for n in upstream if sites[n].discrete]
+        if discrete:
+            raise ConditionError(
+                f"discrete latent site(s) {', '.join(repr(n) for n in discrete)} lie upstream of the exact "
+                f"observation(s) {', '.join(repr(n) for n in self.exact)}; inverting through discrete latent "
+                "sites is not supported. Marginalise them out by hand (sum the model over their values) or "
+                "make them continuous."
+            )
+        for n in upstream:
+            s = sites[n]
+            if s.simplex:  # handled: the inverse solves for all entries but the last
+                continue
+            what = f"latent site '{n}' (upstream of the exact observation(s) {', '.join(map(repr, self.exact))})"
+            reason = support_refusal(what, s.support, simplex_hint=" (Simplex supports are handled.)")
+            if reason is not None:
+                raise ConditionError(reason)
+
+    def _name_theta_sites(self, latent_of_var):
+        """θ leaf -> site name: a θ that is a whole latent takes the latent's name.
+
+        Such a θ *is* the latent (the inverse frees it and solves the rest from it), so
+        the conditioned model samples the latent itself, as one would write it by hand,
+        and no second site repeats its value. A simplex latent is freed as its first
+        n−1 entries, which are not the site's value: its θ keeps a ``theta_`` name.
+        """
+        self.latent_theta = {}
+        for step in self.schedule.steps:
+            if isinstance(step, FreeStep) and step.var in latent_of_var:
+                name = latent_of_var[step.var]
+                if not self.sites[name].simplex:
+                    self.latent_theta[step.name] = name
+        return {n: self.latent_theta.get(n, self.cm.theta_prefix + n) for n in self.schedule.theta}
+
+    @property
+    def extra_theta_sites(self):
+        """θ sites that are not sites of the original model (null-space coordinates, signs, ...)."""
+        return [s for n, s in self.theta_sites.items() if n not in self.latent_theta]
+
+    @property
+    def support_unsure(self):
+        """Upstream latents whose replayed value may lie outside the site's support.
+
+        Not checked again when replaying: a real support (finiteness is the inverse's
+        own final guard, ``run_schedule``), and a latent that *is* a θ with the site's
+        own support (the θ site samples it there; ``run_schedule`` checks θ). A solved
+        latent with a narrower support is checked by ``run_schedule`` too, but is
+        replaced by a safe point outside it, so that the site's log density and its
+        gradient stay finite there; a simplex's last entry and a support that holds
+        traced values are checked only by the replay.
+        """
+        if self._support_unsure is None:
+            own = {latent: self.schedule.theta[n].support for n, latent in self.latent_theta.items()}
+            unsure = {n for n in self.upstream if self.sites[n].support is None or self.sites[n].simplex}
+            narrower = [n for n in self.upstream if n not in unsure and is_constrained(self.sites[n].support)
+                        and own.get(n) is not self.sites[n].support]
+            proven = self._solved_supports() if narrower else {}  # one more trace of the inverse: when it may pay
+            unsure.update(n for n in narrower if not _within(proven.get(n), self.sites[n].support))
+            self._support_unsure = unsure
+        return self._support_unsure
+
+    def _solved_supports(self):
+        """Upstream latent -> a support its solve guarantees by construction (``x = exp(·)`` is positive).
+
+        The inverse is traced with nothing known of the observations and the context (their
+        values change between calls) and θ in its supports, and supports are carried forward
+        through its operations by the rule table's image rules. ``{}`` when it cannot be traced
+        or imported: every narrower support is then checked.
+        """
+        spec = self.schedule.theta
+        names = list(spec)
+        n_ctx, n_y = len(self.ctx_avals), len(self.program.outvars)
+
+        def solve(*flat):
+            theta = dict(zip(names, flat[n_ctx + n_y:]))
+            return run_schedule_extra(self.schedule, list(flat[:n_ctx]), list(flat[n_ctx:n_ctx + n_y]), theta)[0]
+
+        avals = (list(self.ctx_avals) + [jax.ShapeDtypeStruct(v.shape, v.dtype) for v in self.program.outvars]
+                 + [jax.ShapeDtypeStruct(spec[n].shape, spec[n].dtype) for n in names])
+        inputs = [V(a.shape, a.dtype) for a in avals]
+        try:
+            inverse = import_jaxpr(jax.make_jaxpr(solve)(*avals), keep_call=_keep_call(self.cm.table), inputs=inputs)
+        except Exception:  # a proof of supports only: without it, the replay checks them
+            return {}
+        theta_vars = inputs[n_ctx + n_y:]
+        given = {v: spec[n].support for v, n in zip(theta_vars, names) if not spec[n].discrete}
+        found = propagate_supports(inverse.eqns, self.cm.table, given)
+        return {n: found.get(v) for n, v in zip(self.upstream, inverse.outvars)}
+
+    @property
+    def solved(self):
+        """Upstream latents computed from θ (``deterministic`` sites of the conditioned model)."""
+        return [n for n in self.upstream if n not in set(self.latent_theta.values())]
+
+    # -- running ---------------------------------------------------------------------------
+    def observed_values(self, ctx, data=None, params=None):
+        """The exact observations' values, in ``self.exact`` order."""
+        return self._observed(self._full_ctx(ctx, data, params), data)
+
+    def _observed(self, full_ctx, data=None):
+        data = self.cm.data if data is None else data
+        delta_vals = jax.extend.core.jaxpr_as_fun(self.delta_obs_jaxpr)(*full_ctx) if self._has_model_deltas else []
+        it = iter(delta_vals)
+        return [jnp.asarray(data[n]) if self.sites[n].from_data else next(it) for n in self.exact]
+
+    @property
+    def _has_model_deltas(self):
+        return any(self.sites[n].delta and not self.sites[n].from_data for n in self.exact)
+
+    def invert(self, ctx, theta, data=None, params=None):
+        """``(x by site, log|det|, ok)`` for θ given as a dict by θ leaf name.
+
+        ``ctx`` holds the array leaves of the model arguments (``ctx_of``); ``params``
+        defaults to the values the enclosing handlers give, ``data`` to ``cm.data``.
+        """
+        return self._invert(self._full_ctx(ctx, data, params), theta, data)
+
+    def _invert(self, full_ctx, theta, data=None):
+        y = self._observed(full_ctx, data)
+        xs, log_det, ok = run_schedule(self.schedule, full_ctx, y, theta)
+        finite = [jnp.all(jnp.isfinite(v)) for v in y]  # traced data: NaN is outside the domain
+        ok = jnp.logical_and(ok, jnp.all(jnp.stack(finite)))
+        return {n: self.sites[n].from_input(x) for n, x in zip(self.upstream, xs)}, log_det, ok
+
+    def pgf(self, ctx, latent_values, data=None, params=None):
+        """θ (by leaf name) reproducing the given latent values."""
+        return self._pgf(self._full_ctx(ctx, data, params), latent_values)
+
+    def _pgf(self, full_ctx, latent_values):
+        vals = [self.sites[n].to_input(jnp.asarray(latent_values[n])) for n in self.upstream]
+        return schedule_pgf(
+            self.schedule,
+            self.program,
+            full_ctx,
+            vals,
+            ignored={v: jnp.zeros(v.shape, v.dtype) for v in self.ignored},
+        )
+
+    def run(self, args, kwargs, data=None):
+        """The conditioned model's body: θ sites, the inverse, the replayed model."""
+        data = self.cm.data if data is None else data
+        params = self.read_params(args, kwargs)
+        full = self._full_ctx(self.ctx_of(args, kwargs), data, params)
+        refs = {n: s.reference() for n, s in self.schedule.theta.items()}
+        densities = {n: ConditionalDensity(refs[n]) for n in refs}
+        given = self._theta_from_given_latents(full)
+        theta = {}
+        with handlers.substitute(data={self.theta_sites[n]: v for n, v in given.items()}):
+            for n, site in self.theta_sites.items():
+                theta[n] = numpyro.sample(site, densities[n], infer={"ppinv_theta": n})
+        x, log_det, ok = self._invert(full, theta, data)
+        replay = _ReplayLatents(x, set(self.exact), self.support_unsure)
+        with handlers.substitute(data=params), handlers.condition(data={n: data[n] for n in self.data_names}), replay:
+            result = self.cm.model(*args, **kwargs)
+        total = replay.log_prob + log_det
+        log_density = _inside_or_minus_inf(total, jnp.logical_and(ok, replay.valid))
+        self._carry_density(densities, log_density, full, data)
+        for n in self.solved:
+            numpyro.deterministic(n, replay.values[n])
+        return result
+
+    def _carry_density(self, densities, log_density, full_ctx, data):
+        """Put the exact conditional on the first θ site (zero on the others).
+
+        Without θ the exact observations fix the latents; their joint density given the
+        other latents is then a likelihood, carried by the first exact site, observed.
+        """
+        if densities:
+            first, *rest = densities.values()
+            first.share = log_density
+            for d in rest:
+                d.share = jnp.zeros((), log_density.dtype)
+            return
+        name = self.exact[0]
+        shape = self.sites[name].shape
+        value = jnp.broadcast_to(self._observed(full_ctx, data)[0], shape)
+        real = constraints.independent(constraints.real, len(shape)) if shape else constraints.real
+        numpyro.sample(name, ConditionalDensity(None, log_density, event_shape=shape, support=real), obs=value)
+
+    def _theta_from_given_latents(self, full_ctx):
+        """θ from the PGF when the enclosing handlers substitute every solved latent, else ``{}``.
+
+        NumPyro's substitute ignores ``deterministic`` sites; here the solved latents are
+        the model's own sites, so values given for all of them (``Predictive`` with the
+        samples of ppinv's kernels, which hold the model's sites and no θ) fix θ. Values
+        the handlers give for θ sites themselves still take precedence.
+        """
+        if not self.extra_theta_sites:
+            return {}
+        values = {}
+        for n in self.solved + [u for u in self.upstream if u not in self.solved]:
+            v = _substituted_from_outside(n)
+            if v is None:
+                return {}
+            values[n] = v
+        return self._pgf(full_ctx, values)
+
+
+def _raise_if_dependent(closed, plan, upstream, ctx):
+    """Raise a ConditionError naming the observed sites that depend on the others, if any.
+
+    Evaluated at a draw from the prior: the rows of the Jacobian of the observed values
+    with respect to the latents are added site by site; a site whose rows do not raise
+    the rank is (partly) determined by the sites before it. A generic point has the
+    generic rank, so this only misfires on a measure-zero set of draws.
+    """
+    if any(not is_concrete(c) for c in ctx) or not all(_known(v) for v in plan.sample_data.values()):
+        return  # traced model arguments or data: no point to evaluate at
+    try:
+        full = plan._full_ctx(ctx)
+        model = handlers.condition(plan.cm.model, data=plan.sample_data)
+        args, kwargs = plan.rebuild_args(ctx)
+        tr = handlers.trace(handlers.seed(model, 0)).get_trace(*args, **kwargs)
+        x0 = [plan.sites[n].to_input(jnp.asarray(tr[n]["value"], plan.sites[n].dtype)) for n in plan.latents]
+        fun = jax.extend.core.jaxpr_as_fun(closed)
+        sizes = [int(np.prod(plan.sites[n].input_shape, dtype=np.int64)) for n in plan.latents]
+        flat0 = jnp.concatenate([jnp.ravel(x) for x in x0]) if x0 else jnp.zeros((0,))
+
+        def f(flat):
+            xs, off = [], 0
+            for n, k in zip(plan.latents, sizes):
+                xs.append(flat[off : off + k].reshape(plan.sites[n].input_shape))
+                off += k
+            return [jnp.ravel(o) for o in fun(*xs, *full)]
+
+        jac = [np.asarray(j) for j in jax.jacfwd(f)(flat0)]
+    except Exception:  # a diagnosis only: the scheduler's own error follows
+        return
+    rows = np.zeros((0, flat0.size))
+    rank = 0
+    for i, (n, j) in enumerate(zip(plan.exact, jac)):
+        rows = np.concatenate([rows, j.reshape(-1, flat0.size)])
+        new = int(np.linalg.matrix_rank(rows)) if rows.size else 0
+        if new < rank + j.shape[0]:
+            before = plan.exact[:i]
+            if before:
+                what = f"is (partly) determined by the observed site(s) {', '.join(repr(b) for b in before)}"
+            else:
+                what = "has components that are determined by its other components"
+            raise ConditionError(
+                f"observed site '{n}' {what}: the observations are redundant, or contradict each other if "
+                f"their values disagree (the Jacobian of the observed values with respect to the latents "
+                f"{', '.join(repr(u) for u in upstream)} has rank {new} < {rows.shape[0]}). Observe only "
+                f"sites (and components) that are independent of each other: drop '{n}' from the data "
+                "(or its obs=), or observe it with noise as an ordinary sample site."
+            )
+        rank = new
+
+
+def _used_inputs(program):
+    needed = set(program.outvars)
+    for e in reversed(program.eqns):
+        if any(o in needed for o in e.outs):
+            needed.update(v for v in e.ins if not v.is_const)
+    used = needed & set(program.invars)
+    return used
+
+
+def _ancestors_among(program, out, candidates):
+    needed = {out}
+    for e in reversed(program.eqns):
+        if any(o in needed for o in e.outs):
+            needed.update(v for v in e.ins if not v.is_const)
+    return needed & candidates
