@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._piecewise import UnionSchedule, theta_dependent
-from ._schedule import BlockStep, ForwardStep, FreeStep, PolyStep, SolveStep, run_schedule_extra
+from .schedule import BlockStep, ForwardStep, FreeStep, PolyStep, SolveStep, run_schedule_extra
 
 __all__ = ["diagnose"]
 

@@ -13,7 +13,7 @@ from numpyro.distributions import constraints
 from ._compat import call_name
 from ._diagnose import diagnose
 from ._ir import import_jaxpr
-from ._schedule import build_schedule, run_schedule, schedule_pgf
+from .schedule import build_schedule, run_schedule, schedule_pgf
 from .errors import DomainError, InputError
 from .rules import current_table
 
