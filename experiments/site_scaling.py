@@ -20,7 +20,8 @@ Usage::
 
 ``--quick``: N = 10, 25, 50, 100. Sizes whose predicted run (the last one scaled
 linearly) no longer fits in the remaining ``--budget-s`` (default 540 s) are skipped
-and listed. Writes ``site_scaling[_quick].json`` and ``site_scaling[_quick].png``.
+and listed, and so is every N of a layout after one that took longer than
+``--skip-after-s`` (default 200 s). Writes ``site_scaling[_quick].json`` and ``site_scaling[_quick].png``.
 """
 
 from __future__ import annotations
@@ -71,10 +72,11 @@ def _child(n, layout, warmup, samples):
         if event == "/jax/core/compile/backend_compile_duration":
             events["programs"] += 1
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     cm = ppinv.condition(model, {"total": ALPHA * n})
     cm.plan()
-    plan_s = time.perf_counter() - t0
+    plan_s, plan_cpu_s = time.perf_counter() - t0, time.process_time() - c0
+    plan_rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
     mcmc = MCMC(ppinv.infer.InverseNUTS(cm), num_warmup=warmup, num_samples=samples, progress_bar=False)
     jax.monitoring.register_event_duration_secs_listener(on_duration)
     w0, c0 = time.perf_counter(), time.process_time()
@@ -83,7 +85,7 @@ def _child(n, layout, warmup, samples):
     run_s, cpu_s = time.perf_counter() - w0, time.process_time() - c0
     x = s["x"] if layout == "vector" else np.stack([s[f"x{i}"] for i in range(n)], axis=-1)
     violation = float(np.max(np.abs(np.sum(x, axis=-1) - ALPHA * n)))
-    return dict(layout=layout, n=n, plan_s=plan_s, run_s=run_s, run_cpu_s=cpu_s, warmup=warmup, samples=samples,
+    return dict(layout=layout, n=n, plan_s=plan_s, plan_cpu_s=plan_cpu_s, plan_rss_gb=plan_rss_gb, run_s=run_s, run_cpu_s=cpu_s, warmup=warmup, samples=samples,
                 peak_rss_gb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, violation=violation, **events)
 
 
@@ -154,6 +156,8 @@ def main(argv=None):
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--samples", type=int, default=20)
     p.add_argument("--budget-s", type=float, default=540.0)
+    p.add_argument("--skip-after-s", type=float, default=200.0,
+                   help="skip the larger N of a layout after one that took longer than this")
     p.add_argument("--out", default=str(ROOT / "experiments" / "results"))
     p.add_argument("--child", nargs=2, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -165,39 +169,93 @@ def main(argv=None):
 
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else list(QUICK if args.quick else SIZES)
     layouts = args.layouts.split(",")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = "site_scaling" + ("_quick" if args.quick else "")
+    machine = machine_info()
     start = time.perf_counter()
     rows, skipped, last = [], [], {}
+
+    def write():  # after every N, so that a stopped sweep leaves what it measured
+        machine["loadavg_now"] = os.getloadavg()
+        result = dict(
+            machine=machine, sizes=sizes, warmup=args.warmup, samples=args.samples, rows=rows, skipped=skipped,
+            slopes={k: slopes(rows, k) for k in SLOPE_KEYS},
+        )
+        (out / f"{stem}.json").write_text(json.dumps(result, indent=1))
+        (out / f"{stem}.md").write_text(markdown(result))
+        if rows:
+            plot(rows, out / f"{stem}.png")
+        return result
+
     for n in sizes:
         for layout in layouts:
             left = args.budget_s - (time.perf_counter() - start)
             prev = last.get(layout)
             predicted = prev["wall"] * n / prev["n"] if prev else 0.0
+            if prev and prev["wall"] > args.skip_after_s:
+                skipped.append(dict(layout=layout, n=n, reason=f"N={prev['n']} took {prev['wall']:.0f} s "
+                                                               f"(> {args.skip_after_s:.0f} s)"))
+                continue
             if predicted > left or left <= 0:
-                skipped.append(dict(layout=layout, n=n, predicted_s=predicted))
+                skipped.append(dict(layout=layout, n=n, reason=f"predicted {predicted:.0f} s, {max(left, 0):.0f} s "
+                                                               "of the budget left"))
                 continue
             t = time.perf_counter()
             row = _spawn(n, layout, args.warmup, args.samples, timeout=max(left, 1.0))
-            if row is None:
-                skipped.append(dict(layout=layout, n=n, timed_out_after_s=left))
-                continue
             last[layout] = dict(n=n, wall=time.perf_counter() - t)
+            if row is None:
+                skipped.append(dict(layout=layout, n=n, reason=f"stopped after {left:.0f} s (the budget left)"))
+                continue
             rows.append(row)
-            print(f"{layout:6s} N={n:5d}: plan {row['plan_s']:6.2f} s, {row['programs']:3d} programs "
-                  f"compiled in {row['compile_s']:6.1f} s, run {row['run_s']:6.1f} s wall / {row['run_cpu_s']:6.1f} s "
-                  f"CPU, peak {row['peak_rss_gb']:.2f} GB, |Σx − s| {row['violation']:.1e}", flush=True)
-    result = dict(
-        machine=machine_info(), sizes=sizes, warmup=args.warmup, samples=args.samples, rows=rows, skipped=skipped,
-        slopes={k: slopes(rows, k) for k in ("plan_s", "compile_s", "run_s", "run_cpu_s", "peak_rss_gb")},
-    )
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = "site_scaling" + ("_quick" if args.quick else "")
-    (out / f"{stem}.json").write_text(json.dumps(result, indent=1))
-    if rows:
-        plot(rows, out / f"{stem}.png")
+            write()
+            print(f"{layout:6s} N={n:5d}: plan {row['plan_s']:6.2f} s ({row['plan_cpu_s']:6.2f} s CPU), "
+                  f"{row['programs']:3d} programs compiled in {row['compile_s']:6.1f} s, run {row['run_s']:6.1f} s "
+                  f"wall / {row['run_cpu_s']:6.1f} s CPU, peak {row['peak_rss_gb']:.2f} GB, "
+                  f"|Σx − s| {row['violation']:.1e}", flush=True)
+    result = write()
     for key, fit in result["slopes"].items():
         print(f"slope of log({key}) vs log(N): {fit}")
     return result
+
+
+SLOPE_KEYS = ("plan_s", "plan_cpu_s", "compile_s", "run_s", "run_cpu_s", "plan_rss_gb", "peak_rss_gb")
+
+
+def markdown(result):
+    m = result["machine"]
+    lines = [
+        "# Cost in the number of sites: a sum observed over N separate scalar sites",
+        "",
+        f"`xᵢ ~ Gamma({ALPHA:g}, 1)`, `Σ xᵢ = {ALPHA:g}N` observed; InverseNUTS {result['warmup']} + "
+        f"{result['samples']} draws, one chain, a fresh process per (layout, N). `sites`: N scalar sites; "
+        "`vector`: one site of N entries. Plan: `ppinv.condition` + `plan()`; compile: JAX's compile events "
+        "during `MCMC.run` (tracing, lowering, XLA); peak RSS of the whole process.",
+        "",
+        f"Machine: {m.get('cpu')} ({m.get('usable_cores')} usable cores), jax {m.get('jax')}, numpyro "
+        f"{m.get('numpyro')}; ppinv {m.get('ppinv_commit')}{' (modified)' if m.get('ppinv_dirty') else ''}; load "
+        f"at start {tuple(round(x, 1) for x in m.get('loadavg_start') or ())}, now "
+        f"{tuple(round(x, 1) for x in m.get('loadavg_now') or ())} (2 cores shared: CPU seconds are the steadier "
+        "figures).",
+        "",
+        "| layout | N | plan s | plan CPU s | programs | compile s | run s | run CPU s | RSS after plan GB | peak RSS GB "
+        "| max \|Σx − s\| |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in sorted(result["rows"], key=lambda r: (r["layout"], r["n"])):
+        lines.append(f"| {r['layout']} | {r['n']} | {r['plan_s']:.2f} | {r['plan_cpu_s']:.2f} | {r['programs']} | "
+                     f"{r['compile_s']:.1f} | {r['run_s']:.1f} | {r['run_cpu_s']:.1f} | {r['plan_rss_gb']:.2f} | "
+                     f"{r['peak_rss_gb']:.2f} | {r['violation']:.1e} |")
+    if result["skipped"]:
+        lines += ["", "Skipped: " + "; ".join(f"{s['layout']} N={s['n']} ({s['reason']})" for s in result["skipped"])]
+    lines += ["", "Slopes of log(cost) against log(N) (1 = linear):", "", "| cost | layout | all N | N ≥ 50 |",
+              "|---|---|---:|---:|"]
+    for key, per in result["slopes"].items():
+        for layout, fit in per.items():
+            if fit:
+                lines.append(f"| {key} | {layout} | {fit.get('all', float('nan')):.2f} | "
+                             f"{fit.get('n_ge_50', float('nan')):.2f} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
