@@ -325,6 +325,8 @@ def main(argv=None):
     p.add_argument("--warmup", type=int, default=None, help="warm-up per chain (default: per model)")
     p.add_argument("--samples", type=int, default=None, help="draws per chain (default: per model)")
     p.add_argument("--chains", type=int, default=2)
+    p.add_argument("--merge", default="", help="comma-separated startup*.json of earlier runs: write their runs "
+                                               "together (no new runs)")
     args = p.parse_args(argv)
     model_names = [m for m in args.models.split(",") if m]
     sizes = {m: QUICK_SIZES if args.quick else SIZES[m] for m in MODELS}
@@ -362,6 +364,13 @@ def main(argv=None):
                                                                   summary=summary, ratios=rat), indent=1))
         return dict(runs=rows, summary=summary, ratios=rat)
 
+    if args.merge:  # runs made in several invocations (e.g. one model at a time), reported together
+        saved = [json.loads(Path(f).read_text()) for f in args.merge.split(",") if f]
+        machine.update(loadavg_start=saved[0]["machine"].get("loadavg_start"),
+                       ppinv_commit=",".join(dict.fromkeys(m["machine"]["ppinv_commit"] for m in saved)))
+        cfg.update(sizes={k: v for m in saved for k, v in m["config"]["sizes"].items()},
+                   repeats=max(m["config"]["repeats"] for m in saved))
+        return write([r for m in saved for r in m["runs"]])
     rows = run(model_names, methods, modes, repeats, sizes, args.chains, on_row=write)
     return write(rows)
 
