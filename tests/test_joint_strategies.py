@@ -323,6 +323,25 @@ def test_the_budget_is_charged_in_one_place_a_candidate_over_it_is_skipped():
     assert inv.n_theta == 1 and "too_much" not in inv.theta_spec
 
 
+class Broken(Strategy):
+    name = "broken"
+
+    def candidates(self, state):
+        raise RuntimeError("this strategy cannot read the program")
+        yield  # pragma: no cover
+
+
+def test_a_strategy_that_raises_proposes_nothing():
+    strategy = register_strategy(Broken(), before="rule")
+    try:
+        inv = ppinv.inverse(lambda a, b: a * b + a, 1.0, 2.0)  # solved as without it
+        with pytest.raises(ppinv.InversionError):
+            ppinv.inverse(sum_and_product, 1.0, 3.0)  # refused with ppinv's reason, not the RuntimeError
+    finally:
+        unregister_strategy(strategy)
+    assert inv.n_theta == 1
+
+
 def test_registering_something_that_is_not_a_strategy_says_what_is_expected():
     with pytest.raises(TypeError, match="ppinv.joint.Strategy"):
         register_strategy(object())

@@ -71,6 +71,7 @@ class Search:
         self.theta = {}
         self._name_counts = {}
         self.solve_costs = {}
+        self.strategy_failures = []  # (strategy name, exception) of strategies that raised
 
         self._validate_outputs()
         self.relevant = self._relevant_eqns()
@@ -224,11 +225,25 @@ class Search:
     def _unstick(self, stage, queue):
         """Take the first candidate of the strategies of ``stage`` that fits the budget."""
         for strategy in strategies(stage):
+            found = self._first_fitting(strategy)
+            if found is not None:
+                self.commit(found, queue)
+                return True
+        return False
+
+    def _first_fitting(self, strategy):
+        try:
             for found in strategy.candidates(self):
                 if found.continuous_size <= self.budget:
-                    self.commit(found, queue)
-                    return True
-        return False
+                    return found
+        except InversionError:
+            raise
+        except Exception as err:  # noqa: BLE001
+            # A strategy that fails to read a program it was not written for (a user's, or one
+            # of ppinv's on an unforeseen pattern) proposes nothing: the other strategies, or
+            # the refusal naming the stalled relations, decide. Kept for the curious.
+            self.strategy_failures.append((strategy.name, err))
+        return None
 
     def commit(self, found: JointSolve, queue):
         """Add ``found`` to the plan: its θ (charged to the budget), its step, what it settles."""
