@@ -220,7 +220,7 @@ def theta_dependent(steps, theta, seeds=()):
     may come from the enclosing schedule's θ). Discrete θ does not count: for
     each of its values the computed variables are functions of the observations.
     """
-    from ._schedule import BlockStep, ForwardStep, FreeStep, PolyStep, SolveStep
+    from .schedule import BlockStep, ForwardStep, FreeStep, PolyStep, SolveStep
 
     dep = {v for v in seeds if not v.is_const}
 
@@ -251,7 +251,7 @@ def theta_dependent(steps, theta, seeds=()):
 
 
 def _step_flat_pieces(step):
-    from ._schedule import PolyStep, SolveStep
+    from .schedule import PolyStep, SolveStep
 
     if isinstance(step, SolveStep):
         return getattr(step.solver, "flat_pieces", ())
@@ -380,7 +380,7 @@ class UnionSchedule:
         return lambda v: v.value if v.is_const else env[v]
 
     def run(self, known_values, observed_values, theta):
-        from ._schedule import run_schedule_extra
+        from .schedule import run_schedule_extra
 
         k = theta[self.PIECE]
         out = None
@@ -405,7 +405,7 @@ class UnionSchedule:
         return xs, jnp.where(ok, ld, 0.0), ok & (k >= 0) & (k < len(self.schedules)), extra
 
     def theta_from_env(self, env):
-        from ._schedule import theta_from_env
+        from .schedule import theta_from_env
 
         def read(v):
             return v.value if v.is_const else env[v]
@@ -658,7 +658,7 @@ class _Piece:
         """``(x, log|det|, ok)`` for one element."""
         if self.sub is None:  # the identity case
             return z, jnp.zeros_like(z), jnp.asarray(True)
-        from ._schedule import run_schedule
+        from .schedule import run_schedule
 
         xs, ld, ok = run_schedule(self.sub, [feeds[i] for i in self.feed_index], [z], self._decode(code))
         return xs[0], ld, ok
@@ -667,7 +667,7 @@ class _Piece:
         """The code that reproduces ``x`` through this case (for one element)."""
         if not self.leaves:
             return jnp.asarray(self.offset, int_dtype())
-        from ._schedule import theta_from_env
+        from .schedule import theta_from_env
 
         _, env = self.prog.evaluate(x, *[feeds[i] for i in self.feed_index], record=True)
         return self._encode(theta_from_env(self.sub, env))
@@ -705,7 +705,7 @@ class PiecewiseBlock:
     """
 
     def __init__(self, anchor, eqns, leaf, known, table, origin, support=None):
-        from ._schedule import build_schedule
+        from .schedule import build_schedule
 
         if anchor.prim is not lax.select_n_p:  # the where is inside: lift it to the observation
             known_set = set(known)

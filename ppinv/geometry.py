@@ -29,7 +29,7 @@ import numpy as np
 from jax import lax
 
 from ._piecewise import theta_dependent
-from ._schedule import BlockStep, PolyStep, SolveStep
+from .schedule import BlockStep, PolyStep, SolveStep
 from .errors import InputError
 from .rules._base import _BinarySolver, _UnarySolver
 from .theta import support_bounds

@@ -50,7 +50,7 @@ from numpyro.distributions import constraints
 
 from ._compat import is_concrete
 from ._ir import V, import_jaxpr
-from ._schedule import propagate_supports, run_schedule, run_schedule_extra, schedule_pgf
+from .schedule import propagate_supports, run_schedule, run_schedule_extra, schedule_pgf
 from .errors import InversionError
 from .geometry import static_features
 from .inverse import _keep_call

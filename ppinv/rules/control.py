@@ -100,7 +100,7 @@ def _observable(v, known_inputs, seen):
 # --- scan ------------------------------------------------------------------------------------
 class _ScanSolver(Solver):
     def __init__(self, pat, mode):
-        from .._schedule import build_schedule
+        from ..schedule import build_schedule
 
         eqn = pat.eqn
         params = eqn.params
@@ -186,7 +186,7 @@ class _ScanSolver(Solver):
         return ins[:nc], carry, [ins[nc + nk + i] for i in self.x_first]
 
     def solve(self, ins, outs, theta):
-        from .._schedule import run_schedule_extra
+        from ..schedule import run_schedule_extra
 
         consts, init, xs = self._split_ins(ins)
         nk = self.nk
@@ -264,7 +264,7 @@ class _ScanSolver(Solver):
 
     def _carry_out_ignores_carry_in(self, body, b_xs, b_ys):
         """Whether the inverted step's carry out does not depend on its carry in (traced once)."""
-        from .._schedule import run_schedule_extra
+        from ..schedule import run_schedule_extra
 
         nc, nk = self.nc, self.nk
 
@@ -323,7 +323,7 @@ class _ScanSolver(Solver):
         return sum(1 for i in range(j) if self.ky[i])
 
     def pgf(self, ins, outs):
-        from .._schedule import theta_from_env
+        from ..schedule import theta_from_env
 
         if not self.theta_names:
             return ()
@@ -464,7 +464,7 @@ class _CondSolver(Solver):
         return f"branch {k} of the cond at {eqn.source}"
 
     def _schedule_branch(self, k, body, pat):
-        from .._schedule import build_schedule
+        from ..schedule import build_schedule
 
         known = [v for v, kk in zip(body.invars, self.kvar) if kk]
         unknown = [v for v, kk in zip(body.invars, self.kvar) if not kk]
@@ -569,7 +569,7 @@ class _CondSolver(Solver):
         return [ops[i] for i in self.first]
 
     def solve(self, ins, outs, theta):
-        from .._schedule import run_schedule_extra
+        from ..schedule import run_schedule_extra
 
         index, ops = ins[: self.n_index], ins[self.n_index :]
         known = [x for x, k in zip(self._variable_values(ops), self.kvar) if k]
@@ -598,7 +598,7 @@ class _CondSolver(Solver):
         return Solution(new_ins, new_outs, ld, ok)
 
     def pgf(self, ins, outs):
-        from .._schedule import theta_from_env
+        from ..schedule import theta_from_env
 
         if not self.theta:
             return ()
@@ -646,7 +646,7 @@ class _CallSolver(_CondSolver):
         return f"the {kind} {eqn.function or ''} at {eqn.source}".replace("  ", " ")
 
     def pgf(self, ins, outs):
-        from .._schedule import theta_from_env
+        from ..schedule import theta_from_env
 
         if not self.theta:
             return ()

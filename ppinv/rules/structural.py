@@ -870,7 +870,7 @@ class EntrySplitBlock:
 
     def __init__(self, eqns, is_known, supports, table, names):
         from .._ir import Program
-        from .._schedule import build_schedule
+        from ..schedule import build_schedule
 
         self.anchors = [e for e in eqns if any(is_known(o) for o in e.outs)]
         if not self.anchors or any(not all(is_known(o) for o in e.outs) for e in self.anchors):
@@ -916,14 +916,14 @@ class EntrySplitBlock:
                             f"entries, solved in order")
 
     def solve(self, known_env, observed, theta):
-        from .._schedule import run_schedule_extra
+        from ..schedule import run_schedule_extra
 
         xs, log_det, ok, _ = run_schedule_extra(
             self.schedule, [known_env[v] for v in self.known_inputs], observed, dict(zip(self.theta_hints, theta)))
         return list(xs), log_det, ok
 
     def pgf(self, known_env, leaf_values):
-        from .._schedule import theta_from_env
+        from ..schedule import theta_from_env
 
         env = dict(known_env)
         env.update(zip(self.leaves, leaf_values))
