@@ -16,7 +16,7 @@ import numpy as np
 from jax import lax
 from numpyro.distributions import constraints
 
-from . import DEFAULT_RULES
+from .table import DEFAULT_RULES
 from .._piecewise import FlatPiece
 from ..theta import ThetaSpec, int_dtype, support_bounds
 from .._block import concrete_const, const_has_zero
@@ -373,3 +373,10 @@ def _atan2_right(z, a):  # b = a / tan z, on the ray: a / sin z > 0
 
 
 DEFAULT_RULES.register(lax.atan2_p, BinaryRule(solve_left=_atan2_left, solve_right=_atan2_right))
+
+
+# Solving through a product or a power divides or takes roots: freeing the variable behind
+# it keeps the other solves total (``schedule/ranking.py``).
+for _prim in (lax.mul_p, lax.div_p, lax.pow_p, lax.integer_pow_p, getattr(lax, "square_p", None), lax.dot_general_p):
+    if _prim is not None:
+        DEFAULT_RULES.define("solve_cost", _prim, 1)

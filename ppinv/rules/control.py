@@ -32,7 +32,7 @@ from numpyro.distributions import constraints
 from .._compat import CALL_PRIMITIVES, COND_P, CUSTOM_VJP_P, SCAN_P, WHILE_P, Literal, call_name, jaxpr_parts, scan_counts
 from ..errors import InversionError, NoRuleError, OverdeterminedError
 from ..theta import ThetaSpec, is_constrained
-from . import DEFAULT_RULES
+from .table import DEFAULT_RULES
 from ._base import Solution, Solver
 
 _body_cache: dict = {}

@@ -18,7 +18,7 @@ from numpyro.distributions import constraints
 from scipy import special as _special
 
 from ..theta import integer, sign, support_bounds, support_from_bounds
-from . import DEFAULT_RULES
+from .table import DEFAULT_RULES
 from ._base import Choice, UnaryRule
 
 _PI = math.pi

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from .._compat import CALL_PRIMITIVES
-from . import DEFAULT_RULES
+from .table import DEFAULT_RULES
 from ._base import BinaryRule, FunctionSolver, Solution, UnaryRule, all_true
 
 

@@ -35,7 +35,7 @@ from numpyro.distributions import constraints
 from .._block import KnownStructure, MatrixSolve, const_has_zero
 from .._compat import is_concrete
 from ..theta import ThetaSpec
-from . import DEFAULT_RULES, deflinear
+from .table import DEFAULT_RULES, deflinear
 from ._base import Solution, Solver, all_true
 
 

@@ -17,7 +17,7 @@ from numpyro.distributions import constraints
 
 from .._compat import is_concrete
 from ..theta import ThetaSpec
-from . import DEFAULT_RULES, current_table
+from .table import DEFAULT_RULES, current_table
 from ._base import Pattern, Solution, Solver, all_true
 
 

@@ -18,13 +18,6 @@ from ..theta import integer, is_constrained
 
 _MAX_CANDIDATES = 4  # alternatives per decision
 
-_NONLINEAR = {
-    p
-    for p in (lax.mul_p, lax.div_p, lax.pow_p, lax.integer_pow_p, getattr(lax, "square_p", None), lax.dot_general_p)
-    if p is not None
-}
-
-
 def is_discrete(v) -> bool:
     return not v.is_float
 
@@ -70,15 +63,15 @@ def _free_key(state, v):
 
 
 def solve_cost(state, prim):
-    """How awkward solving through ``prim`` is: 2 with a restricted domain or a
-    discrete choice, 1 for products and powers, 0 otherwise. Freeing the
-    variable behind the most awkward use keeps the remaining solves total."""
+    """How awkward solving through ``prim`` is: its ``solve_cost`` slot (1 for products and
+    powers, 0 by default), and 2 where a rule has a restricted domain or a discrete choice.
+    Freeing the variable behind the most awkward use keeps the remaining solves total."""
     cost = state.solve_costs.get(prim)
     if cost is None:
-        cost = 1 if prim in _NONLINEAR else 0
+        cost = state.table.slot("solve_cost", prim) or 0
         for r in state.table.rules_for(prim):  # function rules: cost 0
             if getattr(r, "domain", None) is not None or getattr(r, "choices", ()):
-                cost = 2
+                cost = max(cost, 2)
         state.solve_costs[prim] = cost
     return cost
 
