@@ -37,6 +37,7 @@ from numpyro.distributions import constraints
 from ._compat import CALL_PRIMITIVES, is_concrete
 from ._ir import V, Eqn, Program
 from .errors import FlatPieceError, InversionError, UnderdeterminedError
+from .graph import backward_slice
 from .theta import ThetaSpec, int_dtype
 
 __all__ = [
@@ -473,12 +474,7 @@ def _merge_theta(schedules, assignments):
 
 def _slice_for(program, targets):
     """The relations of ``program`` (in order) that compute ``targets`` from its inputs."""
-    needed, keep = set(targets), []
-    for e in reversed(program.eqns):
-        if any(o in needed for o in e.outs):
-            keep.append(e)
-            needed.update(v for v in e.ins if not v.is_const)
-    return keep[::-1]
+    return backward_slice(program.eqns, targets)[0]
 
 
 # --- piecewise functions ------------------------------------------------------------------

@@ -31,6 +31,7 @@ from numpyro.distributions import constraints
 
 from .._compat import CALL_PRIMITIVES, COND_P, CUSTOM_VJP_P, SCAN_P, WHILE_P, Literal, call_name, jaxpr_parts, scan_counts
 from ..errors import InversionError, NoRuleError, OverdeterminedError
+from ..graph import ancestors
 from ..theta import ThetaSpec, is_constrained
 from .table import DEFAULT_RULES
 from ._base import Solution, Solver
@@ -80,13 +81,6 @@ def _scan_body(eqn, table):
     return body, [s - nc - nk for s in slots[nc + nk :]]
 
 
-def _ancestors(program, outs):
-    """Program inputs each of ``outs`` depends on."""
-    needed = {v for v in outs if not v.is_const}
-    for e in reversed(program.eqns):
-        if any(o in needed for o in e.outs):
-            needed.update(v for v in e.ins if not v.is_const)
-    return needed & set(program.invars)
 
 
 def _stack_spec(spec, length):
@@ -346,7 +340,7 @@ def _known_forward(body, nc, nk, known_init, kx):
     b_cout = body.outvars[:nk]
     fwd = {j for j in range(nk) if known_init[j]}
     known_base = set(b_consts) | {x for x, k in zip(b_xs, kx) if k}
-    deps = [_ancestors(body, [b_cout[j]]) for j in range(nk)]
+    deps = [ancestors(body, [b_cout[j]]) for j in range(nk)]
     changed = True
     while changed:
         changed = False
