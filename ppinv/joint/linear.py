@@ -66,30 +66,33 @@ def grow_linear_block(state, anchor):
     if not (linear(anchor) and all(state.is_known(o) for o in anchor.outs)):
         return None
     anchors, interior, leaves = [anchor], [], []
-    members = {anchor}
+    members, leaf_set, interior_outs = {anchor}, set(), set()  # sets beside the lists: O(1) membership
     frontier = [v for v in anchor.ins if not state.is_known(v)]
     grew = True
     while grew:
         grew = False
         while frontier:
             u = frontier.pop()
-            if u in leaves or any(u in e.outs for e in interior):
+            if u in leaf_set or u in interior_outs:
                 continue
             d = state.definer.get(u)
             if joins(d, members) and only_used_inside(u, members):
                 interior.append(d)
+                interior_outs.update(d.outs)
                 members.add(d)
                 frontier.extend(v for v in d.ins if not state.is_known(v))
             else:
                 leaves.append(u)
+                leaf_set.add(u)
         # a leaf whose every use has joined the block since is computed inside it after all
         for u in list(leaves):
             if joins(state.definer.get(u), members) and only_used_inside(u, members):
                 leaves.remove(u)
+                leaf_set.discard(u)
                 frontier.append(u)
                 grew = True
         # other stalled linear relations that share a variable with the block join it
-        inside = set(leaves) | {o for e in interior for o in e.outs}
+        inside = leaf_set | interior_outs
         for e in state.stalled():
             if e in members or not linear(e) or not all(state.is_known(o) for o in e.outs):
                 continue
