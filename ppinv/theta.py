@@ -172,6 +172,18 @@ def support_bounds(support):
     return (lo, hi, lo_closed and lo > -math.inf, hi_closed and hi < math.inf)
 
 
+def support_within(inner, outer) -> bool:
+    """``inner`` is known (not ``None``) and lies inside ``outer``, both intervals of the reals."""
+    if inner is None:
+        return False
+    a, b = support_bounds(inner), support_bounds(outer)
+    if a is None or b is None:
+        return False
+    lo_in = b[0] < a[0] or (b[0] == a[0] and (b[2] or not a[2]))
+    hi_in = a[1] < b[1] or (a[1] == b[1] and (b[3] or not a[3]))
+    return lo_in and hi_in
+
+
 def support_from_bounds(lo, hi, lo_closed=False, hi_closed=False):
     """The narrowest NumPyro constraint holding the interval from ``lo`` to ``hi``.
 

@@ -54,7 +54,7 @@ from .schedule import propagate_supports, run_schedule, run_schedule_extra, sche
 from .errors import InversionError
 from .geometry import static_features
 from .inverse import _keep_call
-from .theta import support_bounds
+from .theta import support_within
 
 __all__ = ["ThetaCandidate", "ThetaChoice", "choose_schedule", "NUM_DRAWS", "MAX_CANDIDATES"]
 
@@ -213,17 +213,7 @@ def _proven_supports(plan, schedule, ctx, y):
     given.update({v: spec[n].support for v, n in zip(inputs[n_ctx + n_y:], names) if not spec[n].discrete})
     found = propagate_supports(inverse.eqns, plan.cm.table, {v: s for v, s in given.items() if s is not None})
     return {u for u, out in zip(schedule.unknown_inputs, inverse.outvars)
-            if _inside(found.get(out), schedule.supports.get(u))}
-
-
-def _inside(inner, outer) -> bool:
-    """``inner`` is known and lies inside ``outer``, both intervals of the reals."""
-    a, b = (support_bounds(inner) if inner is not None else None), support_bounds(outer)
-    if a is None or b is None:
-        return False
-    lo_in = b[0] < a[0] or (b[0] == a[0] and (b[2] or not a[2]))
-    hi_in = a[1] < b[1] or (a[1] == b[1] and (b[3] or not a[3]))
-    return lo_in and hi_in
+            if support_within(found.get(out), schedule.supports.get(u))}
 
 
 def _sign_support(value):

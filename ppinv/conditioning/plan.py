@@ -26,7 +26,7 @@ from ..schedule import (
     run_schedule_extra,
     schedule_pgf,
 )
-from ..theta import intrinsic_size, is_constrained
+from ..theta import intrinsic_size, is_constrained, support_within
 from ..theta_choice import choose_schedule
 from .density import ConditionalDensity, _inside_or_minus_inf, _ReplayLatents
 from .dependence import _raise_if_dependent
@@ -42,7 +42,6 @@ from .sites import (
     _SiteInfo,
     _static_support,
     _unwrap,
-    _within,
 )
 
 
@@ -368,7 +367,7 @@ class Plan:
             narrower = [n for n in self.upstream if n not in unsure and is_constrained(self.sites[n].support)
                         and own.get(n) is not self.sites[n].support]
             proven = self._solved_supports() if narrower else {}  # one more trace of the inverse: when it may pay
-            unsure.update(n for n in narrower if not _within(proven.get(n), self.sites[n].support))
+            unsure.update(n for n in narrower if not support_within(proven.get(n), self.sites[n].support))
             self._support_unsure = unsure
         return self._support_unsure
 

@@ -14,7 +14,6 @@ from numpyro.distributions import constraints
 
 from .._compat import is_concrete
 from ..errors import ConditionError
-from ..theta import support_bounds
 
 
 def _unwrap(fn):
@@ -187,15 +186,3 @@ def _check_sample_data(name, value, site):
             "model gives it zero density, so no point of the conditioned model is valid. Check the value, or "
             "the site's distribution."
         )
-
-
-def _within(inner, outer) -> bool:
-    """``inner`` is known (not ``None``) and lies inside ``outer``, both intervals of the reals."""
-    if inner is None:
-        return False
-    a, b = support_bounds(inner), support_bounds(outer)
-    if a is None or b is None:
-        return False
-    lo_in = b[0] < a[0] or (b[0] == a[0] and (b[2] or not a[2]))
-    hi_in = a[1] < b[1] or (a[1] == b[1] and (b[3] or not a[3]))
-    return lo_in and hi_in
