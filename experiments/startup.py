@@ -372,7 +372,8 @@ def main(argv=None):
     if args.merge:  # runs made in several invocations (e.g. one model at a time), reported together
         saved = [json.loads(Path(f).read_text()) for f in args.merge.split(",") if f]
         machine.update(loadavg_start=saved[0]["machine"].get("loadavg_start"),
-                       ppinv_commit=",".join(dict.fromkeys(m["machine"]["ppinv_commit"] for m in saved)))
+                       ppinv_commit=",".join(dict.fromkeys(m["machine"]["ppinv_commit"] for m in saved)),
+                       ppinv_dirty=any(m["machine"]["ppinv_dirty"] for m in saved))
         cfg.update(sizes={k: v for m in saved for k, v in m["config"]["sizes"].items()},
                    repeats=max(m["config"]["repeats"] for m in saved))
         return write([r for m in saved for r in m["runs"]])
