@@ -29,6 +29,19 @@ from ._compat import CALL_PRIMITIVES, CUSTOM_VJP_P, Literal, call_name, jaxpr_pa
 _ids = itertools.count()
 
 
+_FLOAT_DTYPES: dict = {}
+
+
+def _is_float_dtype(dtype) -> bool:
+    """Floating or complex (memoised: the scheduler asks for every variable at every step)."""
+    found = _FLOAT_DTYPES.get(dtype)
+    if found is None:
+        found = isinstance(dtype, np.dtype) and (
+            np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.complexfloating))
+        _FLOAT_DTYPES[dtype] = found
+    return found
+
+
 class V:
     """A program variable: an array of fixed shape and dtype.
 
@@ -55,9 +68,7 @@ class V:
 
     @property
     def is_float(self) -> bool:
-        if not isinstance(self.dtype, np.dtype):
-            return False
-        return np.issubdtype(self.dtype, np.floating) or np.issubdtype(self.dtype, np.complexfloating)
+        return _is_float_dtype(self.dtype)
 
     @property
     def aval(self):

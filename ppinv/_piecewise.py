@@ -123,6 +123,8 @@ def piecewise_cone(anchor, definer, is_known, pending):
             frontier.extend(v for v in d.ins if not is_known(v))
         elif d is None or d not in cone:
             leaves.add(u)
+            if len(leaves) > 1:
+                return None  # one variable or none: a long sum of unknowns stops here
     if len(leaves) != 1:
         return None
     (leaf,) = leaves

@@ -56,7 +56,7 @@ from .geometry import static_features
 from .inverse import _keep_call
 from .theta import support_within
 
-__all__ = ["ThetaCandidate", "ThetaChoice", "choose_schedule", "NUM_DRAWS", "MAX_CANDIDATES"]
+__all__ = ["ThetaCandidate", "ThetaChoice", "choose_schedule", "NUM_DRAWS", "MAX_CANDIDATES", "MAX_MEASURED_SITES"]
 
 #: prior draws each candidate's validity is measured on
 NUM_DRAWS = 256
@@ -67,6 +67,8 @@ _VALID_SLACK = 0.01
 #: a default that maps at least this fraction of the prior draws to valid points is kept: its walls
 #: lie in the prior's tails, where the posterior seldom is (measured on models/: the enzyme assay's
 #: default, 73 % valid, samples 2.5x faster than its 100 % valid alternative; Kepler's, 16 %, diverges)
+#: Models with more separate latent sites upstream of the data keep the default θ (cost bound).
+MAX_MEASURED_SITES = 6
 KEEP_DEFAULT_VALID = 0.5
 
 
@@ -135,6 +137,11 @@ def choose_schedule(plan, program, default, build, free, full_ctx, ignored):
 
     if not first.walls:
         return done(first, [first], "the default schedule has no wall or fold: kept")
+    if len(plan.upstream) > MAX_MEASURED_SITES:
+        # drawing the prior compiles every site's sampler, and each candidate is one more
+        # schedule search: with many separate sites the choice would cost more than sampling
+        return done(first, [first], f"{len(plan.upstream)} latent sites (more than {MAX_MEASURED_SITES}): "
+                                    "not measured, default kept")
     full_ctx = _concrete_context(plan, full_ctx)
     if full_ctx is None:
         return done(first, [first], "traced data, params or model arguments: no point to measure at; default kept")

@@ -102,7 +102,9 @@ def _trig_terms(state, z, index=None, through=False):
         return terms, offsets
     if p in (lax.add_p, lax.sub_p):
         terms, offsets = [], []
-        for k, v in enumerate(d.ins):
+        # the right operand first: a long left-associated sum (x₀ + x₁ + …) is rejected at its
+        # last term instead of after a walk down the whole chain
+        for k, v in reversed(list(enumerate(d.ins))):
             t, o = _trig_terms(state, v, _broadcast_index(v, index))
             negative = p is lax.sub_p and k == 1
             terms += [s.negated() if negative else s for s in t]
@@ -295,6 +297,9 @@ def _chain_block(state, xs, ys):
     moving = [r for r in rows if any(e in r[1] for e in solved)]
     if len(moving) != 2:
         return None
+    # the inner link first (it moves with fewer of the two joints, or with the earlier one), so
+    # that the elbow θ means the same whichever order the sum was written in: 0 for δ ≥ 0
+    moving.sort(key=lambda r: (sum(e in r[1] for e in solved), min(solved.index(e) for e in solved if e in r[1])))
     m = np.array([[r[1].get(e, 0) for e in solved] for r in moving], dtype=np.int64)
     if abs(round(np.linalg.det(m))) != 1:
         return None

@@ -5,10 +5,11 @@ from __future__ import annotations
 from .._monotone import is_elementwise_analytic
 
 
-def expand_cone(state, anchor, accept):
+def expand_cone(state, anchor, accept, max_leaves=None):
     """``(cone, leaves)``: from ``anchor`` down through the pending relations ``accept`` takes
     (one output each), the unknowns where the walk stops as leaves; ``None`` if ``accept`` says
-    so (it returns ``None`` to abort). The cone is in program order, ``anchor`` included."""
+    so (it returns ``None`` to abort) or once there are more than ``max_leaves`` leaves. The
+    cone is in program order, ``anchor`` included."""
     cone, leaves = [anchor], set()
     frontier = [v for v in anchor.ins if not state.is_known(v)]
     while frontier:
@@ -22,6 +23,8 @@ def expand_cone(state, anchor, accept):
             frontier.extend(v for v in d.ins if not state.is_known(v))
         elif d is None or d not in cone:
             leaves.add(u)
+            if max_leaves is not None and len(leaves) > max_leaves:
+                return None
     cone.sort(key=state.order.__getitem__)
     return cone, leaves
 

@@ -91,6 +91,8 @@ class FractionalSystems(Strategy):
             rows = sum(a.outs[0].size for a in group)
             if rows != sum(v.size for v in leaves) or rows > _MAX_ENTRIES:
                 continue
+            if not all(_affine_ratios(found[a][0], found[a][1]) for a in group):
+                continue
             block = FractionalBlock(state, group, [found[a][0] for a in group], leaves)
             if not block._generically_invertible(state):
                 continue
@@ -115,7 +117,7 @@ def _fractional_cone(state, anchor):
             return None
         return d.prim in _OPS
 
-    found = expand_cone(state, anchor, accept)
+    found = expand_cone(state, anchor, accept, max_leaves=_MAX_ENTRIES)
     if found is None:
         return None
     cone, leaves = found
@@ -123,11 +125,19 @@ def _fractional_cone(state, anchor):
         return None
     if len(leaves) < 2 or any(e.prim is lax.broadcast_in_dim_p and e.ins[0].shape != () for e in cone):
         return None
-    try:  # the structure alone decides: known values are placeholders here
+    if not any(e.prim is lax.div_p and not state.is_known(e.ins[1]) for e in cone):
+        return None  # no unknown denominator: linear, the linear blocks' case
+    return cone, leaves
+
+
+def _affine_ratios(cone, leaves) -> bool:
+    """Numerators and denominators stay affine through ``cone`` (its structure alone decides:
+    known values are placeholders here)."""
+    try:
         _ratios(cone, leaves, lambda v: np.ones(v.shape) if not v.is_const else np.asarray(v.value))
     except _NotAffine:
-        return None
-    return cone, leaves
+        return False
+    return True
 
 
 def _ratios(cone, leaves, value_of):

@@ -116,7 +116,7 @@ def _monomial_cone(state, anchor):
             return None
         return _is_monomial(state, d)
 
-    found = expand_cone(state, anchor, accept)
+    found = expand_cone(state, anchor, accept, max_leaves=_MAX_UNKNOWNS)
     if found is None:
         return None
     cone, leaves = found

@@ -10,6 +10,8 @@ solved by subtraction rather than by division or arcsine).
 
 from __future__ import annotations
 
+import heapq
+
 import numpy as np
 from jax import lax
 from numpyro.distributions import constraints
@@ -33,8 +35,7 @@ def free_candidates(state):
         elif v.size > state.budget:
             continue
         keyed.append((_free_key(state, v), v))
-    keyed.sort(key=lambda kv: kv[0])
-    return [v for _, v in keyed[:_MAX_CANDIDATES]]
+    return [v for _, v in heapq.nsmallest(_MAX_CANDIDATES, keyed, key=lambda kv: kv[0])]
 
 
 def _candidates(state):
@@ -47,19 +48,29 @@ def _candidates(state):
 
 
 def _free_key(state, v):
-    if is_discrete(v):
-        cls = 0
-    elif v in state.input_set and is_constrained(state.supports.get(v)):
-        cls = 1
-    else:
-        cls = 2
+    cls, is_input = _free_class(state, v)
     uses = state.pending_uses.get(v, 0)
     constrained = 0 if cls == 1 else 1
     cost = max((solve_cost(state, e.prim) for e in state.users.get(v, ()) if e in state.pending), default=0)
     # Inputs before intermediates: an input left to be solved behind an intermediate freed
     # for its cost is often a constrained one, whose support check is then a hard wall in
     # θ-space that samplers hit; freed, θ carries the support.
-    return (min(cls, 1), -uses, 0 if v in state.input_set else 1, -cost, constrained, v.size, v.id)
+    return (min(cls, 1), -uses, 0 if is_input else 1, -cost, constrained, v.size, v.id)
+
+
+def _free_class(state, v):
+    """``(class, is an input)`` of ``v``: 0 discrete, 1 an input with a constrained support, 2
+    otherwise (fixed for the search, so kept: the ranking runs at every decision)."""
+    found = state.free_classes.get(v)
+    if found is None:
+        if is_discrete(v):
+            cls = 0
+        elif v in state.input_set and is_constrained(state.supports.get(v)):
+            cls = 1
+        else:
+            cls = 2
+        found = state.free_classes[v] = (cls, v in state.input_set)
+    return found
 
 
 def solve_cost(state, prim):

@@ -71,6 +71,7 @@ class Search:
         self.theta = {}
         self._name_counts = {}
         self.solve_costs = {}
+        self.free_classes = {}  # variable -> its fixed part of the freeing order (ranking.py)
         self.strategy_failures = []  # (strategy name, exception) of strategies that raised
 
         self._validate_outputs()
@@ -94,6 +95,8 @@ class Search:
             typical=typical,
         )
         self.known = set(self.known_inputs) | set(self.observed)
+        # pending relations with a known output, kept up to date (``_mark_known``, ``_finish``)
+        self._stalled = {self.definer[v] for v in self.known if v in self.definer}
         n = sum(v.size for v in self.unknown_inputs)
         m = sum(v.size for v in self.observed if v not in self.input_set)
         m_direct = sum(v.size for v in self.observed if v in self.input_set)
@@ -137,9 +140,7 @@ class Search:
 
     def stalled(self):
         """Pending relations with a known output, in program order."""
-        out = [e for e in self.pending if any(self.is_known(o) for o in e.outs)]
-        out.sort(key=self.order.__getitem__)
-        return out
+        return sorted(self._stalled, key=self.order.__getitem__)
 
     def rules(self, e):
         name = e.function
@@ -276,12 +277,14 @@ class Search:
             set(self.pending),
             dict(self.pending_uses),
             dict(self._name_counts),
+            set(self._stalled),
         )
 
     def _restore(self, snap):
-        known, n_steps, theta, budget, pending, uses, names = snap
+        known, n_steps, theta, budget, pending, uses, names, stalled = snap
         self.known, self.theta, self.budget = set(known), dict(theta), budget
         self.pending, self.pending_uses, self._name_counts = set(pending), dict(uses), dict(names)
+        self._stalled = set(stalled)
         del self.steps[n_steps:]
 
     def _propagate(self, queue):
@@ -355,9 +358,12 @@ class Search:
         d = self.definer.get(v)
         if d is not None:
             queue.append(d)
+            if d in self.pending:
+                self._stalled.add(d)
 
     def _finish(self, e):
         self.pending.discard(e)
+        self._stalled.discard(e)
         for v in set(e.ins):
             if v in self.pending_uses:
                 self.pending_uses[v] -= 1
