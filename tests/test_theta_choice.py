@@ -182,3 +182,22 @@ def test_benchmark_script_quick(tmp_path):
     assert runs["before"]["theta"] == ["E"] and runs["now"]["theta"] == ["e"] and runs["free=['e']"]["same_as"] == "now"
     assert runs["now"]["divergences_per_1000"] < runs["before"]["divergences_per_1000"]
     assert (tmp_path / "theta_choice_quick.md").stat().st_size > 0
+
+
+def test_many_separate_sites_keep_the_default_unmeasured():
+    """Drawing the prior compiles every site's sampler: above MAX_MEASURED_SITES the choice is not
+    measured (nothing is drawn or compiled) and the scheduler's θ is kept."""
+    import numpyro
+    import numpyro.distributions as dist
+
+    from ppinv.theta_choice import MAX_MEASURED_SITES
+
+    n = MAX_MEASURED_SITES + 4
+
+    def model():
+        total = sum(numpyro.sample(f"x{i}", dist.Gamma(2.0, 1.0)) for i in range(n))
+        numpyro.deterministic("total", total)
+
+    plan = ppinv.condition(model, {"total": 2.0 * n}).plan()
+    assert "not measured" in plan.theta_choice.reason
+    assert plan.schedule.n_theta == n - 1
