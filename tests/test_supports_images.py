@@ -84,7 +84,8 @@ def _finite_or_nan(v):
     return jnp.where(jnp.isfinite(v), v, jnp.nan)  # −∞ log|det| off the domain: "no value"
 
 
-@pytest.mark.parametrize("prog", [PROGRAMS[0], PROGRAMS[1]] + [pytest.param(p, marks=pytest.mark.slow) for p in PROGRAMS[2:]],
+# the cubic is solved in closed form now, whose Jacobian over the whole grid compiles slowly (≈ 40 s)
+@pytest.mark.parametrize("prog", [PROGRAMS[0]] + [pytest.param(p, marks=pytest.mark.slow) for p in PROGRAMS[1:]],
                          ids=[p[0] for p in PROGRAMS])
 def test_monotone_solve_under_every_support(prog):
     """Every support, points near and far from every bound (one vector argument per
