@@ -68,7 +68,7 @@ _VALID_SLACK = 0.01
 #: lie in the prior's tails, where the posterior seldom is (measured on models/: the enzyme assay's
 #: default, 73 % valid, samples 2.5x faster than its 100 % valid alternative; Kepler's, 16 %, diverges)
 #: Models with more separate latent sites upstream of the data keep the default θ (cost bound).
-MAX_MEASURED_SITES = 6
+MAX_MEASURED_SITES = 3
 KEEP_DEFAULT_VALID = 0.5
 
 
