@@ -26,6 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterable, Protocol
 
+from ..schedule.steps import BlockStep
+
 
 @dataclass
 class JointSolve:
@@ -82,3 +84,17 @@ class Strategy:
 
     def __repr__(self):
         return f"<ppinv joint strategy {self.name!r} ({self.stage})>"
+
+
+def block_solve(block, hints=None, finished=None, determined=None) -> JointSolve:
+    """The :class:`JointSolve` of a block (``schedule.steps.BlockStep``): its θ, named by ``hints``
+    (default ``block.theta_hints``), settling ``finished`` (default its anchors) and determining
+    ``determined`` (default its leaves)."""
+    theta = tuple(block.theta)
+    return JointSolve(
+        make_step=lambda names: BlockStep(block, tuple(names)),
+        theta=theta,
+        hints=tuple(hints if hints is not None else getattr(block, "theta_hints", ())),
+        finished=tuple(finished if finished is not None else block.anchors),
+        determined=tuple(determined if determined is not None else block.leaves),
+    )

@@ -37,9 +37,9 @@ from jax import lax
 from numpyro.distributions import constraints
 
 from .._compat import is_concrete
-from ..schedule.steps import BlockStep, read
+from ..schedule.steps import read
 from ..theta import ThetaSpec, int_dtype, integer, is_constrained, sign
-from .base import JointSolve, Strategy
+from .base import Strategy, block_solve
 
 TWO_PI = 2 * math.pi
 _STACKS = {lax.concatenate_p} | ({lax.stack_p} if hasattr(lax, "stack_p") else set())
@@ -249,14 +249,7 @@ class PlanarChains(Strategy):
                 block = _chain_block(state, xs, ys)
                 if block is None:
                     continue
-                finished = tuple(dict.fromkeys([xs[1], ys[1]]))
-                yield JointSolve(
-                    make_step=lambda names, block=block: BlockStep(block, tuple(names)),
-                    theta=tuple(block.theta),
-                    hints=tuple(block.hints),
-                    finished=finished,
-                    determined=tuple(block.leaves),
-                )
+                yield block_solve(block, hints=block.hints)
 
 
 def _angle_key(state, v):

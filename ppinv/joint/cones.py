@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
+
+from .._compat import is_concrete
 from .._monotone import is_elementwise_analytic
 
 
@@ -98,3 +101,19 @@ def known_operands(state, eqns):
             if state.is_known(v) and not v.is_const and v not in known:
                 known.append(v)
     return known
+
+
+def connected_groups(found):
+    """Anchors (keys of ``found``: anchor -> (cone, leaves)) grouped by shared leaves."""
+    groups = []
+    for anchor, (_, leaves) in found.items():
+        joined = [g for g in groups if any(leaves & found[a][1] for a in g)]
+        merged = [anchor] + [a for g in joined for a in g]
+        groups = [g for g in groups if g not in joined] + [merged]
+    return groups
+
+
+def nonnegative(sup) -> bool:
+    """The support has a concrete scalar lower bound ≥ 0 (``positive``, ``nonnegative``, an interval)."""
+    lower = getattr(sup, "lower_bound", None)
+    return lower is not None and np.ndim(lower) == 0 and is_concrete(lower) and float(lower) >= 0

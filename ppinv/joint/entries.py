@@ -4,8 +4,7 @@
 from __future__ import annotations
 
 from ..rules.structural import entry_split_block
-from ..schedule.steps import BlockStep
-from .base import JointSolve, Strategy
+from .base import Strategy, block_solve
 
 
 class EntryByEntry(Strategy):
@@ -17,10 +16,4 @@ class EntryByEntry(Strategy):
         block = entry_split_block(pending, state.is_known, state.supports, state.table, state.names)
         if block is None:
             return
-        yield JointSolve(
-            make_step=lambda names: BlockStep(block, tuple(names)),
-            theta=tuple(block.theta),
-            hints=tuple(block.theta_hints),
-            finished=tuple(block.anchors),  # the other relations are evaluated forward from the leaves
-            determined=tuple(block.leaves),
-        )
+        yield block_solve(block)  # its anchors; the other relations are evaluated forward from the leaves

@@ -29,10 +29,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ..schedule.steps import BlockStep, read
+from ..schedule.steps import read
 from ..theta import is_constrained
-from .base import JointSolve, Strategy
-from .cones import expand_cone
+from .base import Strategy, block_solve
+from .cones import connected_groups, expand_cone, known_operands
 
 _PASS = {lax.convert_element_type_p, lax.broadcast_in_dim_p} | ({lax.copy_p} if hasattr(lax, "copy_p") else set())
 _OPS = {lax.add_p, lax.sub_p, lax.mul_p, lax.div_p, lax.neg_p} | _PASS
@@ -86,7 +86,7 @@ class FractionalSystems(Strategy):
             cone = _fractional_cone(state, anchor)
             if cone is not None:
                 found[anchor] = cone
-        for group in _connected(found):
+        for group in connected_groups(found):
             leaves = sorted({v for a in group for v in found[a][1]}, key=lambda v: v.id)
             rows = sum(a.outs[0].size for a in group)
             if rows != sum(v.size for v in leaves) or rows > _MAX_ENTRIES:
@@ -94,15 +94,9 @@ class FractionalSystems(Strategy):
             if not all(_affine_ratios(found[a][0], found[a][1]) for a in group):
                 continue
             block = FractionalBlock(state, group, [found[a][0] for a in group], leaves)
-            if not block._generically_invertible(state):
+            if not block._generically_invertible():
                 continue
-            yield JointSolve(
-                make_step=lambda names, block=block: BlockStep(block, tuple(names)),
-                theta=(),
-                hints=(),
-                finished=tuple(group),
-                determined=tuple(leaves),
-            )
+            yield block_solve(block)
 
 
 def _fractional_cone(state, anchor):
@@ -175,15 +169,6 @@ def _ratios(cone, leaves, value_of):
     return ratio, divisors
 
 
-def _connected(found):
-    groups = []
-    for anchor, (_, leaves) in found.items():
-        joined = [g for g in groups if any(leaves & found[a][1] for a in g)]
-        merged = [anchor] + [a for g in joined for a in g]
-        groups = [g for g in groups if g not in joined] + [merged]
-    return groups
-
-
 class FractionalBlock:
     """The linear solve of one group of linear-fractional observations (see the module)."""
 
@@ -192,12 +177,7 @@ class FractionalBlock:
     def __init__(self, state, anchors, cones, leaves):
         self.anchors, self.cones, self.leaves = list(anchors), cones, list(leaves)
         self.supports = [state.supports.get(v) for v in self.leaves]
-        self.known_inputs = []
-        for cone in cones:
-            for e in cone:
-                for v in e.ins:
-                    if state.is_known(v) and not v.is_const and v not in self.known_inputs:
-                        self.known_inputs.append(v)
+        self.known_inputs = known_operands(state, [e for cone in cones for e in cone])
         names = ", ".join(map(repr, self.leaves))
         self.description = f"linear solve of {len(self.anchors)} linear-fractional relations for {names}"
 
@@ -216,7 +196,7 @@ class FractionalBlock:
         m = jnp.concatenate([jnp.concatenate(row, axis=1) for row in blocks], axis=0)
         return m, jnp.concatenate(rhs), denominators, divisors
 
-    def _generically_invertible(self, state):
+    def _generically_invertible(self):
         """At random points of the program (unknowns and known inputs drawn at random), ``M`` at
         the observations they give is invertible. Observations that are functions of each other
         (``a/(b+1)`` and ``2a/(b+1)``) make it singular wherever they are feasible: refused."""

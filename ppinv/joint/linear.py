@@ -10,8 +10,7 @@ linear (:func:`ppinv.rules.deflinear`) joins blocks like JAX's own.
 from __future__ import annotations
 
 from .._block import LinearBlock, PieceRankError, is_linear
-from ..schedule.steps import BlockStep
-from .base import JointSolve, Strategy
+from .base import Strategy, block_solve
 from .cones import known_operands
 
 
@@ -41,13 +40,8 @@ class LinearBlocks(Strategy):
                 block = LinearBlock(anchors, interior, leaves, known, None, anchors[0].describe(), state.structure)
             except PieceRankError:  # singular on a piece of a select: the select rule or a piecewise solve
                 continue
-            yield JointSolve(
-                make_step=lambda names, block=block: BlockStep(block, tuple(names)),
-                theta=tuple(block.theta),
-                hints=("block_null_space",) * len(block.theta),
-                finished=tuple(anchors),
-                determined=tuple(leaves),
-            )
+            yield block_solve(block, hints=("block_null_space",) * len(block.theta), finished=anchors,
+                              determined=leaves)
 
 
 def grow_linear_block(state, anchor):

@@ -31,11 +31,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from .._compat import is_concrete
-from ..schedule.steps import BlockStep, read
+from ..schedule.steps import read
 from ..theta import is_constrained
-from .base import JointSolve, Strategy
-from .cones import expand_cone
+from .base import Strategy, block_solve
+from .cones import connected_groups, expand_cone, known_operands, nonnegative
 
 _ROOTS = {lax.sqrt_p: 0.5, lax.rsqrt_p: -0.5, lax.cbrt_p: 1.0 / 3.0}
 _PASS = {lax.convert_element_type_p} | ({lax.copy_p} if hasattr(lax, "copy_p") else set())
@@ -55,29 +54,14 @@ class Monomials(Strategy):
             cone = _monomial_cone(state, anchor)
             if cone is not None:
                 found[anchor] = cone
-        for group in _connected(found):
+        for group in connected_groups(found):
             leaves = sorted({v for a in group for v in found[a][1]}, key=lambda v: v.id)
             if len(leaves) != len(group) or len(leaves) > _MAX_UNKNOWNS:
                 continue
             block = MonomialBlock(state, group, found, leaves)
             if block.exponents is None:
                 continue
-            yield JointSolve(
-                make_step=lambda names, block=block: BlockStep(block, tuple(names)),
-                theta=(),
-                hints=(),
-                finished=tuple(group),
-                determined=tuple(leaves),
-            )
-
-
-def _positive(sup) -> bool:
-    lower = getattr(sup, "lower_bound", None)
-    if lower is None:
-        return False
-    if not is_concrete(lower) or np.ndim(lower) != 0:
-        return False
-    return float(lower) >= 0
+            yield block_solve(block)
 
 
 def _exponent(e):
@@ -120,23 +104,13 @@ def _monomial_cone(state, anchor):
     if found is None:
         return None
     cone, leaves = found
-    if any(u.shape != shape or not u.is_float or not _positive(state.supports.get(u)) for u in leaves):
+    if any(u.shape != shape or not u.is_float or not nonnegative(state.supports.get(u)) for u in leaves):
         return None
     if len(leaves) < 2:  # one unknown: the polynomial and monotone solves
         return None
     if any(not state.is_known(v) and v.shape != shape for e in cone for v in e.ins):
         return None
     return cone, leaves
-
-
-def _connected(found):
-    """Groups of anchors that share leaves, in program order of their first anchor."""
-    groups = []
-    for anchor, (_, leaves) in found.items():
-        joined = [g for g in groups if any(leaves & found[a][1] for a in g)]
-        merged = [anchor] + [a for g in joined for a in g]
-        groups = [g for g in groups if g not in joined] + [merged]
-    return groups
 
 
 class MonomialBlock:
@@ -150,7 +124,7 @@ class MonomialBlock:
         self.cones = [found[a][0] for a in self.anchors]
         self.supports = [state.supports.get(v) for v in self.leaves]
         index = {v: j for j, v in enumerate(self.leaves)}
-        self.known_inputs = []
+        self.known_inputs = known_operands(state, [e for cone in self.cones for e in cone])
         rows = []
         for cone in self.cones:
             powers = self._powers(cone, index, state)
@@ -168,9 +142,6 @@ class MonomialBlock:
         """Exponent vectors (over the leaves) of every unknown variable of ``cone``."""
         powers = {v: np.eye(len(index))[j] for v, j in index.items()}
         for e in cone:
-            for v in e.ins:
-                if state.is_known(v) and not v.is_const and v not in self.known_inputs:
-                    self.known_inputs.append(v)
             p = [powers.get(v) for v in e.ins]
             if e.prim is lax.mul_p:
                 out = sum(x for x in p if x is not None)

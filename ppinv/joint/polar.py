@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import numpy as np
 from jax import lax
-from numpyro.distributions import constraints
 
-from .._compat import is_concrete
 from .._polar import PolarBlock
-from ..schedule.steps import BlockStep
-from .base import JointSolve, Strategy
+from .base import Strategy, block_solve
+from .cones import nonnegative
 
 
 class PolarPairs(Strategy):
@@ -24,15 +21,9 @@ class PolarPairs(Strategy):
         for (r, t), pair in parts.items():
             if set(pair) != {"cos", "sin"}:
                 continue
-            block = PolarBlock(pair["cos"], pair["sin"], r, t, _nonnegative(state.supports.get(r)),
+            block = PolarBlock(pair["cos"], pair["sin"], r, t, nonnegative(state.supports.get(r)),
                                pair["cos"].describe())
-            yield JointSolve(
-                make_step=lambda names, block=block: BlockStep(block, tuple(names)),
-                theta=tuple(block.theta),
-                hints=("polar_period", "polar_sign"),
-                finished=tuple(block.anchors),
-                determined=tuple(block.leaves),
-            )
+            yield block_solve(block, hints=("polar_period", "polar_sign"))
 
 
 def polar_part(state, e):
@@ -54,10 +45,3 @@ def polar_part(state, e):
     return None
 
 
-def _nonnegative(sup) -> bool:
-    return sup is constraints.positive or sup is constraints.nonnegative or (
-        getattr(sup, "lower_bound", None) is not None
-        and np.ndim(sup.lower_bound) == 0
-        and is_concrete(sup.lower_bound)
-        and float(sup.lower_bound) >= 0
-    )

@@ -21,13 +21,12 @@ after the solve (each share must then be positive).
 from __future__ import annotations
 
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 from numpyro.distributions import constraints
 
-from ..schedule.steps import BlockStep
 from ..theta import ThetaSpec, is_constrained
-from .base import JointSolve, Strategy
+from .base import Strategy, block_solve
+from .cones import nonnegative
 
 
 class SharesOfATotal(Strategy):
@@ -40,18 +39,7 @@ class SharesOfATotal(Strategy):
                 continue
             amounts, missing = found
             block = SharesBlock(anchor, amounts, missing, state.supports.get(amounts), state.names)
-            yield JointSolve(
-                make_step=lambda names, block=block: BlockStep(block, tuple(names)),
-                theta=block.theta,
-                hints=("total",),
-                finished=(anchor,),
-                determined=(amounts,),
-            )
-
-
-def _positive(sup) -> bool:
-    lower = getattr(sup, "lower_bound", None)
-    return lower is not None and np.ndim(lower) == 0 and float(np.asarray(lower)) >= 0
+            yield block_solve(block, hints=("total",))
 
 
 def _through_broadcast(state, v):
@@ -94,7 +82,7 @@ class SharesBlock:
         self.anchors, self.leaves = [anchor], [amounts]
         self.missing, self.support = missing, support
         self.size = amounts.shape[0]
-        positive = _positive(support)
+        positive = nonnegative(support)
         name = names.get(amounts, repr(amounts))
         self.theta = (ThetaSpec((), amounts.dtype, constraints.positive if positive else constraints.real, "value",
                                 f"total of {name}"),)
