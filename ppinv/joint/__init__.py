@@ -17,6 +17,7 @@ The defaults, in the order they are asked:
 ``monotone``   one variable through a provably strictly monotone function
 ``monomial``   products and powers of positive unknowns: a log-linear solve
 ``fractional`` ratios of affine functions of several unknowns: a linear solve
+``newton``     a square coupled block, Newton's method where a certificate proves one root
 ``entries``    (last resort) a triangular system solved entry by entry
 ============== ==============================================================
 
@@ -42,6 +43,7 @@ from .entries import EntryByEntry
 from .fractional import FractionalSystems
 from .linear import LinearBlocks
 from .monomial import Monomials
+from .newton import NewtonSystems
 from .polar import PolarPairs
 from .rule import RuleWithTheta, rule_solve
 from .shares import SharesOfATotal
@@ -58,7 +60,7 @@ __all__ = [
 ]
 
 _REGISTRY = [SharesOfATotal(), RuleWithTheta(), LinearBlocks(), PolarPairs(), PlanarChains(), Polynomial(), Piecewise(), Monotone(), Monomials(), FractionalSystems(),
-              EntryByEntry()]
+              NewtonSystems(), EntryByEntry()]
 
 
 def strategies(stage: str | None = None) -> list:
