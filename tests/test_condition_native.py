@@ -335,6 +335,26 @@ def test_numpyro_condition_on_a_latent_conditions_it():
         np.testing.assert_allclose(ld(c), ref, rtol=1e-14)
 
 
+
+def test_outside_handlers_nest_as_in_numpyro():
+    """Two ``handlers.condition`` around a conditioned model: the outermost value wins, as
+    NumPyro resolves it for a plain model; reading them records no site and draws no key."""
+    cm = ppinv.condition(three, {"y": 1.0})
+    inner_then_outer = handlers.condition(handlers.condition(cm, {"c": 0.5}), {"c": 0.2})
+    ref = ppinv.condition(three, {"y": 1.0, "c": 0.2})
+    ours, theirs = _log_densities(inner_then_outer, ref, [0.1, -0.7])
+    np.testing.assert_allclose(ours, theirs, rtol=1e-14)
+    plain = handlers.condition(handlers.condition(three, {"c": 0.5}), {"c": 0.2})
+    assert float(handlers.trace(handlers.seed(plain, 0)).get_trace()["c"]["value"]) == 0.2
+    # asking the handlers neither enters the caller's trace nor advances its seed
+    from ppinv.conditioning.outside import _outside_stack
+    seeded = handlers.seed(rng_seed=3)
+    with handlers.trace() as tr, seeded, handlers.condition(data={"c": 0.2}):
+        key = seeded.rng_key
+        assert _outside_stack() == [("condition", {"c": 0.2})]
+        assert seeded.rng_key is key
+    assert tr == {}
+
 # --- data errors at condition() time -------------------------------------------------------------
 def sum_and_rate():
     a = numpyro.sample("a", dist.Normal(0.0, 1.0))
