@@ -676,8 +676,7 @@ add("truncated_lower", BIJ + "truncated.jl", truncated_link_lower(jnp.asarray(1.
 add("truncated_upper", BIJ + "truncated.jl", truncated_link_upper(jnp.asarray(1.0)), [0.0],
     constraints.less_than(1.0))
 add("planar_layer", BIJ + "planar_layer.jl", planar_layer(arr(0.5, -0.3), arr(0.8, 0.2), jnp.asarray(0.1)),
-    [arr(0.1, 0.2)],
-    today=Refusal("numeric", COUPLED + " (add(z, ...))"))
+    [arr(0.1, 0.2)])
 add("planar_layer_without_u_hat", BIJ + "planar_layer.jl",
     planar_layer_raw(jnp.asarray(2.0), jnp.asarray(-1.5), jnp.asarray(0.1)), [0.5], expect="refuse",
     why="non_unique: with w·u = −3 < −1 the map z + u·tanh(w·z + b) folds; y near −b/w has three "
@@ -1580,3 +1579,32 @@ add_formula("escape_velocity", PHYS + "Halliday, Fundamentals of Physics, ch. 13
     escape_velocity(jnp.asarray(3.986e14)), [6.4e6], positive)
 add_formula("kepler_third_law", PHYS + "Taylor, Classical Mechanics, ch. 8 (T = 2π √(a³/GM))",
     kepler_third_law(jnp.asarray(1.327e20)), [1.5e11], positive)
+
+
+def speed_from_velocity(vy):
+    def speed(vx):  # |v| = √(vx² + vy²), vy measured
+        return jnp.hypot(vx, vy)
+
+    return speed
+
+
+def rlc_impedance(reactance):
+    def impedance(R):  # |Z| = √(R² + (X_L − X_C)²)
+        return jnp.hypot(R, reactance)
+
+    return impedance
+
+
+def relativistic_energy(mass):
+    def energy(p):  # E² = (pc)² + (mc²)², natural units (c = 1)
+        return jnp.sqrt(p**2 + mass**2)
+
+    return energy
+
+
+add_formula("speed_from_velocity", PHYS + "Halliday, Fundamentals of Physics, ch. 4 (|v| = √(vx² + vy²))",
+    speed_from_velocity(jnp.asarray(3.0)), [4.0], note="jnp.hypot kept as one relation: vx = ±√(v² − vy²), a sign θ")
+add_formula("rlc_impedance", PHYS + "Halliday, Fundamentals of Physics, ch. 31 (Z = √(R² + (X_L − X_C)²))",
+    rlc_impedance(jnp.asarray(-25.0)), [50.0], positive, note="a positive resistance: no sign θ")
+add_formula("relativistic_energy", PHYS + "Taylor, Classical Mechanics, ch. 15 (E² = (pc)² + (mc²)²)",
+    relativistic_energy(jnp.asarray(0.511)), [1.2], positive)
