@@ -142,6 +142,19 @@ def _sign_of(x):
     return (x < 0).astype(_int())
 
 
+def sign_from_support(sup):
+    """The sign every element of ``sup`` has (``+1.0`` on ``[0, ∞)``, ``−1.0`` on ``(−∞, 0]``), else
+    ``None``: a two-branch solve (``x = ±√…``) of an unknown with such a support needs no sign θ."""
+    b = support_bounds(sup) if sup is not None else None
+    if b is None:
+        return None
+    if b[0] >= 0.0:
+        return 1.0
+    if b[1] <= 0.0:
+        return -1.0
+    return None
+
+
 def _int():
     from ..theta import int_dtype
 
