@@ -118,6 +118,23 @@ def test_forward_mode_differentiation_is_passed_on():
     np.testing.assert_allclose(s["a"] + s["b"], 1.0, atol=1e-12)
 
 
+
+def signed_square_with_while_loop():
+    a = numpyro.sample("a", dist.Normal(0.0, 1.0))
+    c = numpyro.sample("c", dist.Normal(0.0, 1.0))
+    numpyro.factor("extra", -0.5 * _square_with_while_loop(c))
+    numpyro.deterministic("y", a * a)
+
+
+@pytest.mark.slow
+def test_forward_mode_differentiation_refreshes_the_potential_after_a_branch_move():
+    """The sign of a in y = a² is a discrete θ: after its move the potential and gradient are
+    recomputed, by forward mode as asked (the factor's while_loop has no reverse mode)."""
+    cm = ppinv.condition(signed_square_with_while_loop, {"y": 2.0})
+    s = _run(InverseNUTS(cm, forward_mode_differentiation=True), num_warmup=20, num_samples=200).get_samples()
+    np.testing.assert_allclose(s["a"] ** 2, 2.0, rtol=1e-12)
+    assert 0.2 < float(np.mean(s["a"] > 0)) < 0.8
+
 # --- init_strategy ---------------------------------------------------------------------------------
 def _start(kernel, key=0):
     """Constrained start values of one chain (model sites and θ) from the kernel's own init."""

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 from jax import random
 from numpyro.infer.hmc import hmc
-from numpyro.infer.hmc_util import _value_and_grad, euclidean_kinetic_energy
+from numpyro.infer.hmc_util import euclidean_kinetic_energy
 from numpyro.infer.initialization import init_to_sample
 
 from ._base import Coordinates, InverseKernel, SiteNames
@@ -296,12 +296,21 @@ class InverseHMC(InverseKernel):
             jump_acc = jnp.where(do_jump, jump_acc + (acc - jump_acc) / (n // self._jump_every + 1), jump_acc)
             hmc_state = hmc_state._replace(z=self._coordinates_of(z))
         # the discrete θ or the jump changed the target under the HMC state: refresh its potential
-        pe, grad = _value_and_grad(
+        pe, grad = _potential_and_grad(
             lambda c: target.potential(self._sites_of(c), disc, args, kwargs), hmc_state.z,
             self._hmc_kwargs["forward_mode_differentiation"],
         )
         hmc_state = hmc_state._replace(potential_energy=pe, z_grad=grad)
         return InverseHMCState({**z, **disc}, hmc_state, disc, disc_acc, jump_acc, rng_key, state.model_sites)
+
+
+def _potential_and_grad(potential, z, forward_mode_differentiation):
+    """The potential and its gradient, by forward mode where the kernel was asked to use it
+    (a potential through ``while_loop`` has no reverse-mode derivative)."""
+    if not forward_mode_differentiation:
+        return jax.value_and_grad(potential)(z)
+    grad, pe = jax.jacfwd(lambda c: (potential(c),) * 2, has_aux=True)(z)
+    return pe, grad
 
 
 class InverseNUTS(InverseHMC):
