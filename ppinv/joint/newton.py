@@ -47,6 +47,7 @@ from .cones import connected_groups, expand_cone, known_operands
 
 _MAX_UNKNOWNS = 4  # certificates try every row permutation; the Jacobian is dense
 _MARGIN = 1e-9  # relative slack of the dominance (the interval bounds are not outward-rounded)
+_MAX_ENTRIES = 64  # per variable of the cone: interval bounds are kept element by element, in Python
 
 
 class NewtonSystems(Strategy):
@@ -72,11 +73,14 @@ class NewtonSystems(Strategy):
 def _enclosed_cone(state, anchor):
     """``(cone, leaves)`` below ``anchor`` through relations with interval enclosures, the
     leaves floating unknowns with interval supports; ``None`` otherwise."""
-    if len(anchor.outs) != 1 or not state.is_known(anchor.outs[0]) or not has_enclosure(anchor, state.table):
+    def enclosed(e):
+        return has_enclosure(e, state.table) and all(v.size <= _MAX_ENTRIES for v in list(e.ins) + list(e.outs))
+
+    if len(anchor.outs) != 1 or not state.is_known(anchor.outs[0]) or not enclosed(anchor):
         return None
 
     def accept(u, d):
-        return u.is_float and has_enclosure(d, state.table)
+        return u.is_float and enclosed(d)
 
     found = expand_cone(state, anchor, accept, max_leaves=_MAX_UNKNOWNS)
     if found is None:
