@@ -59,6 +59,11 @@ def grow_linear_block(state, anchor):
 
     if not (linear(anchor) and all(state.is_known(o) for o in anchor.outs)):
         return None
+    # Leaves no relation can absorb (inputs, outputs of non-linear relations) stay leaves. Two
+    # of them with more entries than all stalled relations together could observe make a block
+    # LinearBlocks refuses (rows < cols, several leaves): stop there (a sum of N sites: O(1), not O(N)).
+    max_rows = sum(o.size for e in state.stalled() for o in e.outs)
+    lasting, lasting_size = 0, 0
     anchors, interior, leaves = [anchor], [], []
     members, leaf_set, interior_outs = {anchor}, set(), set()  # sets beside the lists: O(1) membership
     frontier = [v for v in anchor.ins if not state.is_known(v)]
@@ -78,6 +83,10 @@ def grow_linear_block(state, anchor):
             else:
                 leaves.append(u)
                 leaf_set.add(u)
+                if d is None or len(d.outs) != 1 or not linear(d):
+                    lasting, lasting_size = lasting + 1, lasting_size + u.size
+                    if lasting > 1 and lasting_size > max_rows:
+                        return None
         # a leaf whose every use has joined the block since is computed inside it after all
         for u in list(leaves):
             if joins(state.definer.get(u), members) and only_used_inside(u, members):

@@ -26,32 +26,106 @@ def is_discrete(v) -> bool:
 
 def free_candidates(state):
     """Variables that may be freed now, best first (at most a handful)."""
-    waiting = {v for e in state.stalled() for v in e.ins if not state.is_known(v)}
-    keyed = []
-    for v in _candidates(state):
-        if is_discrete(v):
-            if v not in waiting:
+    return state.free_queue.best(_MAX_CANDIDATES)
+
+
+class FreeQueue:
+    """The variables that may be freed, in a heap by their freeing order (:func:`_free_key`).
+
+    A variable is a candidate while it is unknown and appears in a pending relation. Its
+    key changes only when one of its relations is settled (fewer pending uses, perhaps a
+    cheaper worst use), so the search tells the queue what changed (:meth:`known`,
+    :meth:`finished`) and only those variables are re-ranked: choosing a variable costs
+    O(log N), not a scan of the program (a sum over N sites freed N − 1 times was O(N²)).
+    Entries whose key has changed stay in the heap and are skipped when met.
+    """
+
+    def __init__(self, state):
+        self.state = state
+        self.rebuild()
+
+    def rebuild(self):
+        """Everything from the search's state (at the start, and after backtracking)."""
+        st = self.state
+        self.touching = {}  # variable -> pending relations it appears in
+        self.use_costs = {}  # variable -> {solve cost: pending uses of that cost}
+        self.entries = {}  # variable -> its live heap entry
+        self.heap = []
+        self._seq = 0
+        for e in st.pending:
+            self._count(e, +1)
+        for v in self.touching:
+            self._rank(v, push=False)
+        self.heap = list(self.entries.values())
+        heapq.heapify(self.heap)
+
+    def known(self, v):
+        self.entries.pop(v, None)
+
+    def finished(self, e):
+        """``e`` left the pending relations: re-rank its variables."""
+        self._count(e, -1)
+        for v in _places(e):
+            self._rank(v)
+
+    def best(self, limit):
+        """Up to ``limit`` candidates that may be freed now (discrete ones only when a stalled
+        relation waits on them, continuous ones within the θ budget), best first."""
+        st = self.state
+        chosen, kept, waiting = [], [], None
+        while self.heap and len(chosen) < limit:
+            entry = heapq.heappop(self.heap)
+            v = entry[2]
+            if self.entries.get(v) is not entry:
+                continue  # re-ranked or known since
+            kept.append(entry)
+            if is_discrete(v):
+                if waiting is None:
+                    waiting = {u for e in st.stalled() for u in e.ins if not st.is_known(u)}
+                if v not in waiting:
+                    continue
+            elif v.size > st.budget:
                 continue
-        elif v.size > state.budget:
-            continue
-        keyed.append((_free_key(state, v), v))
-    return [v for _, v in heapq.nsmallest(_MAX_CANDIDATES, keyed, key=lambda kv: kv[0])]
+            chosen.append(v)
+        for entry in kept:
+            heapq.heappush(self.heap, entry)
+        return chosen
+
+    def _count(self, e, step):
+        for v in _places(e):
+            self.touching[v] = self.touching.get(v, 0) + step
+        cost = solve_cost(self.state, e.prim)
+        for v in set(e.ins):
+            if not v.is_const:
+                costs = self.use_costs.setdefault(v, {})
+                costs[cost] = costs.get(cost, 0) + step
+
+    def _rank(self, v, push=True):
+        st = self.state
+        if v in st.known or not self.touching.get(v):
+            self.entries.pop(v, None)
+            return
+        worst = max((c for c, n in self.use_costs.get(v, {}).items() if n > 0), default=0)
+        key = _free_key(st, v, worst)
+        old = self.entries.get(v)
+        if old is not None and old[0] == key:
+            return
+        self._seq += 1
+        entry = self.entries[v] = (key, self._seq, v)
+        if push:
+            heapq.heappush(self.heap, entry)
 
 
-def _candidates(state):
-    seen = set()
-    for e in state.pending:
-        for v in list(e.ins) + list(e.outs):
-            if not v.is_const and v not in state.known and v not in seen:
-                seen.add(v)
-                yield v
+def _places(e):
+    """The non-constant variables ``e`` reads or writes, once each."""
+    return {v for v in e.ins + e.outs if not v.is_const}
 
 
-def _free_key(state, v):
+def _free_key(state, v, cost):
+    """``cost``: the highest :func:`solve_cost` of ``v``'s pending uses."""
     cls, is_input = _free_class(state, v)
     uses = state.pending_uses.get(v, 0)
     constrained = 0 if cls == 1 else 1
-    cost = max((solve_cost(state, e.prim) for e in state.users.get(v, ()) if e in state.pending), default=0)
     # Inputs before intermediates: an input left to be solved behind an intermediate freed
     # for its cost is often a constrained one, whose support check is then a hard wall in
     # θ-space that samplers hit; freed, θ carries the support.

@@ -38,9 +38,9 @@ from ..graph import backward_slice
 from ..joint import JointSolve, rule_solve, strategies
 from ..rules import Pattern
 from ..theta import ThetaSpec, int_dtype
-from .ranking import discrete_support, free_candidates, is_discrete
+from .ranking import FreeQueue, discrete_support, free_candidates, is_discrete
 from .steps import ForwardStep, FreeStep, Schedule
-from .stuck import raise_stuck
+from .stuck import declines_note, raise_stuck
 from .supports import propagate_supports
 
 _MAX_DECISIONS = 64  # decision points remembered for backtracking
@@ -73,6 +73,7 @@ class Search:
         self.solve_costs = {}
         self.free_classes = {}  # variable -> its fixed part of the freeing order (ranking.py)
         self.strategy_failures = []  # (strategy name, exception) of strategies that raised
+        self.strategy_declines = []  # (strategy name, InversionError) of candidates that could not be built
 
         self._validate_outputs()
         self.relevant = self._relevant_eqns()
@@ -101,6 +102,7 @@ class Search:
         m = sum(v.size for v in self.observed if v not in self.input_set)
         m_direct = sum(v.size for v in self.observed if v in self.input_set)
         self.budget = n - m - m_direct
+        self.free_queue = FreeQueue(self)  # what may be freed, ranked (kept up to date: _mark_known, _finish)
         if self.budget < 0:  # more constraints than unknowns: over-determined (errors.py)
             raise OverdeterminedError(
                 f"over-determined: the program has {n} unknown input dimensions but {m + m_direct} observed "
@@ -214,7 +216,7 @@ class Search:
                         self.free(candidates[i], queue)
                         break
                 else:
-                    raise first_error
+                    raise _with_declines(first_error, self)
         for v in self.unknown_inputs:
             if v not in self.known:  # pragma: no cover - guarded by the walk
                 raise InversionError(f"internal: input {v!r} was never determined")
@@ -224,38 +226,79 @@ class Search:
         )
 
     def _unstick(self, stage, queue):
-        """Take the first candidate of the strategies of ``stage`` that fits the budget."""
+        """Take the first candidate of the strategies of ``stage`` that fits the budget and builds."""
         for strategy in strategies(stage):
-            found = self._first_fitting(strategy)
-            if found is not None:
-                self.commit(found, queue)
-                return True
+            for found in self._fitting(strategy):
+                if self.commit(found, queue, strategy):
+                    return True
         return False
 
-    def _first_fitting(self, strategy):
-        try:
-            for found in strategy.candidates(self):
-                if found.continuous_size <= self.budget:
-                    return found
-        except InversionError:
-            raise
-        except Exception as err:  # noqa: BLE001
-            # A strategy that fails to read a program it was not written for (a user's, or one
-            # of ppinv's on an unforeseen pattern) proposes nothing: the other strategies, or
-            # the refusal naming the stalled relations, decide. Kept for the curious.
-            self.strategy_failures.append((strategy.name, err))
-        return None
+    def _fitting(self, strategy):
+        """The candidates of ``strategy`` that fit the budget, in its order.
 
-    def commit(self, found: JointSolve, queue):
-        """Add ``found`` to the plan: its θ (charged to the budget), its step, what it settles."""
+        An :class:`InversionError` while the strategy builds a candidate is that candidate
+        declined (kept in ``strategy_declines`` for the error if nothing else works), and
+        the strategy is asked for its next one (a generator that raised has none). Any other
+        exception is a strategy failing to read a program it was not written for (a user's,
+        or one of ppinv's on an unforeseen pattern): it proposes nothing more, and the other
+        strategies, or the refusal naming the stalled relations, decide (``strategy_failures``).
+        """
+        try:
+            found_all = iter(strategy.candidates(self))
+            while True:
+                try:
+                    found = next(found_all)
+                except InversionError as err:
+                    self._decline(strategy, err)
+                    continue
+                if found.continuous_size <= self.budget:
+                    yield found
+        except StopIteration:
+            return
+        except InversionError as err:  # raised by candidates() itself, before any candidate
+            self._decline(strategy, err)
+        except Exception as err:  # noqa: BLE001
+            self.strategy_failures.append((strategy.name, err))
+
+    def _decline(self, strategy, err):
+        self.strategy_declines.append((strategy.name, err))
+
+    def commit(self, found: JointSolve, queue, strategy=None):
+        """Add ``found`` to the plan: its θ (charged to the budget), its step, what it settles.
+
+        If building the step raises an :class:`InversionError` and ``found`` came from
+        ``strategy``, the candidate is declined: nothing changes and the answer is False."""
         self._check_flat_pieces(found.pieces)
-        names = [self._add_theta(spec, hint) for spec, hint in zip(found.theta, found.hints)]
+        try:
+            step = self._named_step(found)
+        except InversionError as err:
+            if strategy is None:
+                raise
+            self._decline(strategy, err)
+            return False
         self.budget -= found.continuous_size
-        self.steps.append(found.make_step(names))
+        self.steps.append(step)
         for e in found.finished:
             self._finish(e)
         for v in found.determined:
             self._mark_known(v, queue)
+        return True
+
+    def _named_step(self, found):
+        """``found``'s step, its θ named and added to the plan (taken out again if it fails)."""
+        counts = {b: self._name_counts.get(b) for b in (h.replace(" ", "_") for h in found.hints)}
+        names = [self._add_theta(spec, hint) for spec, hint in zip(found.theta, found.hints)]
+        try:
+            return found.make_step(names)
+        except InversionError:
+            for n in names:
+                del self.theta[n]
+            for b, k in counts.items():
+                if k is None:
+                    self._name_counts.pop(b, None)
+                else:
+                    self._name_counts[b] = k
+            raise
 
     def free(self, v, queue):
         """Draw ``v`` from θ outright."""
@@ -286,6 +329,7 @@ class Search:
         self.pending, self.pending_uses, self._name_counts = set(pending), dict(uses), dict(names)
         self._stalled = set(stalled)
         del self.steps[n_steps:]
+        self.free_queue.rebuild()
 
     def _propagate(self, queue):
         while queue:
@@ -354,6 +398,7 @@ class Search:
         if v.is_const or v in self.known:
             return
         self.known.add(v)
+        self.free_queue.known(v)
         queue.extend(self.users.get(v, ()))
         d = self.definer.get(v)
         if d is not None:
@@ -362,11 +407,22 @@ class Search:
                 self._stalled.add(d)
 
     def _finish(self, e):
+        was_pending = e in self.pending
         self.pending.discard(e)
         self._stalled.discard(e)
         for v in set(e.ins):
             if v in self.pending_uses:
                 self.pending_uses[v] -= 1
+        if was_pending:
+            self.free_queue.finished(e)
+
+
+def _with_declines(err, state):
+    """``err`` with the strategies' declines appended to its message (``stuck.declines_note``)."""
+    note = declines_note(state)
+    if note and note not in str(err) and len(err.args) == 1 and isinstance(err.args[0], str):
+        err.args = (err.args[0] + note,)
+    return err
 
 
 def build_schedule(program, known_inputs, unknown_inputs, observed, supports, table, names, extra_outputs=(),

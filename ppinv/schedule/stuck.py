@@ -48,4 +48,23 @@ def raise_stuck(state):
         "A joint solve is needed (for example two observed linear combinations of the same "
         "variables, or a polynomial in one variable). Rewrite the program so each observation "
         "isolates a variable, or declare the inverse of this block with @ppinv.custom_inverse." + hint
+        + declines_note(state)
     )
+
+
+_MAX_DECLINES_SHOWN = 3
+
+
+def declines_note(state) -> str:
+    """What the strategies that declined a candidate said (empty if none did): the reason a
+    joint solve was not built is often the most specific thing known about a refused program."""
+    seen = {}
+    for name, err in state.strategy_declines:
+        seen.setdefault((name, str(err)), None)
+    if not seen:
+        return ""
+    shown = list(seen)[:_MAX_DECLINES_SHOWN]
+    more = len(seen) - len(shown)
+    lines = [f"  strategy {name!r}: " + msg.replace("\n", "\n    ") for name, msg in shown]
+    return ("\nJoint solves declined on the way:\n" + "\n".join(lines)
+            + (f"\n  ({more} more)" if more else ""))
