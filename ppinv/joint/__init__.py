@@ -7,6 +7,7 @@ first candidate that fits the θ budget and charges it (one loop, one place).
 The defaults, in the order they are asked:
 
 ============== ==============================================================
+``softmax``    ``softmax``/``log_softmax`` observed on a head: the logits, closed form
 ``shares``     ``x / Σx`` observed on all entries but one: the total is θ
 ``rule``       a rule of the table spending θ on unconstrained operands
 ``linear``     connected linear relations (``linearity`` slot), one solve
@@ -31,7 +32,7 @@ A new kind of joint solve is a new strategy:
 ...         return iter(())          # proposes no solve: the search goes on as before
 >>> s = register_strategy(Nothing(), before="linear")
 >>> [t.name for t in ppinv.joint.strategies()][:4]
-['shares', 'rule', 'nothing', 'linear']
+['softmax', 'shares', 'rule', 'nothing']
 >>> unregister_strategy(s)
 """
 
@@ -48,6 +49,7 @@ from .polar import PolarPairs
 from .rule import RuleWithTheta, rule_solve
 from .shares import SharesOfATotal
 from .single_leaf import Monotone, Piecewise, Polynomial
+from .softmax import SoftmaxHeads
 
 __all__ = [
     "Strategy",
@@ -59,7 +61,7 @@ __all__ = [
     "rule_solve",
 ]
 
-_REGISTRY = [SharesOfATotal(), RuleWithTheta(), LinearBlocks(), PolarPairs(), PlanarChains(), Polynomial(), Piecewise(), Monotone(), Monomials(), FractionalSystems(),
+_REGISTRY = [SoftmaxHeads(), SharesOfATotal(), RuleWithTheta(), LinearBlocks(), PolarPairs(), PlanarChains(), Polynomial(), Piecewise(), Monotone(), Monomials(), FractionalSystems(),
               NewtonSystems(), EntryByEntry()]
 
 

@@ -424,7 +424,7 @@ add("iterated_sigmoid_centered_head", TFP + "iterated_sigmoid_centered.py", iter
 add("softmax_centered", TFP + "softmax_centered.py", softmax_centered_full, [arr(0.1, -0.3, 0.2)],
     expect="refuse", why="overdetermined: the K+1 outputs sum to 1, so they carry only K free coordinates")
 add("softmax_centered_head", TFP + "softmax_centered.py", softmax_centered_head, [arr(0.1, -0.3, 0.2)],
-    today=Refusal("coupled", COUPLED + " (slice)"))
+    note="the softmax strategy: z = log p − log(1 − Σp), the padded logit fixing the shift")
 add("ascending", TFP + "ascending.py", ascending, [arr(0.1, -0.3, 0.2, 0.4)])
 add("normal_cdf", TFP + "normal_cdf.py", normal_cdf, [0.5])
 add("lambertw_transform", TFP + "lambertw_transform.py", lambertw_transform(jnp.asarray(0.4)), [0.5])
@@ -1608,3 +1608,28 @@ add_formula("rlc_impedance", PHYS + "Halliday, Fundamentals of Physics, ch. 31 (
     rlc_impedance(jnp.asarray(-25.0)), [50.0], positive, note="a positive resistance: no sign θ")
 add_formula("relativistic_energy", PHYS + "Taylor, Classical Mechanics, ch. 15 (E² = (pc)² + (mc²)²)",
     relativistic_energy(jnp.asarray(0.511)), [1.2], positive)
+
+
+
+def baseline_category_log_probs(z):  # multinomial logit with the last category as reference (logit 0)
+    return jax.nn.log_softmax(jnp.concatenate([z, jnp.zeros(1)]))[:-1]
+
+
+def log_probs_with_known_logits(known):
+    def head(z):  # the first categories' log-probabilities, the other logits known
+        return jax.nn.log_softmax(jnp.concatenate([z, known]))[: z.shape[0]]
+
+    return head
+
+
+def categorical_probs_head(logits):  # CategoricalLogits.probs = softmax(logits), K − 1 of them observed
+    return jax.nn.softmax(logits)[:-1]
+
+
+NN = "JAX: jax/_src/nn/functions.py "
+add("baseline_category_log_probs", NN + "(log_softmax of concat(z, 0): baseline-category logits)",
+    baseline_category_log_probs, [arr(0.1, -0.3, 0.2)])
+add("log_probs_with_known_logits", NN + "(log_softmax, the first k outputs, the other logits known)",
+    log_probs_with_known_logits(arr(0.4, -1.1)), [arr(0.1, -0.3, 0.2)])
+add("categorical_probs_head", "NumPyro: numpyro/distributions/discrete.py (CategoricalLogits.probs), first K−1",
+    categorical_probs_head, [arr(0.3, -0.2, 1.1, 0.0)], note="every logit unknown: their shift is θ")
