@@ -17,6 +17,12 @@ per layout (1 = linear).
 Usage::
 
     python experiments/site_scaling.py [--quick] [--sizes 10,25,...] [--budget-s S] [--out DIR]
+    python experiments/site_scaling.py --plan-only [--sizes 100,400,1000,2000] [--repeats 3]
+
+``--plan-only``: only ``ppinv.condition`` + ``plan()``, in a fresh process per (layout, N,
+repeat), for the scalar sites, the vector site and a mixed model (a shared location, N/2
+scalar LogNormal sites and one vector Gamma site of N/2 entries, their sum observed);
+prints the median CPU seconds and the slope per layout, and writes nothing.
 
 ``--quick``: N = 10, 25, 50, 100. Sizes whose predicted run (the last one scaled
 linearly) no longer fits in the remaining ``--budget-s`` (default 540 s) are skipped
@@ -51,19 +57,11 @@ def _child(n, layout, warmup, samples):
 
     jax.config.update("jax_enable_x64", True)
     import numpy as np
-    import numpyro
-    import numpyro.distributions as dist
     from numpyro.infer import MCMC
 
     import ppinv
 
-    def model():
-        if layout == "vector":
-            total = numpyro.sample("x", dist.Gamma(ALPHA, 1.0).expand([n])).sum()
-        else:
-            total = sum(numpyro.sample(f"x{i}", dist.Gamma(ALPHA, 1.0)) for i in range(n))
-        numpyro.deterministic("total", total)
-
+    model = _model(n, layout)
     events = {"compile_s": 0.0, "programs": 0}
 
     def on_duration(event, duration, **_):
@@ -87,6 +85,69 @@ def _child(n, layout, warmup, samples):
     violation = float(np.max(np.abs(np.sum(x, axis=-1) - ALPHA * n)))
     return dict(layout=layout, n=n, plan_s=plan_s, plan_cpu_s=plan_cpu_s, plan_rss_gb=plan_rss_gb, run_s=run_s, run_cpu_s=cpu_s, warmup=warmup, samples=samples,
                 peak_rss_gb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, violation=violation, **events)
+
+
+def _model(n, layout):
+    import numpyro
+    import numpyro.distributions as dist
+
+    def model():
+        if layout == "vector":
+            total = numpyro.sample("x", dist.Gamma(ALPHA, 1.0).expand([n])).sum()
+        elif layout == "mixed":
+            mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
+            scalars = [numpyro.sample(f"x{i}", dist.LogNormal(mu, 1.0)) for i in range(n // 2)]
+            vector = numpyro.sample("v", dist.Gamma(ALPHA, 1.0).expand([n - n // 2]))
+            total = sum(scalars) + vector.sum()
+        else:
+            total = sum(numpyro.sample(f"x{i}", dist.Gamma(ALPHA, 1.0)) for i in range(n))
+        numpyro.deterministic("total", total)
+
+    return model
+
+
+def _child_plan(n, layout):
+    """CPU seconds of ``ppinv.condition`` + ``plan()`` for one (layout, N), in this fresh process."""
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    sys.path.insert(0, str(ROOT))
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    import ppinv
+
+    ppinv.condition(_model(2, "sites"), {"total": 2 * ALPHA}).plan()  # imports and first traces, not timed
+    c0 = time.process_time()
+    ppinv.condition(_model(n, layout), {"total": ALPHA * n}).plan()
+    return dict(layout=layout, n=n, plan_cpu_s=time.process_time() - c0)
+
+
+PLAN_LAYOUTS = ("sites", "vector", "mixed")
+PLAN_SIZES = (100, 400, 1000, 2000)
+
+
+def plan_sweep(sizes, layouts, repeats):
+    """Median plan CPU seconds per (layout, N) over ``repeats`` fresh processes, and the slopes."""
+    import numpy as np
+
+    rows = []
+    for layout in layouts:
+        for n in sizes:
+            runs = []
+            for _ in range(repeats):
+                out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child-plan", str(n), layout],
+                                     capture_output=True, text=True, cwd=ROOT)
+                if out.returncode != 0:
+                    raise RuntimeError(f"{layout} N={n} failed:\n{out.stderr[-4000:]}")
+                runs.append(json.loads(out.stdout.strip().splitlines()[-1])["plan_cpu_s"])
+            rows.append(dict(layout=layout, n=n, plan_cpu_s=float(np.median(runs)), runs=runs))
+            print(f"{layout:6s} N={n:5d}: plan {rows[-1]['plan_cpu_s']:7.2f} CPU s (median of "
+                  f"{', '.join(f'{r:.2f}' for r in runs)})", flush=True)
+    for layout in layouts:
+        pts = [(r["n"], r["plan_cpu_s"]) for r in rows if r["layout"] == layout]
+        if len(pts) >= 2:
+            slope = np.polyfit(np.log([n for n, _ in pts]), np.log([t for _, t in pts]), 1)[0]
+            print(f"slope of log(plan CPU s) vs log(N), {layout}: {slope:.2f}")
+    return rows
 
 
 def _spawn(n, layout, warmup, samples, timeout):
@@ -152,23 +213,33 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true")
     p.add_argument("--sizes", default=None, help="comma-separated N")
-    p.add_argument("--layouts", default=",".join(LAYOUTS))
+    p.add_argument("--layouts", default=None, help="comma-separated (default: sites,vector; with --plan-only also mixed)")
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--samples", type=int, default=20)
     p.add_argument("--budget-s", type=float, default=540.0)
     p.add_argument("--skip-after-s", type=float, default=200.0,
                    help="skip the larger N of a layout after one that took longer than this")
     p.add_argument("--out", default=str(ROOT / "experiments" / "results"))
+    p.add_argument("--plan-only", action="store_true", help="only the plan's CPU seconds (see the module)")
+    p.add_argument("--repeats", type=int, default=3, help="fresh processes per point of --plan-only")
     p.add_argument("--child", nargs=2, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--child-plan", nargs=2, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
         print(json.dumps(_child(int(args.child[0]), args.child[1], args.warmup, args.samples)))
         return None
+    if args.child_plan:
+        print(json.dumps(_child_plan(int(args.child_plan[0]), args.child_plan[1])))
+        return None
+    if args.plan_only:
+        sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else list(PLAN_SIZES)
+        layouts = args.layouts.split(",") if args.layouts else list(PLAN_LAYOUTS)
+        return plan_sweep(sizes, layouts, args.repeats)
     sys.path.insert(0, str(ROOT))
     from experiments.machine import machine_info
 
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else list(QUICK if args.quick else SIZES)
-    layouts = args.layouts.split(",")
+    layouts = args.layouts.split(",") if args.layouts else list(LAYOUTS)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = "site_scaling" + ("_quick" if args.quick else "")
