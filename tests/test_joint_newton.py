@@ -62,6 +62,22 @@ def test_a_bounded_binding_equilibrium():
     check_inverse(binding, 0.3, 0.6, support=[UNIT, UNIT], n_points=3, dense_points=2, grad_points=1)
 
 
+def strong_binding(a, b):  # K = 1/3: |∂y₁/∂b| = 3a reaches the diagonal 1 + 3b
+    complex_ = 3.0 * a * b
+    return a + complex_, b + complex_
+
+
+def test_a_strongly_coupled_equilibrium_is_certified_on_pieces_of_its_box():
+    from ppinv._ir import import_jaxpr
+
+    prog = import_jaxpr(jax.make_jaxpr(strong_binding)(0.3, 0.6))
+    whole = jacobian_enclosure(prog.eqns, prog.invars, [(0.0, 1.0)] * 2, prog.outvars, None)
+    assert p_matrix_certificate(*whole) is None  # J₁₁ ∈ [1, 4] against J₁₂ ∈ [0, 3]: no proof at once
+    inv = ppinv.inverse(strong_binding, 0.3, 0.6, support=[UNIT, UNIT])
+    assert "Newton solve" in inv.describe()
+    check_inverse(strong_binding, 0.3, 0.6, support=[UNIT, UNIT], n_points=3, dense_points=1, grad_points=1)
+
+
 def test_gradient_of_a_function_of_the_solution_matches_central_differences():
     inv = ppinv.inverse(tanh_sin, 1.0, 2.0)
 

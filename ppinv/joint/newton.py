@@ -14,8 +14,12 @@ unknowns to its observations) is injective on the box of their supports
   such that every matrix ``S·P·J·diag(d)`` of the enclosure has a positive
   diagonal and is strictly diagonally dominant by rows (the comparison matrix
   of the enclosure is a nonsingular M-matrix). Such matrices are P-matrices,
-  so ``S·P·F(diag(d)·u)`` has a P-matrix Jacobian on a rectangle, and by the
-  Gale–Nikaido theorem it is injective there: so is ``F``, on the whole box.
+  and so is ``S·P·J`` (positive column weights keep the P-property): ``S·P·F``
+  has a P-matrix Jacobian on a rectangle, and by the Gale–Nikaido theorem it is
+  injective there, so ``F`` is, on the whole box. Where the enclosure over the
+  whole box is too loose, a bounded box is cut into pieces (up to 64) and the
+  certificate shown on each, with the same ``P`` and ``S`` (the weights may
+  differ).
 
 Without the certificate (an unknown primitive, a Jacobian whose diagonal can
 vanish, too weak a dominance) nothing is proposed and the block is refused as
@@ -47,6 +51,8 @@ from .cones import connected_groups, expand_cone, known_operands
 
 _MAX_UNKNOWNS = 4  # certificates try every row permutation; the Jacobian is dense
 _MARGIN = 1e-9  # relative slack of the dominance (the interval bounds are not outward-rounded)
+_MAX_PIECES = 64  # a bounded box is cut into at most this many pieces for its certificate
+_MAX_ROUNDS = 6
 _MAX_ENTRIES = 64  # per variable of the cone: interval bounds are kept element by element, in Python
 
 
@@ -97,6 +103,11 @@ def p_matrix_certificate(lo, hi):
     every matrix of it strictly diagonally dominant by rows with a positive diagonal; ``None``
     if no permutation does. Such a matrix is a P-matrix (every principal submatrix is again
     dominant, hence has a positive determinant)."""
+    return next(_certificates(lo, hi), None)
+
+
+def _certificates(lo, hi):
+    """Every ``(rows, signs, weights)`` of :func:`p_matrix_certificate`, one per permutation."""
     n = lo.shape[0]
     magnitude = np.maximum(np.abs(lo), np.abs(hi))  # the largest |entry|
     for rows in itertools.permutations(range(n)):
@@ -117,8 +128,49 @@ def p_matrix_certificate(lo, hi):
         slack = comparison @ weights
         scale = np.abs(comparison) @ weights
         if np.all(slack > _MARGIN * scale):
-            return list(rows), np.where(diag_lo > 0, 1.0, -1.0), weights
+            yield list(rows), np.where(diag_lo > 0, 1.0, -1.0), weights
+
+
+def certify_over_pieces(enclose, box):
+    """A certificate that ``F`` is injective on ``box`` (``(lo, hi)`` per unknown entry):
+    ``(rows, signs)`` such that on every piece of a cover of the box, the enclosure
+    ``enclose(piece)`` of ``J_F`` has a certificate of :func:`p_matrix_certificate` with these
+    rows and signs (its weights may differ from piece to piece). Positive column weights keep
+    the P-property, so ``S·P·J_F`` is a P-matrix all over the box: ``S·P·F`` and ``F`` are
+    injective on it (Gale–Nikaido). The whole box is tried first, then covers cut one entry
+    at a time (as ``_monotone`` cuts a support), up to :data:`_MAX_PIECES` pieces; ``None`` if
+    none certifies."""
+    pieces = [list(box)]
+    for _ in range(_MAX_ROUNDS + 1):
+        common = None
+        for piece in pieces:
+            enclosure = enclose(piece)
+            found = set() if enclosure is None else {
+                (tuple(rows), tuple(signs)) for rows, signs, _ in _certificates(*enclosure)}
+            common = found if common is None else common & found
+            if not common:
+                break
+        if common:
+            rows, signs = min(common)
+            return list(rows), np.asarray(signs)
+        pieces = _finer(pieces)
+        if pieces is None or len(pieces) > _MAX_PIECES:
+            return None
     return None
+
+
+def _finer(pieces):
+    """Each piece cut in two along its widest bounded entry (``None`` once none can be cut)."""
+    finer = []
+    for piece in pieces:
+        widths = [hi - lo if np.isfinite(hi - lo) else -1.0 for lo, hi in piece]
+        j = int(np.argmax(widths))
+        if widths[j] <= 0:
+            return None
+        lo, hi = piece[j]
+        cut = 0.5 * lo + 0.5 * hi
+        finer += [piece[:j] + [(lo, cut)] + piece[j + 1:], piece[:j] + [(cut, hi)] + piece[j + 1:]]
+    return finer
 
 
 class NewtonBlock:
@@ -144,10 +196,21 @@ class NewtonBlock:
             box = box_of(state.supports.get(v))
             return box if box is not None else (-np.inf, np.inf)
 
-        boxes = [box_of(s) for s in self.supports]
-        enclosure = jacobian_enclosure(self.eqns, self.leaves, boxes, [a.outs[0] for a in self.anchors],
-                                       known_box, state.table)
-        return None if enclosure is None else p_matrix_certificate(*enclosure)
+        outputs = [a.outs[0] for a in self.anchors]
+        box = []  # (lo, hi) of every unknown entry, the leaves flattened in order
+        for v, sup in zip(self.leaves, self.supports):
+            lo, hi = (np.broadcast_to(np.asarray(b, float), v.shape).ravel() for b in box_of(sup))
+            box += list(zip(lo.tolist(), hi.tolist()))
+
+        def enclose(piece):
+            boxes, start = [], 0
+            for v in self.leaves:
+                part = np.array(piece[start:start + v.size], dtype=float).reshape(v.shape + (2,))
+                boxes.append((part[..., 0], part[..., 1]))
+                start += v.size
+            return jacobian_enclosure(self.eqns, self.leaves, boxes, outputs, known_box, state.table)
+
+        return certify_over_pieces(enclose, box)
 
     # -- run time ---------------------------------------------------------------------
     def _forward(self, known_env, xs):
