@@ -29,7 +29,7 @@ from jax import lax
 from ._monotone import _add, _mul, _power_bounds, _table
 from .theta import support_bounds
 
-__all__ = ["jacobian_enclosure", "has_enclosure", "box_of"]
+__all__ = ["box_of", "has_enclosure", "jacobian_enclosure"]
 
 _INF = math.inf
 _ZERO = (0.0, 0.0)

@@ -52,7 +52,6 @@ from .cones import connected_groups, expand_cone, known_operands
 _MAX_UNKNOWNS = 4  # certificates try every row permutation; the Jacobian is dense
 _MARGIN = 1e-9  # relative slack of the dominance (the interval bounds are not outward-rounded)
 _MAX_PIECES = 64  # a bounded box is cut into at most this many pieces for its certificate
-_MAX_ROUNDS = 6
 _MAX_ENTRIES = 64  # per variable of the cone: interval bounds are kept element by element, in Python
 
 
@@ -141,7 +140,7 @@ def certify_over_pieces(enclose, box):
     at a time (as ``_monotone`` cuts a support), up to :data:`_MAX_PIECES` pieces; ``None`` if
     none certifies."""
     pieces = [list(box)]
-    for _ in range(_MAX_ROUNDS + 1):
+    while pieces is not None and len(pieces) <= _MAX_PIECES:
         common = None
         for piece in pieces:
             enclosure = enclose(piece)
@@ -154,8 +153,6 @@ def certify_over_pieces(enclose, box):
             rows, signs = min(common)
             return list(rows), np.asarray(signs)
         pieces = _finer(pieces)
-        if pieces is None or len(pieces) > _MAX_PIECES:
-            return None
     return None
 
 
