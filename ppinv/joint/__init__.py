@@ -11,6 +11,7 @@ The defaults, in the order they are asked:
 ``shares``     ``x / Σx`` observed on all entries but one: the total is θ
 ``rule``       a rule of the table spending θ on unconstrained operands
 ``linear``     connected linear relations (``linearity`` slot), one solve
+``cholesky``   the lower triangle of ``cholesky(A)``, ``A`` affine in its unknowns
 ``polar``      ``r·cos t`` and ``r·sin t`` observed together
 ``chain``      the end point of a planar chain: two joints in closed form
 ``polynomial`` one variable through a rational function (closed-form roots)
@@ -40,6 +41,7 @@ from __future__ import annotations
 
 from .base import JointSolve, SearchState, Strategy
 from .chain import PlanarChains
+from .cholesky import CholeskyFactors
 from .entries import EntryByEntry
 from .fractional import FractionalSystems
 from .linear import LinearBlocks
@@ -61,7 +63,7 @@ __all__ = [
     "rule_solve",
 ]
 
-_REGISTRY = [SoftmaxHeads(), SharesOfATotal(), RuleWithTheta(), LinearBlocks(), PolarPairs(), PlanarChains(), Polynomial(), Piecewise(), Monotone(), Monomials(), FractionalSystems(),
+_REGISTRY = [SoftmaxHeads(), SharesOfATotal(), RuleWithTheta(), LinearBlocks(), CholeskyFactors(), PolarPairs(), PlanarChains(), Polynomial(), Piecewise(), Monotone(), Monomials(), FractionalSystems(),
               NewtonSystems(), EntryByEntry()]
 
 

@@ -578,3 +578,30 @@ def _maps_known(eqn, known):
 # x = A⁻¹ b is linear in b once A (the matvec's constants, and the solver's) is known
 deflinear(lax.linalg.triangular_solve_p, operands=(1,), when=_matrix_known, table=DEFAULT_RULES)
 deflinear(lax.linear_solve_p, when=_maps_known, table=DEFAULT_RULES)
+
+
+# -- jnp.linalg.cholesky ---------------------------------------------------------------------
+def _cholesky_rule(pat):
+    """``L = jnp.linalg.cholesky(A)`` observed whole, ``A`` unknown: kept as one relation (the
+    ``cholesky`` joint solve reads its lower triangle, ``A = L·Lᵀ``) and refused here with why."""
+    from ..errors import InversionError
+    from .control import call_body_rule
+    from .functions import is_library_call
+
+    if not is_library_call(pat.eqn, jnp.linalg.cholesky):
+        return call_body_rule(pat)
+    if not pat.known_out[0] or pat.known_in[0] or not pat.allow_theta:
+        return None  # only once nothing else can move: A may yet be determined another way
+    (a,) = pat.eqn.ins
+    n = a.shape[-1]
+    raise InversionError(
+        f"the factor L of jnp.linalg.cholesky at {pat.eqn.source} is known whole here (observed, or its "
+        f"entries above the diagonal freed from θ), but cholesky reads only the symmetric part "
+        f"(A + Aᵀ)/2 of its {n}×{n} input: the {n * (n - 1) // 2} entries of A's antisymmetric part leave no "
+        f"trace in L, and L's {n * (n - 1) // 2} entries above the diagonal are 0 whatever A is. Observe L's "
+        f"lower triangle (L[jnp.tril_indices({n})]) of a matrix built from its n(n+1)/2 free entries: ppinv "
+        "then solves A = L·Lᵀ."
+    )
+
+
+DEFAULT_RULES.register_function("cholesky", _cholesky_rule)

@@ -1633,3 +1633,19 @@ add("log_probs_with_known_logits", NN + "(log_softmax, the first k outputs, the 
     log_probs_with_known_logits(arr(0.4, -1.1)), [arr(0.1, -0.3, 0.2)])
 add("categorical_probs_head", "NumPyro: numpyro/distributions/discrete.py (CategoricalLogits.probs), first K−1",
     categorical_probs_head, [arr(0.3, -0.2, 1.1, 0.0)], note="every logit unknown: their shift is θ")
+
+
+def cholesky_of_free_entries(n):
+    rows, cols = np.tril_indices(n)
+
+    def factor(a):  # CholeskyTransform (x ↦ cholesky(x)) on the SPD matrix with lower triangle a
+        t = jnp.zeros((n, n)).at[rows, cols].set(a)
+        return jnp.linalg.cholesky(t + jnp.tril(t, -1).T)[rows, cols]  # the factor's free entries
+
+    return factor
+
+
+add("cholesky_transform", NPT + " (CholeskyTransform)", cholesky_of_free_entries(3),
+    [arr(2.0, 0.3, 1.5, -0.2, 0.1, 1.2)], jitter=0.1,
+    note="the matrix from its n(n+1)/2 free entries, the factor's lower triangle observed: A = L·Lᵀ (the cholesky "
+         "strategy), log|det| = n log 2 + Σ (n − i + 1) log L_ii")

@@ -1,0 +1,174 @@
+"""The lower triangle of ``jnp.linalg.cholesky(A)`` observed, ``A`` affine in its unknowns: ``A = L·Lᵀ``.
+
+A covariance or precision matrix is built from ``n(n+1)/2`` unknowns (its free entries, a
+known structure with unknown variances, a known matrix plus unknown parts) and its Cholesky
+factor ``L`` is observed through its lower triangle (``L[jnp.tril_indices(n)]``: the entries
+above the diagonal are 0 whatever ``A`` is, so observing them would observe nothing). No
+relation can be solved alone: the selection leaves ``L``'s upper part unknown, and
+``cholesky`` reads only ``(A + Aᵀ)/2``. As a whole:
+
+    A = L·Lᵀ,   a = M⁻¹ (tril(A) − tril(sym(S(0))))
+
+where ``S(a)`` is the matrix the affine relations build from the unknowns ``a`` and ``M`` the
+matrix of ``a ↦ tril((S(a) + S(a)ᵀ)/2)`` (square: ``n(n+1)/2`` unknowns), formed at run
+time from the known operands. The map from the lower triangle of ``L`` to that of ``A`` has
+
+    log|det| = n·log 2 + Σᵢ (n − i + 1)·log Lᵢᵢ     (i = 1..n)
+
+(``dA = dL·Lᵀ + L·dLᵀ``: ordered by rows, entry ``(i, j)`` of ``A`` depends on ``L``'s entries up
+to ``(i, j)`` and on ``(i, j)`` itself with weight ``2Lᵢᵢ`` on the diagonal, ``Lⱼⱼ`` below it),
+then ``−log|det M|``. Domain: a positive diagonal of ``L`` and ``M`` invertible.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._block import is_linear
+from ..errors import InversionError
+from ..rules.functions import is_library_call
+from .base import Strategy, block_solve
+from .cones import expand_cone, known_operands
+
+
+class CholeskyFactors(Strategy):
+    name = "cholesky"
+
+    def candidates(self, state):
+        for anchor in state.stalled():
+            found = _observed_factor(state, anchor)
+            if found is None:
+                continue
+            chol, lower = found
+            cone = _affine_cone(state, chol)
+            if cone is not None:
+                yield block_solve(CholeskyBlock(anchor, chol, lower, *cone, state.names))
+
+
+def _observed_factor(state, anchor):
+    """``(the cholesky call, flat indices the anchor reads)`` when ``anchor`` observes exactly the lower
+    triangle of an unknown ``jnp.linalg.cholesky`` factor, once each, in any order."""
+    if len(anchor.outs) != 1 or not state.is_known(anchor.outs[0]):
+        return None
+    unknown = [v for v in anchor.ins if not state.is_known(v)]
+    if len(unknown) != 1 or any(not v.is_const for v in anchor.ins if v is not unknown[0]):
+        return None
+    (factor,) = unknown
+    chol = state.definer.get(factor)
+    if chol is None or chol not in state.pending or chol.function != "cholesky" or len(factor.shape) != 2:
+        return None
+    if not is_library_call(chol, jnp.linalg.cholesky):
+        return None
+    picked = _selection(anchor, factor)
+    n = factor.shape[0]
+    rows, cols = np.tril_indices(n)
+    if picked is None or sorted(picked.tolist()) != sorted((rows * n + cols).tolist()):
+        return None
+    return chol, picked
+
+
+def _selection(anchor, factor):
+    """The flat indices of ``factor`` that ``anchor`` copies to its output, if it only copies entries."""
+    code = np.arange(1, factor.size + 1, dtype=np.float64).reshape(factor.shape)
+
+    def run(m):
+        ins = [m if v is factor else v.value for v in anchor.ins]
+        return np.asarray(anchor.bind(*ins)[0], np.float64).ravel()
+
+    try:
+        once, twice = run(code), run(2.0 * code)
+    except Exception:  # noqa: BLE001 - an anchor that cannot run on a plain array copies nothing we can read
+        return None
+    if not (np.array_equal(twice, 2.0 * once) and np.all(once == np.round(once)) and np.all(once >= 1)):
+        return None
+    return once.astype(np.int64) - 1
+
+
+def _affine_cone(state, chol):
+    """``(relations from the unknowns to A in program order, the unknowns, the known operands)``:
+    back from the cholesky call's input through pending affine relations."""
+    (a,) = chol.ins
+    if state.is_known(a):
+        return None
+
+    def affine(u, d):
+        known = [state.is_known(v) for v in d.ins]
+        return is_linear(d, known, state.structure.moves_with_theta, state.table)
+
+    found = expand_cone(state, chol, affine)
+    if found is None:
+        return None
+    cone, leaves = found
+    cone = [e for e in cone if e is not chol]
+    leaves = sorted(leaves, key=lambda v: v.id)
+    n = a.shape[0]
+    size = sum(v.size for v in leaves)
+    if size != n * (n + 1) // 2 or not all(v.is_float for v in leaves):
+        raise InversionError(
+            f"the lower triangle of jnp.linalg.cholesky at {chol.source} is observed ({n * (n + 1) // 2} entries), "
+            f"but its {n}×{n} input is an affine function of {size} unknown entries "
+            f"({', '.join(state.names.get(v, repr(v)) for v in leaves)}); cholesky reads only (A + Aᵀ)/2, so "
+            f"the factor determines A = L·Lᵀ and exactly n(n+1)/2 = {n * (n + 1) // 2} unknowns can be solved "
+            "from it. Build A from its n(n+1)/2 free entries (or observe fewer of L's entries)."
+        )
+    return cone, leaves, known_operands(state, cone)
+
+
+class CholeskyBlock:
+    """The unknowns behind ``A`` from the observed lower triangle of ``cholesky(A)`` (see the module)."""
+
+    theta = ()
+
+    def __init__(self, anchor, chol, lower, cone, leaves, known, names):
+        self.anchors, self.leaves, self.known_inputs = [anchor], list(leaves), list(known)
+        self.chol, self.cone, self.lower = chol, cone, lower
+        self.n = chol.ins[0].shape[0]
+        self.description = (f"cholesky factor: {', '.join(names.get(v, repr(v)) for v in leaves)} from the lower "
+                            f"triangle of L, A = L·Lᵀ")
+
+    def _matrix(self, known_env, flat):
+        """``A`` built from the unknowns in one flat vector (the program's own relations)."""
+        env, at = dict(known_env), 0
+        for v in self.leaves:
+            env[v] = flat[at : at + v.size].reshape(v.shape).astype(v.dtype)
+            at += v.size
+        for e in self.cone:
+            outs = e.bind(*[v.value if v.is_const else env[v] for v in e.ins])
+            env.update(zip(e.outs, outs))
+        a = self.chol.ins[0]
+        return a.value if a.is_const else env[a]
+
+    def _lower_of_symmetric_part(self, known_env, flat):
+        m = self._matrix(known_env, flat)
+        return (0.5 * (m + m.T)).ravel()[self.lower]
+
+    def solve(self, known_env, observed, theta):
+        (y,) = observed
+        n = self.n
+        factor = jnp.zeros(n * n, y.dtype).at[self.lower].set(y).reshape(n, n)
+        diag = jnp.diagonal(factor)
+        ok = jnp.all(diag > 0)
+        safe = jnp.where(ok, factor, jnp.eye(n, dtype=y.dtype))
+        target = (safe @ safe.T).ravel()[self.lower]
+        zero = jnp.zeros(target.shape, y.dtype)
+        offset = self._lower_of_symmetric_part(known_env, zero)
+        matrix = jax.jacfwd(lambda f: self._lower_of_symmetric_part(known_env, f))(zero)
+        sign, log_abs = jnp.linalg.slogdet(matrix)
+        invertible = (sign != 0) & jnp.isfinite(log_abs)
+        matrix = jnp.where(invertible, matrix, jnp.eye(matrix.shape[0], dtype=matrix.dtype))
+        flat = jnp.linalg.solve(matrix, target - offset)
+        powers = jnp.arange(n, 0, -1, dtype=y.dtype)  # n − i + 1 for i = 1..n
+        log_det = n * math.log(2.0) + jnp.sum(powers * jnp.log(jnp.where(ok, diag, 1.0)))
+        log_det = log_det - jnp.where(invertible, log_abs, 0.0)
+        values, at = [], 0
+        for v in self.leaves:
+            values.append(flat[at : at + v.size].reshape(v.shape))
+            at += v.size
+        return values, log_det, ok & invertible
+
+    def pgf(self, known_env, leaves):
+        return ()
