@@ -44,7 +44,7 @@ def test_a_coupled_pair_on_the_whole_plane_is_solved_by_newton():
     assert inv.n_theta == 0 and "Newton solve" in inv.describe()
     x = inv(tanh_sin(1.3, -0.7))
     np.testing.assert_allclose(x, [1.3, -0.7], rtol=1e-12)
-    check_inverse(tanh_sin, 1.0, 2.0, n_points=3, dense_points=2, grad_points=1)
+    check_inverse(tanh_sin, 1.0, 2.0, n_points=3, dense_points=1, grad_points=1)
 
 
 def test_a_vector_unknown_through_a_dot_product():
@@ -53,13 +53,13 @@ def test_a_vector_unknown_through_a_dot_product():
     assert "Newton solve" in inv.describe()
     (z,) = inv(planar(z0))
     np.testing.assert_allclose(z, z0, rtol=1e-12)
-    check_inverse(planar, z0, n_points=3, dense_points=2, grad_points=1)
+    check_inverse(planar, z0, n_points=3, dense_points=1, grad_points=1)
 
 
 def test_a_bounded_binding_equilibrium():
     inv = ppinv.inverse(binding, 0.3, 0.6, support=[UNIT, UNIT])
     assert "Newton solve" in inv.describe()
-    check_inverse(binding, 0.3, 0.6, support=[UNIT, UNIT], n_points=3, dense_points=2, grad_points=1)
+    check_inverse(binding, 0.3, 0.6, support=[UNIT, UNIT], n_points=3, dense_points=1, grad_points=1)
 
 
 def strong_binding(a, b):  # K = 1/3: |∂y₁/∂b| = 3a reaches the diagonal 1 + 3b
@@ -116,6 +116,14 @@ def test_batched_under_jit_and_vmap():
     ys = jax.vmap(lambda x: jnp.stack(tanh_sin(x[0], x[1])))(jnp.asarray(xs))
     back = jax.jit(jax.vmap(lambda y: jnp.stack(inv((y[0], y[1])))))(ys)
     np.testing.assert_allclose(back, xs, rtol=1e-10, atol=1e-12)
+
+
+def test_float32_unknowns_are_solved_in_float32():
+    a, b = jnp.float32(1.3), jnp.float32(-0.7)
+    inv = ppinv.inverse(tanh_sin, a, b)
+    x = inv(tanh_sin(a, b))
+    assert x[0].dtype == jnp.float32
+    np.testing.assert_allclose(x, [1.3, -0.7], rtol=1e-6)
 
 
 def two_roots(x1, x2):  # y₁ = x₁² + 0.3·tanh(x₂): x₁ and about −x₁ both solve it
