@@ -98,3 +98,23 @@ def test_hypot_of_two_unknowns_frees_one():
     x, k = jnp.asarray(0.7), jnp.asarray(-1.3)
     back = inv(f(x, k), inv.pgf(x, k))
     np.testing.assert_allclose(back, (x, k), rtol=1e-12)
+
+
+def test_written_out_hypot_of_a_positive_unknown_needs_no_theta():
+    f = lambda x: jnp.sqrt(x**2 + K**2)  # noqa: E731
+    inv = ppinv.inverse(f, jnp.ones(3), support=constraints.positive)
+    assert inv.theta_spec == {}
+    _check(f, jnp.ones(3), support=constraints.positive)
+
+
+def test_one_signed_supports_fix_the_sign_of_every_two_branch_rule():
+    negative = constraints.less_than(0.0)
+    for fn in (jnp.square, jnp.abs, jnp.cosh, lambda x: x**4):
+        for support, x in ((constraints.positive, 0.7), (negative, -0.7)):
+            inv = ppinv.inverse(fn, 1.0, support=support)
+            assert inv.theta_spec == {}, (fn, support)
+            (back,) = inv(fn(x))
+            np.testing.assert_allclose(back, x, rtol=1e-12)
+    # an interval across 0 keeps the sign θ
+    inv = ppinv.inverse(jnp.square, 0.5, support=constraints.interval(-1.0, 2.0))
+    assert [s.kind for s in inv.theta_spec.values()] == ["sign"]

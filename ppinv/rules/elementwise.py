@@ -3,7 +3,8 @@
 Each rule states its domain (where ``z`` has a preimage), its local
 ``log|dx/dz|``, and the discrete choices that pick one preimage when there are
 several (a sign for even powers, ``cosh`` and ``abs``; a period for ``sin``,
-``cos`` and ``tan``).
+``cos`` and ``tan``). A sign is no choice when the unknown's support has one
+sign (:func:`support_aware`): ``x²`` of a positive ``x`` has one preimage.
 """
 
 from __future__ import annotations
@@ -138,6 +139,25 @@ def _reg(prim, **kw):
     DEFAULT_RULES.register(prim, UnaryRule(**kw))
 
 
+def _one_branch(rule, s):
+    """``rule`` (whose one choice is a sign) with the sign fixed: 0 → +, 1 → −."""
+    return UnaryRule(lambda z: rule.inverse(z, s), lambda z, x: rule.log_det(z, x, s), domain=rule.domain,
+                     safe=rule.safe, image=rule.image)
+
+
+def support_aware(rule):
+    """A two-branch rule (``x = ±…``, one sign choice) that takes no sign θ when the unknown's
+    support has one sign: the branch there is the only preimage (``x²`` of a positive ``x``)."""
+    plus, minus = _one_branch(rule, 0), _one_branch(rule, 1)
+
+    def choose(pat):
+        s = sign_from_support(pat.in_support[0]) if pat.in_support else None
+        return (rule if s is None else plus if s > 0 else minus)(pat)
+
+    choose.image = rule.image
+    return choose
+
+
 def _sign_of(x):
     return (x < 0).astype(_int())
 
@@ -232,7 +252,7 @@ def _integer_pow_rule(pat):
     if k == 0:
         return None
     if k not in _ROOTS:
-        _ROOTS[k] = _root_rule(k)
+        _ROOTS[k] = support_aware(_root_rule(k)) if k % 2 == 0 else _root_rule(k)
     return _ROOTS[k](pat)
 
 
@@ -245,7 +265,7 @@ _integer_pow_rule.image = _integer_pow_image
 DEFAULT_RULES.register(lax.integer_pow_p, _integer_pow_rule)
 SQUARE_RULE = _root_rule(2)
 if hasattr(lax, "square_p"):
-    DEFAULT_RULES.register(lax.square_p, SQUARE_RULE)
+    DEFAULT_RULES.register(lax.square_p, support_aware(SQUARE_RULE))
 
 # --- trigonometric ----------------------------------------------------------
 _reg(
@@ -292,8 +312,7 @@ _reg(lax.atan_p, inverse=jnp.tan, log_det=lambda z, x: -2.0 * jnp.log(jnp.cos(z)
 # --- hyperbolic -------------------------------------------------------------
 _reg(lax.sinh_p, inverse=jnp.arcsinh, log_det=lambda z, x: -0.5 * jnp.log1p(jnp.square(z)),
      image=_monotone_image(np.sinh))
-_reg(
-    lax.cosh_p,
+DEFAULT_RULES.register(lax.cosh_p, support_aware(UnaryRule(
     inverse=lambda z, s: _signed(s) * jnp.arccosh(z),
     log_det=lambda z, x, s: -0.5 * (jnp.log(z - 1.0) + jnp.log(z + 1.0)),
     domain=lambda z: z > 1,
@@ -301,7 +320,7 @@ _reg(
     choices=(SIGN,),
     pgf=lambda x, z: (_sign_of(x),),
     image=_monotone_image(np.cosh, split_at_zero=True),
-)
+)))
 _reg(lax.tanh_p, inverse=jnp.arctanh, log_det=lambda z, x: -_log_one_minus_square(z),
      domain=lambda z: jnp.abs(z) < 1, safe=0.0, image=_monotone_image(np.tanh))
 _reg(lax.asinh_p, inverse=jnp.sinh, log_det=lambda z, x: jnp.log(jnp.cosh(z)), image=_monotone_image(np.arcsinh))
@@ -333,15 +352,14 @@ _reg(lax.erf_p, inverse=erfinv, log_det=lambda z, x: 0.5 * math.log(_PI) - math.
 _reg(lax.erf_inv_p, inverse=erf, log_det=lambda z, x: math.log(2.0) - 0.5 * math.log(_PI) - jnp.square(z),
      image=_monotone_image(_special.erfinv, _UNIT_OPEN))
 _reg(lax.neg_p, inverse=jnp.negative, log_det=lambda z, x: jnp.zeros_like(z), image=_monotone_image(np.negative))
-_reg(
-    lax.abs_p,
+DEFAULT_RULES.register(lax.abs_p, support_aware(UnaryRule(
     inverse=lambda z, s: _signed(s) * z,
     log_det=lambda z, x, s: jnp.zeros_like(z),
     domain=lambda z: z >= 0,
     choices=(SIGN,),
     pgf=lambda x, z: (_sign_of(x),),
     image=_monotone_image(np.abs, split_at_zero=True),
-)
+)))
 
 
 # --- identities and dtype changes ---------------------------------------------
