@@ -191,3 +191,16 @@ def test_a_program_that_cannot_be_inverted_keeps_its_specific_refusal():
 
     err = _with(AlwaysDeclines(), "rule", lambda: pytest.raises(UnderdeterminedError, ppinv.inverse, f, 0.5))
     assert "does not depend on a" in str(err.value) and "cancels out" in str(err.value)
+
+
+def test_ppinv_s_own_reason_leads_the_refusal_when_the_search_goes_on_and_fails():
+    """A rank-deficient linear block is declined by the linear strategy; the search then stalls
+    (nothing else solves it): the refusal is the rank deficiency, naming the relations."""
+
+    def f(a, b):
+        return a + b, 2.0 * a + 2.0 * b
+
+    err = _with(AlwaysDeclines(), "linear", lambda: pytest.raises(InversionError, ppinv.inverse, f, 1.0, 2.0))
+    message = str(err.value)
+    assert message.startswith("rank-deficient linear block") and message.count("= add(") == 2
+    assert "always_declines" in message  # the user's strategy's decline is mentioned, not the headline

@@ -74,6 +74,7 @@ class Search:
         self.free_classes = {}  # variable -> its fixed part of the freeing order (ranking.py)
         self.strategy_failures = []  # (strategy name, exception) of strategies that raised
         self.strategy_declines = []  # (strategy name, InversionError) of candidates that could not be built
+        self.own_refusal = None  # the first of them from one of ppinv's own strategies (``_refusal``)
 
         self._validate_outputs()
         self.relevant = self._relevant_eqns()
@@ -216,7 +217,7 @@ class Search:
                         self.free(candidates[i], queue)
                         break
                 else:
-                    raise _with_declines(first_error, self)
+                    raise self._refusal(first_error)
         for v in self.unknown_inputs:
             if v not in self.known:  # pragma: no cover - guarded by the walk
                 raise InversionError(f"internal: input {v!r} was never determined")
@@ -262,6 +263,21 @@ class Search:
 
     def _decline(self, strategy, err):
         self.strategy_declines.append((strategy.name, err))
+        if self.own_refusal is None and type(strategy).__module__.startswith("ppinv."):
+            self.own_refusal = err
+
+    def _refusal(self, err):
+        """The error when no schedule is found. ppinv's own strategies decline a block with the
+        reason it cannot be solved (a rank-deficient linear block, an unknown that cancels out, a
+        flat piece): the first such reason is the refusal, the search's own failure (``err``, often
+        a consequence: nothing else moves) then follows it; other declines are listed after."""
+        lead = self.own_refusal or err
+        notes = declines_note(self, leave_out=lead)
+        if lead is not err:
+            notes = f"\n(Without that solve the search stopped at: {str(err).splitlines()[0].rstrip(':')})" + notes
+        if notes and len(lead.args) == 1 and isinstance(lead.args[0], str) and notes not in lead.args[0]:
+            lead.args = (lead.args[0] + notes,)
+        return lead
 
     def commit(self, found: JointSolve, queue, strategy=None):
         """Add ``found`` to the plan: its θ (charged to the budget), its step, what it settles.
@@ -415,14 +431,6 @@ class Search:
                 self.pending_uses[v] -= 1
         if was_pending:
             self.free_queue.finished(e)
-
-
-def _with_declines(err, state):
-    """``err`` with the strategies' declines appended to its message (``stuck.declines_note``)."""
-    note = declines_note(state)
-    if note and note not in str(err) and len(err.args) == 1 and isinstance(err.args[0], str):
-        err.args = (err.args[0] + note,)
-    return err
 
 
 def build_schedule(program, known_inputs, unknown_inputs, observed, supports, table, names, extra_outputs=(),

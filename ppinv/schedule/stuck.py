@@ -55,12 +55,15 @@ def raise_stuck(state):
 _MAX_DECLINES_SHOWN = 3
 
 
-def declines_note(state) -> str:
-    """What the strategies that declined a candidate said (empty if none did): the reason a
-    joint solve was not built is often the most specific thing known about a refused program."""
+def declines_note(state, leave_out=None) -> str:
+    """What the strategies that declined a candidate said (empty if none did, ``leave_out``
+    not repeated): why a joint solve was not built is often the most specific thing known
+    about a refused program."""
     seen = {}
+    left_out = None if leave_out is None else str(leave_out)
     for name, err in state.strategy_declines:
-        seen.setdefault((name, str(err)), None)
+        if str(err) != left_out:
+            seen.setdefault((name, str(err)), None)
     if not seen:
         return ""
     shown = list(seen)[:_MAX_DECLINES_SHOWN]
