@@ -25,14 +25,17 @@ __all__ = ["diagnose"]
 _MAX_ARGS = 6  # operands shown per relation; the rest elided
 
 
-def diagnose(schedule, y_leaves, theta, fname="f"):
-    """A sentence naming the first failing step of ``schedule`` at ``(y, θ)``, or ``None``."""
+def diagnose(schedule, y_leaves, theta, fname="f", known=()):
+    """A sentence naming the first failing step of ``schedule`` at ``(y, θ)``, or ``None``.
+
+    ``known`` holds the values of the schedule's known inputs (an inverse's context).
+    """
     if isinstance(schedule, UnionSchedule):
-        return _diagnose_union(schedule, y_leaves, theta, fname)
-    return _first_failure(schedule, y_leaves, theta, fname)[0]
+        return _diagnose_union(schedule, y_leaves, theta, fname, list(known))
+    return _first_failure(schedule, y_leaves, theta, fname, list(known))[0]
 
 
-def _first_failure(schedule, y_leaves, theta, fname):
+def _first_failure(schedule, y_leaves, theta, fname, known):
     """``(message or None, xs)`` from one eager run of a plain schedule."""
     found = []
     from_theta = theta_dependent(schedule.steps, schedule.theta)
@@ -43,21 +46,21 @@ def _first_failure(schedule, y_leaves, theta, fname):
             if why is not None:
                 found.append(why)
 
-    xs, _, _, _ = run_schedule_extra(schedule, [], y_leaves, theta, on_step=on_step)
+    xs, _, _, _ = run_schedule_extra(schedule, known, y_leaves, theta, on_step=on_step)
     return (found[0] if found else None), xs
 
 
-def _diagnose_union(union, y_leaves, theta, fname):
+def _diagnose_union(union, y_leaves, theta, fname, known):
     """A union of schedules (one per side of a flat piece): the one θ picks, then its piece."""
     n = len(union.schedules)
     k = int(np.asarray(theta[union.PIECE]))
     if not 0 <= k < n:
         return f"θ[{union.PIECE!r}] = {k} picks no schedule: it takes the values 0..{n - 1}."
     local = {name: theta[u] for name, u in union.names[k].items()}
-    why, xs = _first_failure(union.schedules[k], y_leaves, local, fname)
+    why, xs = _first_failure(union.schedules[k], y_leaves, local, fname, known)
     if why is not None:
         return why
-    if not bool(np.all(np.asarray(union._holds(k, union._read_after([], xs))))):
+    if not bool(np.all(np.asarray(union._holds(k, union._read_after(known, xs))))):
         where = "; ".join(f"{'on' if on else 'off'} the flat piece {p.region} of {p.relation.name} at "
                           f"{p.relation.source}" for p, on in union.assignments[k])
         return (f"θ[{union.PIECE!r}] = {k} picks the schedule for the region {where}, but the values solved "

@@ -35,7 +35,7 @@ from numpyro.distributions import constraints
 from numpyro.distributions.transforms import biject_to
 from numpyro.infer.util import potential_energy
 
-from .inverse import Inverse, _arg_names, _normalize_support, inverse
+from .inverse import Inverse, _arg_names_of, _normalize_support, inverse
 
 __all__ = [
     "dense_log_abs_det",
@@ -308,6 +308,7 @@ def check_inverse(
     f,
     *example_args,
     support=None,
+    context=None,
     inv: Inverse | None = None,
     key=None,
     n_points: int = 20,
@@ -325,8 +326,9 @@ def check_inverse(
 
     Parameters
     ----------
-    f, example_args, support:
-        As for :func:`ppinv.inverse`.
+    f, example_args, support, context:
+        As for :func:`ppinv.inverse` (``context``: known keyword arguments of ``f``,
+        held at these values).
     inv:
         An inverse already built (otherwise one is built here).
     key:
@@ -363,19 +365,19 @@ def check_inverse(
     >>> report.ok
     True
     """
-    inv = inv or inverse(f, *example_args, support=support)
+    inv = inv or inverse(f, *example_args, support=support, context=context)
     key = jax.random.PRNGKey(0) if key is None else key
     report = InverseReport()
     if points is None:
         keys = jax.random.split(key, n_points)
         if isinstance(support, dict):  # by argument name, as ppinv.inverse takes it
-            support = _normalize_support(support, _arg_names(f, len(example_args)))
+            support = _normalize_support(support, _arg_names_of(f, len(example_args)))
         points = [sample_inputs(k, example_args, support) for k in keys]
     grad_points = dense_points if grad_points is None else grad_points
     tkeys = jax.random.split(jax.random.fold_in(key, 1), len(points))
     flat = None
     # compiled once per check: op by op, every primitive at every new shape is a program of its own
-    forward = jax.jit(f)
+    forward = jax.jit(lambda *x: f(*x, **(context or {})))
     perturb = jax.jit(lambda theta, k, scale: _perturb(inv, theta, k, scale))
     for i, x in enumerate(points):
         report.n_points += 1

@@ -43,17 +43,13 @@ from dataclasses import dataclass, field
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 from numpyro import handlers
-from numpyro.distributions import constraints
 
 from ._compat import is_concrete
-from ._ir import V, import_jaxpr
-from .schedule import propagate_supports, run_schedule, run_schedule_extra, schedule_pgf
 from .errors import InversionError
 from .geometry import static_features
-from .inverse import _keep_call
+from .inverse import sign_support
 from .theta import support_within
 
 __all__ = ["ThetaCandidate", "ThetaChoice", "choose_schedule", "NUM_DRAWS", "MAX_CANDIDATES", "MAX_MEASURED_SITES"]
@@ -77,10 +73,14 @@ class ThetaCandidate:
     """One schedule considered: the latents freed first, its static features, its validity."""
 
     free: tuple
-    schedule: object = None
+    inverse: object = None  # the :class:`~ppinv.Inverse` with that schedule
     features: list = field(default_factory=list)
     valid: float = math.nan
     refused: str = ""
+
+    @property
+    def schedule(self):
+        return self.inverse.schedule if self.inverse is not None else None
 
     @property
     def walls(self) -> int:
@@ -121,19 +121,20 @@ class ThetaChoice:
         return "\n".join(lines)
 
 
-def choose_schedule(plan, program, default, build, free, full_ctx, ignored):
-    """The schedule of ``plan`` a sampler meets the fewest walls in, and why (a :class:`ThetaChoice`).
+def choose_schedule(plan, default, free, full_ctx):
+    """The inverse of ``plan`` whose schedule a sampler meets the fewest walls in, and why (a
+    :class:`ThetaChoice`).
 
-    ``default`` is the scheduler's schedule with the latents ``free`` (names) freed first;
-    ``build(names)`` schedules the same program with other latents freed first (raising
+    ``default`` is the :class:`~ppinv.Inverse` the scheduler built with the latents ``free``
+    (names) freed first; the alternatives are ``default.with_free(names)`` (raising
     :class:`InversionError` where that is impossible); ``full_ctx()`` gives the known inputs
-    of the inverse; ``ignored`` are the program inputs nothing observed depends on.
+    of the inverse.
     """
     start = time.perf_counter()
-    first = ThetaCandidate(tuple(free), default, static_features(default))
+    first = ThetaCandidate(tuple(free), default, static_features(default.schedule))
 
     def done(chosen, candidates, reason):
-        return chosen.schedule, ThetaChoice(chosen, candidates, reason, time.perf_counter() - start)
+        return chosen.inverse, ThetaChoice(chosen, candidates, reason, time.perf_counter() - start)
 
     if not first.walls:
         return done(first, [first], "the default schedule has no wall or fold: kept")
@@ -146,13 +147,13 @@ def choose_schedule(plan, program, default, build, free, full_ctx, ignored):
     if full_ctx is None:
         return done(first, [first], "traced data, params or model arguments: no point to measure at; default kept")
     y = plan._observed(full_ctx)
-    first.features = _features(plan, default, full_ctx, y)
+    first.features = _features(default, full_ctx, y)
     if not first.walls:
         return done(first, [first], "the default schedule has no wall or fold its own operations do not rule out: kept")
-    candidates = [first] + _alternatives(plan, build, tuple(free), first)
-    built = [c for c in candidates if c.schedule is not None]
+    candidates = [first] + _alternatives(plan, default, tuple(free), first)
+    built = [c for c in candidates if c.inverse is not None]
     for c in built[1:]:
-        c.features = _features(plan, c.schedule, full_ctx, y)
+        c.features = _features(c.inverse, full_ctx, y)
     if len(built) == 1:
         return done(first, candidates, "no alternative schedule: default kept")
     draws = _prior_draws(plan, full_ctx, NUM_DRAWS)
@@ -162,7 +163,7 @@ def choose_schedule(plan, program, default, build, free, full_ctx, ignored):
             break  # kept whatever the alternatives measure: none is compiled
         if any(m.valid == 1.0 and _static_cost(m) <= _static_cost(c) for m in measured):
             continue  # it can at best tie with one measured before it, which a tie keeps: not compiled
-        c.valid = _valid_fraction(plan, program, c.schedule, full_ctx, y, draws, ignored)
+        c.valid = _valid_fraction(plan, c.inverse, full_ctx, y, draws)
         measured.append(c)
     chosen, reason = _pick(measured)
     return done(chosen, candidates, reason)
@@ -178,7 +179,6 @@ def _concrete_context(plan, full_ctx):
     return ctx if y is not None and all(is_concrete(v) for v in y) else None
 
 
-# --- candidates ------------------------------------------------------------------------------------------
 def _free_lists(upstream, free):
     """Latents to free first: each one alone, then all but each one (the user's ``free`` before them)."""
     rest = [n for n in upstream if n not in free]
@@ -187,52 +187,21 @@ def _free_lists(upstream, free):
     return singles + all_but
 
 
-def _features(plan, schedule, ctx, y):
-    """Static features of ``schedule``, less the support walls its own operations rule out."""
-    return static_features(schedule, proven=_proven_supports(plan, schedule, ctx, y))
-
-
-def _proven_supports(plan, schedule, ctx, y):
-    """Unknown inputs of ``schedule`` that land in their supports for every θ, at these data.
+def _features(inverse, ctx, y):
+    """Static features of ``inverse``'s schedule, less the support walls its own operations rule out.
 
     The inverse is traced with θ in its supports and the data and context known by their sign
-    (``y = 2`` is positive), and supports are carried forward by the rule table's image rules:
-    ``b = y / a`` with ``y > 0`` and ``a`` a positive θ is positive, so ``b``'s support is no wall.
+    (``y = 2`` is positive): ``b = y / a`` with ``y > 0`` and ``a`` a positive θ is positive, so
+    ``b``'s support is no wall.
     """
-    spec, names = schedule.theta, list(schedule.theta)
-    n_ctx, n_y = len(ctx), len(y)
-
-    def solve(*flat):
-        theta = dict(zip(names, flat[n_ctx + n_y:]))
-        return run_schedule_extra(schedule, list(flat[:n_ctx]), list(flat[n_ctx:n_ctx + n_y]), theta)[0]
-
-    values = list(ctx) + list(y)
-    avals = ([jax.ShapeDtypeStruct(jnp.shape(v), jnp.result_type(v)) for v in values]
-             + [jax.ShapeDtypeStruct(spec[n].shape, spec[n].dtype) for n in names])
-    inputs = [V(a.shape, a.dtype) for a in avals]
-    try:
-        inverse = import_jaxpr(jax.make_jaxpr(solve)(*avals), keep_call=_keep_call(plan.cm.table), inputs=inputs)
-    except Exception:  # a proof only: without it, the support walls stay
-        return set()
-    given = {v: _sign_support(x) for v, x in zip(inputs, values)}
-    # constants too: a guarded division's safe value (``where(a != 0, a, 1)``) is a positive one
-    given.update({v: _sign_support(v.value) for e in inverse.eqns for v in e.ins if v.is_const})
-    given.update({v: spec[n].support for v, n in zip(inputs[n_ctx + n_y:], names) if not spec[n].discrete})
-    found = propagate_supports(inverse.eqns, plan.cm.table, {v: s for v, s in given.items() if s is not None})
-    return {u for u, out in zip(schedule.unknown_inputs, inverse.outvars)
-            if support_within(found.get(out), schedule.supports.get(u))}
+    schedule = inverse.schedule
+    found = inverse.proven_supports({"context": [sign_support(v) for v in ctx], "y": [sign_support(v) for v in y]})
+    proven = {u for u in schedule.unknown_inputs if support_within(found.get(u), schedule.supports.get(u))}
+    return static_features(schedule, proven=proven)
 
 
-def _sign_support(value):
-    x = np.asarray(value)
-    if not np.issubdtype(x.dtype, np.floating) or x.size == 0:
-        return None
-    if np.all(x > 0):
-        return constraints.positive
-    return constraints.nonnegative if np.all(x >= 0) else None
-
-
-def _alternatives(plan, build, free, default):
+# --- candidates ------------------------------------------------------------------------------------------
+def _alternatives(plan, inverse, free, default):
     seen = {default.schedule.describe()}
     out = []
     for names in _free_lists(list(plan.upstream), free):
@@ -240,7 +209,7 @@ def _alternatives(plan, build, free, default):
             break
         c = ThetaCandidate(names)
         try:
-            c.schedule = build(list(names))
+            c.inverse = inverse.with_free(list(names))
         except InversionError as err:  # this set cannot be θ: the others can still be
             c.refused = f"{type(err).__name__}: {str(err).splitlines()[0][:120]}"
             out.append(c)
@@ -302,13 +271,12 @@ def _prior_draws(plan, full_ctx, n):
     return jax.jit(lambda keys: lax.map(one, keys))(jax.random.split(jax.random.PRNGKey(0), n))
 
 
-def _valid_fraction(plan, program, schedule, full_ctx, y, draws, ignored):
-    """Fraction of the draws whose θ (by ``schedule``'s PGF) maps to a valid point at ``y``."""
-    zeros = {v: jnp.zeros(v.shape, v.dtype) for v in ignored}
+def _valid_fraction(plan, inverse, full_ctx, y, draws):
+    """Fraction of the draws whose θ (by ``inverse``'s PGF) maps to a valid point at ``y``."""
 
     def one(xs):
-        theta = schedule_pgf(schedule, program, full_ctx, xs, ignored=zeros)
-        solved, log_det, ok = run_schedule(schedule, full_ctx, y, theta)
+        theta = inverse.pgf_flat(full_ctx, xs)
+        solved, log_det, ok = inverse.run_flat(full_ctx, y, theta)
         for m, x in zip(plan.upstream, solved):  # the whole support (a simplex's last entry too)
             support = plan.sites[m].support
             if support is not None:
@@ -316,4 +284,3 @@ def _valid_fraction(plan, program, schedule, full_ctx, y, draws, ignored):
         return ok & jnp.isfinite(log_det)
 
     return float(jnp.mean(jax.jit(lambda xs: lax.map(one, xs))(draws)))
-

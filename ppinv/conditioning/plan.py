@@ -14,18 +14,10 @@ from numpyro import handlers
 from numpyro.distributions import constraints
 
 from .._compat import is_concrete
-from .._ir import V, import_jaxpr
 from ..errors import ConditionError, InversionError, NoRuleError
 from ..graph import ancestors
-from ..inverse import _keep_call, support_refusal
-from ..schedule import (
-    FreeStep,
-    build_schedule,
-    propagate_supports,
-    run_schedule,
-    run_schedule_extra,
-    schedule_pgf,
-)
+from ..inverse import Inverse, support_refusal
+from ..schedule import FreeStep
 from ..theta import intrinsic_size, is_constrained, support_within
 from ..theta_choice import choose_schedule
 from .density import ConditionalDensity, _inside_or_minus_inf, _ReplayLatents
@@ -218,29 +210,89 @@ class Plan:
         latents = self.latents
         sites = self.sites
 
-        def forward(*flat):
-            lat = {n: sites[n].from_input(v) for n, v in zip(latents, flat[: len(latents)])}
-            tr = self._run_model(list(flat[len(latents) :]), lat)
+        def forward(*lat, context):
+            tr = self._run_model(list(context), {n: sites[n].from_input(v) for n, v in zip(latents, lat)})
             outs = []
             for n in self.exact:
                 site = tr[n]
                 outs.append(_unwrap(site["fn"]).v if site["type"] == "sample" else site["value"])
             return outs
 
+        if not latents:
+            self._raise_independent(self.exact[0])
         lat_avals = [jax.ShapeDtypeStruct(sites[n].input_shape, sites[n].dtype) for n in latents]
-        closed = jax.make_jaxpr(forward)(*lat_avals, *self.ctx_avals)
-        program = import_jaxpr(closed, keep_call=_keep_call(cm.table))
-        lat_vars = program.invars[: len(latents)]
-        ctx_vars = program.invars[len(latents) :]
-        for v, n in zip(lat_vars, latents):
-            v.label = n
+        for n in cm.free:
+            if n not in latents:
+                self._raise_free_not_upstream(n, latents)
+
+        def typical(program):  # a prior draw: where linear solves whose matrix moves with θ choose their chart
+            def draw():
+                full = self._full_ctx(arg_ctx)
+
+                def prior_draw(full):
+                    tr = self._run_model(full)
+                    return [sites[n].to_input(jnp.asarray(tr[n]["value"])) for n in latents]
+
+                # one compiled program: run op by op, a model's prior draw is dozens of programs of its own
+                values = jax.jit(prior_draw)(full) if all(is_concrete(v) for v in full) else prior_draw(full)
+                lat_vars, ctx_vars = program.invars[: len(latents)], program.invars[len(latents):]
+                return {**dict(zip(ctx_vars, full)), **dict(zip(lat_vars, values))}
+            return draw
+
+        box = {}
+
+        def upstream_of(program, lat_vars):
+            box["typical"] = typical(program)
+            return self._upstream_vars(program, lat_vars)
+
+        try:
+            inverse = Inverse(
+                forward, lat_avals, context={"context": list(self.ctx_avals)},
+                support=[_input_support(sites[n]) if sites[n].support is not None else None for n in latents],
+                free=list(cm.free), _table=cm.table, _arg_names=latents, _unknown=upstream_of,
+                _typical=lambda: box["typical"](),
+            )
+        except InversionError as err:
+            if not isinstance(err, NoRuleError):
+                # Over-determined or rank-deficient: usually observations that depend on each
+                # other. Name the sites, which the scheduler (seeing only variables) cannot.
+                closed = jax.make_jaxpr(lambda *flat: forward(*flat[: len(latents)], context=flat[len(latents):]))(
+                    *lat_avals, *self.ctx_avals)
+                _raise_if_dependent(closed, self, self.upstream, arg_ctx)
+            raise type(err)(
+                f"while conditioning on {', '.join(repr(n) for n in self.exact)} "
+                f"(latents {', '.join(repr(n) for n in self.upstream)}): {err}"
+            ) from None
+        self.inverse = inverse
+        self.theta_choice = None
+        if cm.choose_theta:  # θ by geometry: the schedule whose solves a sampler meets the fewest walls in
+            self.inverse, self.theta_choice = choose_schedule(
+                self, inverse, [n for n in latents if n in cm.free], lambda: self._full_ctx(arg_ctx))
+        self.theta_sites = self._name_theta_sites(dict(zip(self.program.invars, latents)))
+        clash = set(self.extra_theta_sites) & set(sites)
+        if clash:
+            raise ConditionError(f"θ site names {sorted(clash)} clash with model sites; pass theta_prefix=... .")
+
+    @property
+    def schedule(self):
+        return self.inverse.schedule
+
+    @property
+    def program(self):
+        return self.inverse.program
+
+    @property
+    def ignored(self):
+        """Latent inputs no exact observation depends on: the model samples them itself."""
+        return self.inverse.ignored_vars
+
+    def _upstream_vars(self, program, lat_vars):
+        """The latent inputs the exact observations depend on, after checking that they make sense."""
+        latents, sites = self.latents, self.sites
+        ctx_vars = set(program.invars[len(lat_vars):])
         for n, v in zip(self.exact, program.outvars):
-            if v.is_const or v in set(ctx_vars) or not ancestors(program, [v]) & set(lat_vars):
-                raise ConditionError(
-                    f"observed site '{n}' does not depend on any latent sample site (it is computed from "
-                    "constants, params and model arguments only), so there is nothing to infer from observing "
-                    f"it. Remove '{n}' from the data, or compute it from the model's sample sites."
-                )
+            if v.is_const or v in ctx_vars or not ancestors(program, [v]) & set(lat_vars):
+                self._raise_independent(n)
         used = ancestors(program, program.outvars)
         upstream = [n for n, v in zip(latents, lat_vars) if v in used]
         self._check_upstream(upstream)
@@ -255,59 +307,27 @@ class Plan:
                 "degrees of freedom; the observations over-determine the latents. Observe fewer values, or "
                 "add latent sample sites (e.g. observation noise) to the model."
             )
+        for n in self.cm.free:
+            if n not in upstream:
+                self._raise_free_not_upstream(n, upstream)
         self.upstream = upstream
         self.untouched = [n for n in latents if n not in set(upstream)]
-        unknown_vars = [v for v, n in zip(lat_vars, latents) if n in set(upstream)]
-        ignored = [v for v, n in zip(lat_vars, latents) if n not in set(upstream)]
-        supports = {v: _input_support(sites[n]) for v, n in zip(lat_vars, latents) if sites[n].support is not None}
-        names = {v: n for v, n in zip(lat_vars, latents)}
-        for n in cm.free:
-            if n not in upstream:
-                raise ConditionError(
-                    f"free={n!r}: not a latent sample site the observations depend on "
-                    f"({', '.join(repr(u) for u in upstream)}). Name one of those."
-                    + "".join(f" Did you mean {c!r}?" for c in difflib.get_close_matches(n, upstream, n=1))
-                )
-        free_vars = [v for v, n in zip(lat_vars, latents) if n in cm.free]
+        return [v for v, n in zip(lat_vars, latents) if n in set(upstream)]
 
-        def typical():  # a prior draw: where linear solves whose matrix moves with θ choose their chart
-            full = self._full_ctx(arg_ctx)
+    @staticmethod
+    def _raise_independent(n):
+        raise ConditionError(
+            f"observed site '{n}' does not depend on any latent sample site (it is computed from "
+            "constants, params and model arguments only), so there is nothing to infer from observing "
+            f"it. Remove '{n}' from the data, or compute it from the model's sample sites."
+        )
 
-            def prior_draw(full):
-                tr = self._run_model(full)
-                return [sites[n].to_input(jnp.asarray(tr[n]["value"])) for n in latents]
-
-            # one compiled program: run op by op, a model's prior draw is dozens of programs of its own
-            draw = jax.jit(prior_draw)(full) if all(is_concrete(v) for v in full) else prior_draw(full)
-            return {**dict(zip(ctx_vars, full)), **dict(zip(lat_vars, draw))}
-
-        def build(free):
-            return build_schedule(program, ctx_vars, unknown_vars, program.outvars, supports, cm.table, names,
-                                  free=free, outer_theta=False, typical=typical)
-
-        try:
-            self.schedule = build(free_vars)
-        except InversionError as err:
-            if not isinstance(err, NoRuleError):
-                # Over-determined or rank-deficient: usually observations that depend on each
-                # other. Name the sites, which the scheduler (seeing only variables) cannot.
-                _raise_if_dependent(closed, self, upstream, arg_ctx)
-            raise type(err)(
-                f"while conditioning on {', '.join(repr(n) for n in self.exact)} "
-                f"(latents {', '.join(repr(n) for n in upstream)}): {err}"
-            ) from None
-        self.program = program
-        self.ignored = ignored
-        self.theta_choice = None
-        if cm.choose_theta:  # θ by geometry: the schedule whose solves a sampler meets the fewest walls in
-            by_name = dict(zip(latents, lat_vars))
-            self.schedule, self.theta_choice = choose_schedule(
-                self, program, self.schedule, lambda free: build([by_name[n] for n in free]),
-                [n for n in latents if n in cm.free], lambda: self._full_ctx(arg_ctx), ignored)
-        self.theta_sites = self._name_theta_sites(dict(zip(lat_vars, latents)))
-        clash = set(self.extra_theta_sites) & set(sites)
-        if clash:
-            raise ConditionError(f"θ site names {sorted(clash)} clash with model sites; pass theta_prefix=... .")
+    def _raise_free_not_upstream(self, n, upstream):
+        raise ConditionError(
+            f"free={n!r}: not a latent sample site the observations depend on "
+            f"({', '.join(repr(u) for u in upstream)}). Name one of those."
+            + "".join(f" Did you mean {c!r}?" for c in difflib.get_close_matches(n, upstream, n=1))
+        )
 
     def _check_upstream(self, upstream):
         sites = self.sites
@@ -372,32 +392,10 @@ class Plan:
         return self._support_unsure
 
     def _solved_supports(self):
-        """Upstream latent -> a support its solve guarantees by construction (``x = exp(·)`` is positive).
-
-        The inverse is traced with nothing known of the observations and the context (their
-        values change between calls) and θ in its supports, and supports are carried forward
-        through its operations by the rule table's image rules. ``{}`` when it cannot be traced
-        or imported: every narrower support is then checked.
-        """
-        spec = self.schedule.theta
-        names = list(spec)
-        n_ctx, n_y = len(self.ctx_avals), len(self.program.outvars)
-
-        def solve(*flat):
-            theta = dict(zip(names, flat[n_ctx + n_y:]))
-            return run_schedule_extra(self.schedule, list(flat[:n_ctx]), list(flat[n_ctx:n_ctx + n_y]), theta)[0]
-
-        avals = (list(self.ctx_avals) + [jax.ShapeDtypeStruct(v.shape, v.dtype) for v in self.program.outvars]
-                 + [jax.ShapeDtypeStruct(spec[n].shape, spec[n].dtype) for n in names])
-        inputs = [V(a.shape, a.dtype) for a in avals]
-        try:
-            inverse = import_jaxpr(jax.make_jaxpr(solve)(*avals), keep_call=_keep_call(self.cm.table), inputs=inputs)
-        except Exception:  # a proof of supports only: without it, the replay checks them
-            return {}
-        theta_vars = inputs[n_ctx + n_y:]
-        given = {v: spec[n].support for v, n in zip(theta_vars, names) if not spec[n].discrete}
-        found = propagate_supports(inverse.eqns, self.cm.table, given)
-        return {n: found.get(v) for n, v in zip(self.upstream, inverse.outvars)}
+        """Upstream latent -> a support its solve guarantees by construction (``x = exp(·)`` is positive),
+        whatever the observations and the context (their values change between calls)."""
+        proven = self.inverse.proven_supports()
+        return {n: proven.get(v) for n, v in zip(self.upstream, self.inverse.unknown_vars)}
 
     @property
     def solved(self):
@@ -429,9 +427,7 @@ class Plan:
 
     def _invert(self, full_ctx, theta, data=None):
         y = self._observed(full_ctx, data)
-        xs, log_det, ok = run_schedule(self.schedule, full_ctx, y, theta)
-        finite = [jnp.all(jnp.isfinite(v)) for v in y]  # traced data: NaN is outside the domain
-        ok = jnp.logical_and(ok, jnp.all(jnp.stack(finite)))
+        xs, log_det, ok = self.inverse.run_flat(full_ctx, y, theta)  # a NaN in traced data: outside the domain
         return {n: self.sites[n].from_input(x) for n, x in zip(self.upstream, xs)}, log_det, ok
 
     def pgf(self, ctx, latent_values, data=None, params=None):
@@ -440,13 +436,7 @@ class Plan:
 
     def _pgf(self, full_ctx, latent_values):
         vals = [self.sites[n].to_input(jnp.asarray(latent_values[n])) for n in self.upstream]
-        return schedule_pgf(
-            self.schedule,
-            self.program,
-            full_ctx,
-            vals,
-            ignored={v: jnp.zeros(v.shape, v.dtype) for v in self.ignored},
-        )
+        return self.inverse.pgf_flat(full_ctx, vals)
 
     def run(self, args, kwargs, data=None):
         """The conditioned model's body: θ sites, the inverse, the replayed model."""
