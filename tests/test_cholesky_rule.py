@@ -93,11 +93,24 @@ def test_factor_observed_whole_is_refused_with_the_reason():
         ppinv.inverse(jnp.linalg.cholesky, jnp.eye(N))
 
 
-def test_an_unstructured_matrix_is_refused_by_name():
-    # 9 unknowns behind 6 observed entries: cholesky ignores A's antisymmetric part
+def test_an_unknown_matrix_takes_its_antisymmetric_part_as_theta():
+    # 9 unknowns behind 6 observed entries: cholesky reads (A + Aᵀ)/2, so A = L·Lᵀ + K, K antisymmetric
     f = lambda a: jnp.linalg.cholesky(a)[ROWS, COLS]  # noqa: E731
-    with pytest.raises(InversionError, match=r"(?s)cholesky.*antisymmetric part"):
-        ppinv.inverse(f, jnp.eye(N))
+    inv = ppinv.inverse(f, jnp.eye(N))
+    (spec,) = inv.theta_spec.values()
+    assert inv.n_theta == N * (N - 1) // 2 and spec.shape == (3,)
+    a = symmetric(A0) + jnp.asarray([[0.0, 0.4, -0.1], [-0.4, 0.0, 0.3], [0.1, -0.3, 0.0]])
+    np.testing.assert_allclose(inv(f(a), inv.pgf(a))[0], a, rtol=1e-12)
+    check_inverse(f, jnp.eye(N), points=[(a,), (a * 1.1 + 0.3 * jnp.eye(N),)], dense_points=2, rtol=1e-9,
+                  log_det_atol=1e-8)
+
+
+def test_too_many_unknowns_behind_a_structured_matrix_are_refused_by_name():
+    def f(a, b):  # 6 + 3 unknowns behind 6 observed entries, not a bare matrix
+        return jnp.linalg.cholesky(symmetric(a) + jnp.diag(b))[ROWS, COLS]
+
+    with pytest.raises(InversionError, match=r"(?s)cholesky.*affine function of 9 unknown entries"):
+        ppinv.inverse(f, A0, jnp.ones(N))
 
 
 def test_a_kernel_matrix_with_fewer_unknowns_is_over_determined():

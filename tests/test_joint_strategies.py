@@ -234,7 +234,7 @@ def test_gamma_amounts_given_their_shares_have_a_gamma_total():
 # --- the registry -------------------------------------------------------------------
 def test_default_strategies_in_the_order_the_search_asks_them():
     names = [s.name for s in strategies()]
-    assert names == ["softmax", "shares", "rule", "linear", "cholesky", "polar", "chain", "polynomial", "piecewise", "monotone", "monomial", "fractional",
+    assert names == ["softmax", "shares", "cholesky", "rule", "linear", "polar", "chain", "polynomial", "piecewise", "monotone", "monomial", "fractional",
                      "newton", "entries"]
     assert [s.name for s in strategies("last_resort")] == ["entries"]
 

@@ -9,9 +9,9 @@ The defaults, in the order they are asked:
 ============== ==============================================================
 ``softmax``    ``softmax``/``log_softmax`` observed on a head: the logits, closed form
 ``shares``     ``x / Σx`` observed on all entries but one: the total is θ
+``cholesky``   the lower triangle of ``cholesky(A)`` observed: ``A = L·Lᵀ``
 ``rule``       a rule of the table spending θ on unconstrained operands
 ``linear``     connected linear relations (``linearity`` slot), one solve
-``cholesky``   the lower triangle of ``cholesky(A)``, ``A`` affine in its unknowns
 ``polar``      ``r·cos t`` and ``r·sin t`` observed together
 ``chain``      the end point of a planar chain: two joints in closed form
 ``polynomial`` one variable through a rational function (closed-form roots)
@@ -32,8 +32,8 @@ A new kind of joint solve is a new strategy:
 ...     def candidates(self, state):
 ...         return iter(())          # proposes no solve: the search goes on as before
 >>> s = register_strategy(Nothing(), before="linear")
->>> [t.name for t in ppinv.joint.strategies()][:4]
-['softmax', 'shares', 'rule', 'nothing']
+>>> [t.name for t in ppinv.joint.strategies()][:5]
+['softmax', 'shares', 'cholesky', 'rule', 'nothing']
 >>> unregister_strategy(s)
 """
 
@@ -63,7 +63,7 @@ __all__ = [
     "rule_solve",
 ]
 
-_REGISTRY = [SoftmaxHeads(), SharesOfATotal(), RuleWithTheta(), LinearBlocks(), CholeskyFactors(), PolarPairs(), PlanarChains(), Polynomial(), Piecewise(), Monotone(), Monomials(), FractionalSystems(),
+_REGISTRY = [SoftmaxHeads(), SharesOfATotal(), CholeskyFactors(), RuleWithTheta(), LinearBlocks(), PolarPairs(), PlanarChains(), Polynomial(), Piecewise(), Monotone(), Monomials(), FractionalSystems(),
               NewtonSystems(), EntryByEntry()]
 
 

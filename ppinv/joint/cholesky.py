@@ -17,7 +17,9 @@ time from the known operands. The map from the lower triangle of ``L`` to that o
 
 (``dA = dL·Lᵀ + L·dLᵀ``: ordered by rows, entry ``(i, j)`` of ``A`` depends on ``L``'s entries up
 to ``(i, j)`` and on ``(i, j)`` itself with weight ``2Lᵢᵢ`` on the diagonal, ``Lⱼⱼ`` below it),
-then ``−log|det M|``. Domain: a positive diagonal of ``L`` and ``M`` invertible.
+then ``−log|det M|``. Domain: a positive diagonal of ``L`` and ``M`` invertible. When ``A`` is
+itself the unknown (``n²`` entries), ``A = L·Lᵀ + K`` with ``K`` antisymmetric: its entries
+below the diagonal are θ, and each pair ``A_ij = S_ij + K_ij``, ``A_ji = S_ij − K_ij`` adds ``log 2``.
 """
 
 from __future__ import annotations
@@ -27,10 +29,12 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+from numpyro.distributions import constraints
 
 from .._block import is_linear
 from ..errors import InversionError
 from ..rules.functions import is_library_call
+from ..theta import ThetaSpec
 from .base import Strategy, block_solve
 from .cones import expand_cone, known_operands
 
@@ -46,7 +50,8 @@ class CholeskyFactors(Strategy):
             chol, lower = found
             cone = _affine_cone(state, chol)
             if cone is not None:
-                yield block_solve(CholeskyBlock(anchor, chol, lower, *cone, state.names))
+                yield block_solve(CholeskyBlock(anchor, chol, lower, *cone, state.names),
+                                  hints=("cholesky_antisymmetric",))
 
 
 def _observed_factor(state, anchor):
@@ -107,6 +112,8 @@ def _affine_cone(state, chol):
     leaves = sorted(leaves, key=lambda v: v.id)
     n = a.shape[0]
     size = sum(v.size for v in leaves)
+    if leaves == [a] and a.is_float:
+        return [], leaves, []  # A itself unknown: its antisymmetric part is θ
     if size != n * (n + 1) // 2 or not all(v.is_float for v in leaves):
         raise InversionError(
             f"the lower triangle of jnp.linalg.cholesky at {chol.source} is observed ({n * (n + 1) // 2} entries), "
@@ -121,14 +128,27 @@ def _affine_cone(state, chol):
 class CholeskyBlock:
     """The unknowns behind ``A`` from the observed lower triangle of ``cholesky(A)`` (see the module)."""
 
-    theta = ()
-
     def __init__(self, anchor, chol, lower, cone, leaves, known, names):
         self.anchors, self.leaves, self.known_inputs = [anchor], list(leaves), list(known)
         self.chol, self.cone, self.lower = chol, cone, lower
-        self.n = chol.ins[0].shape[0]
-        self.description = (f"cholesky factor: {', '.join(names.get(v, repr(v)) for v in leaves)} from the lower "
-                            f"triangle of L, A = L·Lᵀ")
+        self.n = n = chol.ins[0].shape[0]
+        what = ", ".join(names.get(v, repr(v)) for v in leaves)
+        # A unknown itself: cholesky reads (A + Aᵀ)/2, so A = L·Lᵀ + K with K antisymmetric (θ below the diagonal)
+        self.raw = leaves == [chol.ins[0]]
+        self.strict = np.tril_indices(n, -1)
+        self.theta = ()
+        if self.raw:
+            self.theta = (ThetaSpec((n * (n - 1) // 2,), leaves[0].dtype, constraints.real, "value",
+                                    f"antisymmetric part of {what}"),)
+        self.description = f"cholesky factor: {what} from the lower triangle of L, A = L·Lᵀ" + (
+            " + K (θ: K antisymmetric)" if self.raw else "")
+
+    def _raw_solve(self, square, theta):
+        """``A = L·Lᵀ + K``: each pair ``A_ij, A_ji`` is ``S_ij ± K_ij``, a factor 2 in ``|det|``."""
+        (k,) = theta
+        n = self.n
+        below = jnp.zeros((n, n), square.dtype).at[self.strict].set(k)
+        return [square + below - below.T], 0.5 * n * (n - 1) * math.log(2.0)
 
     def _matrix(self, known_env, flat):
         """``A`` built from the unknowns in one flat vector (the program's own relations)."""
@@ -153,6 +173,11 @@ class CholeskyBlock:
         diag = jnp.diagonal(factor)
         ok = jnp.all(diag > 0)
         safe = jnp.where(ok, factor, jnp.eye(n, dtype=y.dtype))
+        powers = jnp.arange(n, 0, -1, dtype=y.dtype)  # n − i + 1 for i = 1..n
+        log_det = n * math.log(2.0) + jnp.sum(powers * jnp.log(jnp.where(ok, diag, 1.0)))
+        if self.raw:
+            values, pairs = self._raw_solve(safe @ safe.T, theta)
+            return values, log_det + pairs, ok
         target = (safe @ safe.T).ravel()[self.lower]
         zero = jnp.zeros(target.shape, y.dtype)
         offset = self._lower_of_symmetric_part(known_env, zero)
@@ -161,8 +186,6 @@ class CholeskyBlock:
         invertible = (sign != 0) & jnp.isfinite(log_abs)
         matrix = jnp.where(invertible, matrix, jnp.eye(matrix.shape[0], dtype=matrix.dtype))
         flat = jnp.linalg.solve(matrix, target - offset)
-        powers = jnp.arange(n, 0, -1, dtype=y.dtype)  # n − i + 1 for i = 1..n
-        log_det = n * math.log(2.0) + jnp.sum(powers * jnp.log(jnp.where(ok, diag, 1.0)))
         log_det = log_det - jnp.where(invertible, log_abs, 0.0)
         values, at = [], 0
         for v in self.leaves:
@@ -171,4 +194,7 @@ class CholeskyBlock:
         return values, log_det, ok & invertible
 
     def pgf(self, known_env, leaves):
-        return ()
+        if not self.raw:
+            return ()
+        (a,) = leaves
+        return ((0.5 * (a - a.T))[self.strict],)
