@@ -1649,3 +1649,26 @@ add("cholesky_transform", NPT + " (CholeskyTransform)", cholesky_of_free_entries
     [arr(2.0, 0.3, 1.5, -0.2, 0.1, 1.2)], jitter=0.1,
     note="the matrix from its n(n+1)/2 free entries, the factor's lower triangle observed: A = L·Lᵀ (the cholesky "
          "strategy), log|det| = n log 2 + Σ (n − i + 1) log L_ii")
+
+
+def cholesky_lower_triangle(a):  # jnp.linalg.cholesky of any square matrix: it reads (a + aᵀ)/2
+    rows, cols = np.tril_indices(a.shape[0])
+    return jnp.linalg.cholesky(a)[rows, cols]
+
+
+def gp_kernel_cholesky(x):
+    rows, cols = np.tril_indices(x.shape[0])
+
+    def factor(var, length, noise):  # examples/gp.py's RBF kernel plus noise, its Cholesky factor observed
+        deltaXsq = jnp.power((x[:, None] - x) / length, 2.0)
+        k = var * jnp.exp(-0.5 * deltaXsq) + noise * jnp.eye(x.shape[0])
+        return jnp.linalg.cholesky(k)[rows, cols]
+
+    return factor
+
+
+add("cholesky_of_unknown_matrix", NPT + " (CholeskyTransform of an unconstrained matrix)", cholesky_lower_triangle,
+    [jnp.asarray([[2.0, 0.4, -0.1], [0.2, 1.5, 0.3], [-0.3, 0.1, 1.2]])], jitter=0.1,
+    note="A = L·Lᵀ + K: the antisymmetric part K, which cholesky ignores, is θ")
+add("gp_kernel_cholesky", NPX + "gp.py", gp_kernel_cholesky(arr(-1.0, 0.0, 1.5)), [1.0, 0.7, 0.1], positive,
+    expect="refuse", why="overdetermined: three kernel parameters behind the six free entries of the factor")
