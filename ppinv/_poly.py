@@ -57,89 +57,46 @@ from ._ir import inputs_from_outside
 from .errors import InversionError, UnderdeterminedError
 from .theta import ThetaSpec, int_dtype
 
-__all__ = ["poly_degree", "cone_degree", "worth_solving", "Degree", "PolynomialBlock", "MAX_DEGREE"]
+__all__ = ["poly_degree", "cone_degree", "worth_solving", "Degree", "PolynomialBlock", "MAX_DEGREE", "Rational",
+           "default_rationals", "padd", "pmul", "ppow"]
 
 MAX_DEGREE = 3
 MAX_KINKS = 2  # |u| terms in one cone: 2^k sign branches
 _SAMPLE_POINTS = 3  # random points of the known inputs at which identically-zero coefficients are found
-_PASS_THROUGH = {lax.convert_element_type_p} | {getattr(lax, n) for n in ("copy_p",) if hasattr(lax, n)}
-_SQUARE = getattr(lax, "square_p", None)
-_OPS = {lax.add_p, lax.sub_p, lax.mul_p, lax.div_p, lax.neg_p, lax.integer_pow_p, lax.abs_p} | _PASS_THROUGH
-if _SQUARE is not None:
-    _OPS.add(_SQUARE)
 
 
-# --- structural degrees ----------------------------------------------------------------
-def _power(eqn):
-    return eqn.params["y"] if eqn.prim is lax.integer_pow_p else 2
+# --- the rational slot of the rule table ---------------------------------------------------
+class Rational(NamedTuple):
+    """What a primitive is as a rational function of its inputs: the ``rational`` slot.
+
+    * ``degree(eqn, d) -> (deg P, deg Q) | None``: the output's degrees as a ratio ``P/Q``
+      in the unknown, given each input's (``d``, ``(0, 0)`` for a known one); ``None``
+      where this equation is not rational (a parameter, a dtype);
+    * ``combine(eqn, args, one, magnitude, sign) -> (num, den)``: the output's coefficient
+      lists from the inputs' (``args``: ``(num, den)`` pairs, lowest degree first, ``den``
+      ``None`` for a polynomial; ``one``: the constant 1 of the leaf's shape); with
+      ``magnitude`` every sign is dropped (``−`` adds), which bounds each coefficient's
+      size before cancellation; ``sign`` is the branch's sign of a kink;
+    * ``divisor(eqn) -> input index | None``: the input that must not be zero;
+    * ``kink``: ``|u|``-like, ``s·u`` with a sign ``s`` per branch.
+
+    Fill it for a new primitive with :func:`ppinv.rules.defrational`.
+    """
+
+    degree: object
+    combine: object
+    divisor: object = None
+    kink: bool = False
 
 
-def poly_degree(eqn, degrees):
-    """Degrees ``(deg P, deg Q)`` of ``eqn``'s output as a ratio ``P/Q`` in the leaf, given those
-    of its inputs (absent: known, ``(0, 0)``); ``None`` where the relation is not rational."""
-    p = eqn.prim
-    if p not in _OPS or not all(o.is_float for o in eqn.outs):
-        return None
-    if p is lax.convert_element_type_p and not eqn.ins[0].is_float:
-        return None
-    d = [degrees.get(v, (0, 0)) for v in eqn.ins]
-    if p in (lax.add_p, lax.sub_p):
-        (p1, q1), (p2, q2) = d
-        return max(p1 + q2, p2 + q1), q1 + q2
-    if p is lax.mul_p:
-        return d[0][0] + d[1][0], d[0][1] + d[1][1]
-    if p is lax.div_p:
-        return d[0][0] + d[1][1], d[0][1] + d[1][0]
-    if p is lax.integer_pow_p or p is _SQUARE:
-        k = _power(eqn)
-        num, den = d[0]
-        return (k * num, k * den) if k >= 0 else (-k * den, -k * num)
-    return d[0]  # neg, abs (a sign per branch), convert_element_type, copy
-
-
-class Degree(NamedTuple):
-    """Structural degrees of a cone's output ``P/Q`` in its leaf, and how many ``|u|`` it has."""
-
-    num: int
-    den: int
-    kinks: int = 0
-
-
-def cone_degree(anchor, eqns, leaf):
-    """Structural :class:`Degree` of ``anchor``'s output in ``leaf`` through ``eqns`` (the cone,
-    anchor included, any order); ``None`` when a relation is not rational (with kinks) or not
-    elementwise in the leaf's shape."""
-    if any(o.shape != leaf.shape for e in eqns for o in e.outs):
-        return None
-    degrees = {leaf: (1, 0)}
-    for e in sorted(eqns, key=lambda e: e.id):
-        deg = poly_degree(e, degrees)
-        if deg is None:
-            return None
-        degrees[e.outs[0]] = deg
-    return Degree(*degrees[anchor.outs[0]], kinks=sum(e.prim is lax.abs_p for e in eqns))
-
-
-def worth_solving(degrees):
-    """``True``: solve this cone; ``False``: grow it (a degree-1 polynomial is the linear
-    block's, a larger cone may be of higher degree); ``None``: give up (degree too high)."""
-    num, den, kinks = degrees if isinstance(degrees, Degree) else Degree(*degrees)
-    degree = max(num, den)
-    if degree > MAX_DEGREE or kinks > MAX_KINKS:
-        return None
-    return degree >= 2 or (degree >= 1 and (den > 0 or kinks > 0))
-
-
-# --- rational arithmetic on coefficient lists ------------------------------------------
-# A value is ``(num, den)``: coefficient lists (lowest degree first) of arrays of the leaf's
-# shape; ``den`` is ``None`` for a polynomial (a denominator of 1, kept implicit so that
-# polynomials keep their degree).
-def _padd(a, b):
+def padd(a, b):
+    """The sum of two coefficient lists (lowest degree first)."""
     n = max(len(a), len(b))
     return [(a[i] if i < len(a) else 0 * b[i]) + (b[i] if i < len(b) else 0 * a[i]) for i in range(n)]
 
 
-def _pmul(a, b):
+def pmul(a, b):
+    """The product of two coefficient lists; ``None`` is the polynomial 1."""
     if a is None or b is None:  # a denominator of 1
         return b if a is None else a
     out = [None] * (len(a) + len(b) - 1)
@@ -150,45 +107,145 @@ def _pmul(a, b):
     return out
 
 
-def _ppow(a, k, one):
+def ppow(a, k, one):
+    """``a**k`` for a coefficient list and an integer ``k ≥ 0``."""
     out = [one]
     for _ in range(k):
-        out = _pmul(out, a)
+        out = pmul(out, a)
     return out
 
 
-def _rational(eqn, args, one, magnitude, sign=1):
-    """The ratio ``eqn`` computes from its inputs' ratios (``sign``: the branch's sign of a kink
-    ``|u| = sign·u``). With ``magnitude`` every sign is dropped (``−`` adds), which bounds each
-    coefficient's size before cancellation."""
-    p = eqn.prim
-    if p is lax.abs_p:
-        num, den = args[0]
-        return (num if magnitude or sign > 0 else [-c for c in num]), den
-    if p in (lax.add_p, lax.sub_p):
-        (n1, d1), (n2, d2) = args
-        if p is lax.sub_p and not magnitude:
-            n2 = [-c for c in n2]
-        den = None if d1 is None and d2 is None else _pmul(d1, d2)
-        return _padd(_pmul(n1, d2), _pmul(n2, d1)), den
-    if p is lax.mul_p:
-        (n1, d1), (n2, d2) = args
-        return _pmul(n1, n2), (None if d1 is None and d2 is None else _pmul(d1, d2))
-    if p is lax.div_p:
-        (n1, d1), (n2, d2) = args
-        return _pmul(n1, d2) if d2 is not None else n1, _pmul(d1, n2)
-    if p is lax.neg_p:
-        num, den = args[0]
-        return (num if magnitude else [-c for c in num]), den
-    if p is lax.integer_pow_p or p is _SQUARE:
-        k = _power(eqn)
-        num, den = args[0]
-        num_k = _ppow(num, abs(k), one)
-        den_k = None if den is None else _ppow(den, abs(k), one)
-        if k >= 0:
-            return num_k, den_k
-        return (den_k if den_k is not None else [one]), num_k
-    return args[0]  # convert_element_type, copy
+def _negate(coeffs, magnitude):
+    return coeffs if magnitude else [-c for c in coeffs]
+
+
+def _sum_degree(eqn, d):
+    (p1, q1), (p2, q2) = d
+    return max(p1 + q2, p2 + q1), q1 + q2
+
+
+def _sum(eqn, args, one, magnitude, sign):
+    (n1, d1), (n2, d2) = args
+    if eqn.prim is lax.sub_p:
+        n2 = _negate(n2, magnitude)
+    den = None if d1 is None and d2 is None else pmul(d1, d2)
+    return padd(pmul(n1, d2), pmul(n2, d1)), den
+
+
+def _product(eqn, args, one, magnitude, sign):
+    (n1, d1), (n2, d2) = args
+    return pmul(n1, n2), (None if d1 is None and d2 is None else pmul(d1, d2))
+
+
+def _quotient(eqn, args, one, magnitude, sign):
+    (n1, d1), (n2, d2) = args
+    return pmul(n1, d2) if d2 is not None else n1, pmul(d1, n2)
+
+
+def _power_of(eqn):
+    return eqn.params["y"] if eqn.prim is lax.integer_pow_p else 2
+
+
+def _power_degree(eqn, d):
+    k = _power_of(eqn)
+    num, den = d[0]
+    return (k * num, k * den) if k >= 0 else (-k * den, -k * num)
+
+
+def _power(eqn, args, one, magnitude, sign):
+    k = _power_of(eqn)
+    num, den = args[0]
+    num_k = ppow(num, abs(k), one)
+    den_k = None if den is None else ppow(den, abs(k), one)
+    if k >= 0:
+        return num_k, den_k
+    return (den_k if den_k is not None else [one]), num_k
+
+
+def _same_degree(eqn, d):
+    return d[0]
+
+
+def _negation(eqn, args, one, magnitude, sign):
+    num, den = args[0]
+    return _negate(num, magnitude), den
+
+
+def _absolute(eqn, args, one, magnitude, sign):
+    num, den = args[0]
+    return (num if sign > 0 else _negate(num, magnitude)), den
+
+
+def _identity(eqn, args, one, magnitude, sign):
+    return args[0]
+
+
+def _float_to_float(eqn, d):
+    return d[0] if eqn.ins[0].is_float else None
+
+
+def default_rationals():
+    """The built-in ``rational`` slots: sums, products, quotients, integer powers, ``|u|``, casts."""
+    out = {
+        lax.add_p: Rational(_sum_degree, _sum),
+        lax.sub_p: Rational(_sum_degree, _sum),
+        lax.mul_p: Rational(lambda e, d: (d[0][0] + d[1][0], d[0][1] + d[1][1]), _product),
+        lax.div_p: Rational(lambda e, d: (d[0][0] + d[1][1], d[0][1] + d[1][0]), _quotient, divisor=lambda e: 1),
+        lax.integer_pow_p: Rational(_power_degree, _power,
+                                    divisor=lambda e: 0 if e.params["y"] < 0 else None),
+        lax.neg_p: Rational(_same_degree, _negation),
+        lax.abs_p: Rational(_same_degree, _absolute, kink=True),
+        lax.convert_element_type_p: Rational(_float_to_float, _identity),
+    }
+    for name in ("square_p", "copy_p"):
+        prim = getattr(lax, name, None)
+        if prim is not None:
+            out[prim] = Rational(_power_degree, _power) if name == "square_p" else Rational(_same_degree, _identity)
+    return out
+
+
+# --- structural degrees ----------------------------------------------------------------
+def poly_degree(eqn, degrees, table):
+    """Degrees ``(deg P, deg Q)`` of ``eqn``'s output as a ratio ``P/Q`` in the leaf, given those
+    of its inputs (absent: known, ``(0, 0)``); ``None`` where the relation is not rational
+    (its ``rational`` slot in ``table`` is empty, or says so)."""
+    rule = table.slot("rational", eqn.prim)
+    if rule is None or not all(o.is_float for o in eqn.outs):
+        return None
+    return rule.degree(eqn, [degrees.get(v, (0, 0)) for v in eqn.ins])
+
+
+class Degree(NamedTuple):
+    """Structural degrees of a cone's output ``P/Q`` in its leaf, and how many ``|u|`` it has."""
+
+    num: int
+    den: int
+    kinks: int = 0
+
+
+def cone_degree(anchor, eqns, leaf, table):
+    """Structural :class:`Degree` of ``anchor``'s output in ``leaf`` through ``eqns`` (the cone,
+    anchor included, any order); ``None`` when a relation is not rational (with kinks) or not
+    elementwise in the leaf's shape."""
+    if any(o.shape != leaf.shape for e in eqns for o in e.outs):
+        return None
+    degrees = {leaf: (1, 0)}
+    for e in sorted(eqns, key=lambda e: e.id):
+        deg = poly_degree(e, degrees, table)
+        if deg is None:
+            return None
+        degrees[e.outs[0]] = deg
+    return Degree(*degrees[anchor.outs[0]], kinks=sum(table.slot("rational", e.prim).kink for e in eqns))
+
+
+def worth_solving(degrees):
+    """``True``: solve this cone; ``False``: grow it (a degree-1 polynomial is the linear
+    block's, a larger cone may be of higher degree); ``None``: give up (degree too high)."""
+    num, den, kinks = degrees if isinstance(degrees, Degree) else Degree(*degrees)
+    degree = max(num, den)
+    if degree > MAX_DEGREE or kinks > MAX_KINKS:
+        return None
+    return degree >= 2 or (degree >= 1 and (den > 0 or kinks > 0))
 
 
 def _horner(coeffs, x):
@@ -206,13 +263,14 @@ class PolynomialBlock:
     image constraint: a root outside it is not admissible.
     """
 
-    def __init__(self, anchor, eqns, leaf, degree, origin, support=None):
+    def __init__(self, anchor, eqns, leaf, degree, origin, support=None, *, table):
         self.anchor = anchor
         self.eqns = sorted(eqns, key=lambda e: e.id)
+        self._rules = {e: table.slot("rational", e.prim) for e in self.eqns}
         self.leaf = leaf
         self.known_inputs = inputs_from_outside(self.eqns, leaf)
         self.support = None if support is constraints.real else support
-        self.kinks = [e for e in self.eqns if e.prim is lax.abs_p]
+        self.kinks = [e for e in self.eqns if self._rules[e].kink]
         self.branches = list(itertools.product((1, -1), repeat=len(self.kinks)))  # one sign per kink
         bound = max(degree[:2]) if isinstance(degree, tuple) else degree
         self._has_denominator = isinstance(degree, tuple) and degree[1] > 0
@@ -268,7 +326,7 @@ class PolynomialBlock:
             return [abs(val) if magnitude else val], None
 
         for e in self.eqns:
-            env[e.outs[0]] = _rational(e, [value(v) for v in e.ins], one, magnitude, sign_of.get(e, 1))
+            env[e.outs[0]] = self._rules[e].combine(e, [value(v) for v in e.ins], one, magnitude, sign_of.get(e, 1))
         return env
 
     def _known_reader(self, known_env):
@@ -389,9 +447,9 @@ class PolynomialBlock:
         sign_of = dict(zip(self.kinks, signs))
         for e in self.eqns:
             ins = [env[v] if v in env else read(v) for v in e.ins]
-            if e.prim is lax.div_p or (e.prim is lax.integer_pow_p and e.params["y"] < 0):
-                divisor = ins[1] if e.prim is lax.div_p else ins[0]
-                ok = ok & (divisor != 0)
+            divisor = self._rules[e].divisor(e) if self._rules[e].divisor is not None else None
+            if divisor is not None:
+                ok = ok & (ins[divisor] != 0)
             if e in sign_of:
                 ok = ok & ((ins[0] >= 0) if sign_of[e] > 0 else (ins[0] < 0))
             env[e.outs[0]] = e.bind(*ins)[0]
@@ -512,7 +570,7 @@ class PolynomialBlock:
         env, branch = {self.leaf: x}, jnp.zeros(jnp.shape(x), int_dtype())
         for e in self.eqns:
             ins = [env[v] if v in env else read(v) for v in e.ins]
-            if e.prim is lax.abs_p:
+            if self._rules[e].kink:
                 branch = 2 * branch + (ins[0] < 0).astype(int_dtype())  # itertools.product order
             env[e.outs[0]] = e.bind(*ins)[0]
         if self.degree == 1:

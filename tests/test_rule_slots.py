@@ -179,3 +179,50 @@ def test_an_overlay_of_a_table_brings_its_slots():
     assert ppinv.rules.current_table().slot("monotone", CUBIC) is None
     with pytest.raises(TypeError, match="exactly one"):
         rules.defmonotone(CUBIC, lambda t: t, bounds=lambda a, params: None, table=mine)
+
+
+# hill(s, k) = s² / (k + s²): a Hill curve of coefficient 2, a ratio of polynomials in s
+HILL = _elementwise_primitive(
+    "user_hill",
+    lambda s, k: s**2 / (k + s**2),
+    lambda p, t: (2 * p[0] * p[1] * t[0] - p[0] ** 2 * t[1]) / (p[1] + p[0] ** 2) ** 2,
+)
+
+
+def _hill_degree(eqn, d):
+    (ps, qs), (pk, qk) = d
+    if qs or pk or qk:  # rational in s with k known only
+        return None
+    return 2 * ps, 2 * ps
+
+
+def _hill_combine(eqn, args, one, magnitude, sign):
+    from ppinv._poly import padd, pmul
+
+    (s, _), (k, _) = args
+    square = pmul(s, s)
+    return square, padd(pmul(k, [one]), square)
+
+
+def test_a_user_primitive_with_only_a_rational_slot_is_solved_in_closed_form():
+    """s ↦ s²/(k + s²) on s > 0: with its rational slot the relation becomes the quadratic
+    (1 − y)·s² − y·k = 0; a root θ picks one of its roots, and only the positive one is
+    inside the support."""
+    from numpyro.distributions import constraints
+
+    f = lambda s: HILL.bind(s, 2.0)  # noqa: E731
+    with pytest.raises(ppinv.errors.InversionError):
+        ppinv.inverse(f, 1.0, support=[constraints.positive])
+    with ppinv.overlay() as layer:
+        rules.defrational(HILL, _hill_degree, _hill_combine, divisor=None, table=layer)
+        inv = ppinv.inverse(f, 1.0, support=[constraints.positive])
+        codes = [{n: jnp.asarray(c) for n in inv.theta_spec} for c in (0, 1)]
+        inside = [c for c in codes if bool(inv.in_domain(0.3, c))]
+        assert len(inside) == 1
+        np.testing.assert_allclose(float(inv(0.3, inside[0])[0]), math.sqrt(0.3 * 2.0 / 0.7), rtol=1e-12)
+        assert check_inverse(f, 1.0, support=[constraints.positive], inv=inv, **TOL).ok
+    with ppinv.overlay() as layer:
+        rules.defrational(HILL, _hill_degree, _hill_combine, table=layer)
+        on_reals = ppinv.inverse(f, 1.0)  # both signs of s: a discrete θ picks the root
+    roots = sorted(float(on_reals(0.3, {n: jnp.asarray(c) for n in on_reals.theta_spec})[0]) for c in (0, 1))
+    np.testing.assert_allclose(roots, [-math.sqrt(0.6 / 0.7), math.sqrt(0.6 / 0.7)], rtol=1e-12)

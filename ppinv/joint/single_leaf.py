@@ -4,7 +4,7 @@ Three strategies, tried in this order: a rational function of that variable
 (closed-form roots, ``_poly.py``), a piecewise function (``jnp.where`` over
 pieces, each inverted, ``_piecewise.py``), a strictly monotone function with no
 closed form (a numeric solve with a uniqueness proof, ``_monotone.py``). Which
-primitives they reach through comes from the table: ``poly_degree`` for the
+primitives they reach through comes from the table: the ``rational`` slot for the
 rational cone, the ``monotone`` slot (interval bounds) for the monotone one.
 """
 
@@ -42,7 +42,8 @@ class Polynomial(Strategy):
             if found is None:
                 continue
             eqns, leaf, degree = found
-            block = PolynomialBlock(anchor, eqns, leaf, degree, anchor.describe(), state.supports.get(leaf))
+            block = PolynomialBlock(anchor, eqns, leaf, degree, anchor.describe(), state.supports.get(leaf),
+                                    table=state.table)
             yield _solve_for_leaf(block, anchor, leaf, "poly_root")
 
 
@@ -81,8 +82,8 @@ class Monotone(Strategy):
 
 def polynomial_cone(state, anchor):
     """The smallest rational cone to a single variable that ``_poly.py`` solves."""
-    for cone, leaf in single_leaf_cones(state, anchor, lambda d: poly_degree(d, {}) is not None):
-        degree = cone_degree(anchor, cone, leaf)
+    for cone, leaf in single_leaf_cones(state, anchor, lambda d: poly_degree(d, {}, state.table) is not None):
+        degree = cone_degree(anchor, cone, leaf, state.table)
         verdict = None if degree is None else worth_solving(degree)
         if verdict is None:
             return None

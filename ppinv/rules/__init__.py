@@ -21,6 +21,9 @@ ppinv has never seen can take part in them:
 * ``monotone`` (:func:`defmonotone`): interval bounds of the value and the
   derivative, from which ppinv proves a function of one unknown strictly
   monotone (``x + myprim(x)``) before solving it numerically.
+* ``rational`` (:func:`defrational`): the output as a ratio of polynomials in
+  the unknown (degrees and coefficient arithmetic), so that relations such as
+  ``b·x·(1 − x)`` or ``Vmax·x / (Km + x)`` are solved in closed form.
 * ``solve_cost``: how awkward solving through the primitive is (0 by default,
   1 for products and powers; a rule with a restricted domain or a discrete
   choice counts 2). When a variable must be freed, the one behind the most
@@ -28,7 +31,7 @@ ppinv has never seen can take part in them:
 
 Slots are layered like rules: :meth:`RuleTable.slot` looks in the innermost
 layer first. The defaults fill them for JAX's primitives (``rules/linear.py``:
-linearity; ``_monotone.py``: interval bounds). A user's primitive needs what
+linearity; ``_monotone.py``: interval bounds; ``_poly.py``: ratios). A user's primitive needs what
 JAX needs to run and differentiate it (an implementation, a shape rule, a
 lowering, JVP and batching rules); one slot is then enough:
 
@@ -61,6 +64,7 @@ from .table import (
     current_table,
     deflinear,
     defmonotone,
+    defrational,
     overlay,
     register_function_rule,
     register_rule,
@@ -89,6 +93,7 @@ __all__ = [
     "Linearity",
     "deflinear",
     "defmonotone",
+    "defrational",
     "undefine_slot",
 ]
 

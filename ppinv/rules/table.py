@@ -8,6 +8,7 @@ import contextlib
 import contextvars
 
 from .._monotone import default_jets, monotone_bounds, unary_jet
+from .._poly import Rational, default_rationals
 from ._base import (
     Linearity,
 )
@@ -109,7 +110,7 @@ class RuleTable:
 
 
 #: the named per-primitive slots a table holds besides inverse rules and images
-SLOTS = ("linearity", "monotone", "solve_cost")
+SLOTS = ("linearity", "monotone", "rational", "solve_cost")
 
 
 def _slot_name(slot):
@@ -121,6 +122,8 @@ def _slot_name(slot):
 DEFAULT_RULES = RuleTable(name="defaults")
 for _prim, _jet in default_jets().items():  # interval bounds of the analytic elementwise primitives
     DEFAULT_RULES.define("monotone", _prim, _jet)
+for _prim, _rational in default_rationals().items():  # sums, products, quotients, powers as ratios P/Q
+    DEFAULT_RULES.define("rational", _prim, _rational)
 _USER_RULES = DEFAULT_RULES.layered("user")
 _active: contextvars.ContextVar = contextvars.ContextVar("ppinv_rules", default=_USER_RULES)
 
@@ -209,8 +212,50 @@ def defmonotone(primitive, fn=None, *, derivative=None, decreasing=False, bounds
     return jet
 
 
+def defrational(primitive, degree, combine, *, divisor=None, kink=False, table=None):
+    """Fill ``primitive``'s ``rational`` slot: its relations may join closed-form polynomial solves.
+
+    ``degree(eqn, d)`` gives the output's degrees ``(deg P, deg Q)`` as a ratio ``P/Q`` in the
+    unknown from its inputs' (``d``; ``(0, 0)`` for a known input), ``combine(eqn, args,
+    one, magnitude, sign)`` its coefficient lists from theirs (see :class:`ppinv._poly.Rational`;
+    ``ppinv._poly.padd``, ``pmul`` and ``ppow`` do the arithmetic), ``divisor(eqn)`` the index of
+    an input that must not be zero, and ``kink=True`` marks an ``|u|``-like primitive. ``table``
+    as for :func:`deflinear`. Returns the :class:`~ppinv._poly.Rational`.
+
+    Examples
+    --------
+    A primitive computing ``x·(1 − x)`` solved as the quadratic it is:
+
+    >>> import jax, jax.numpy as jnp
+    >>> from jax.extend.core import Primitive
+    >>> from jax.interpreters import ad, batching, mlir
+    >>> import ppinv
+    >>> from ppinv._poly import padd, pmul
+    >>> logistic_step_p = Primitive("logistic_step")
+    >>> impl = lambda x: x * (1.0 - x)
+    >>> _ = logistic_step_p.def_impl(impl)
+    >>> _ = logistic_step_p.def_abstract_eval(lambda x: jax.core.ShapedArray(x.shape, x.dtype))
+    >>> mlir.register_lowering(logistic_step_p, mlir.lower_fun(impl, multiple_results=False))
+    >>> ad.primitive_jvps[logistic_step_p] = lambda p, t: (logistic_step_p.bind(*p), (1.0 - 2.0 * p[0]) * t[0])
+    >>> batching.primitive_batchers[logistic_step_p] = lambda a, d: (logistic_step_p.bind(*a), d[0])
+    >>> def combine(eqn, args, one, magnitude, sign):
+    ...     (num, den), = args                     # a polynomial input: den is None
+    ...     minus = num if magnitude else [-c for c in num]
+    ...     return pmul(num, padd([one], minus)), None
+    >>> with ppinv.overlay() as layer:
+    ...     _ = ppinv.rules.defrational(logistic_step_p, lambda e, d: (2 * d[0][0], 0) if d[0][1] == 0 else None,
+    ...                                 combine, table=layer)
+    ...     inv = ppinv.inverse(lambda x: logistic_step_p.bind(x), 0.3)
+    >>> sorted(round(float(inv(0.21, {"poly_root": jnp.asarray(k)})[0]), 6) for k in (0, 1))
+    [0.3, 0.7]
+    """
+    rational = Rational(degree, combine, divisor=divisor, kink=kink)
+    (table or _USER_RULES).define("rational", primitive, rational)
+    return rational
+
+
 def undefine_slot(slot: str, primitive) -> None:
-    """Empty a slot :func:`deflinear` or :func:`defmonotone` filled in the user layer."""
+    """Empty a slot :func:`deflinear`, :func:`defmonotone` or :func:`defrational` filled in the user layer."""
     _USER_RULES.undefine(slot, primitive)
 
 
