@@ -114,6 +114,7 @@ class _HypotSolver(Solver):
         self.unknown, self.sign = unknown, sign
         x = pat.eqn.ins[unknown]
         self.theta = () if sign is not None else _elementwise_theta((SIGN,), x.shape, pat.eqn.describe())
+        self.theta_hints = ("hypot_sign",) if self.theta else ()
         self.description = f"solve hypot for its {'left' if unknown == 0 else 'right'} operand"
 
     def _signs(self, theta):
