@@ -126,3 +126,26 @@ def test_a_function_named_cholesky_is_solved_through_its_body():
         return 2.0 * x + 1.0
 
     check_inverse(lambda x: cholesky(x), jnp.ones(3), n_points=2, rtol=1e-10, log_det_atol=1e-9)
+
+
+def test_antisymmetric_part_posterior_of_gaussian_entries():
+    # A with iid N(0, 1) entries, tril(cholesky(A)) observed: A = S + K, and each pair S_ij ± K_ij
+    # gives p(K_ij | y) ∝ exp(−K_ij²): a Gaussian of variance 1/2, centred at 0
+    from scipy import integrate
+
+    f = lambda a: jnp.linalg.cholesky(a)[ROWS, COLS]  # noqa: E731
+    inv = ppinv.inverse(f, jnp.eye(N))
+    (name,) = inv.theta_spec
+    y = factor_of(A0)
+
+    @jax.jit
+    def log_density(k):
+        theta = {name: jnp.asarray([k, 0.0, 0.0])}
+        (a,) = inv(y, theta)
+        return jnp.sum(jax.scipy.stats.norm.logpdf(a)) + inv.log_abs_det_jacobian(y, theta)
+
+    dens = lambda k: float(jnp.exp(log_density(k)))  # noqa: E731
+    norm = integrate.quad(dens, -10, 10)[0]
+    mean = integrate.quad(lambda k: k * dens(k), -10, 10)[0] / norm
+    var = integrate.quad(lambda k: (k - mean) ** 2 * dens(k), -10, 10)[0] / norm
+    assert abs(mean) < 1e-9 and np.isclose(var, 0.5, atol=1e-9)
