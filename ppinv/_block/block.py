@@ -49,7 +49,6 @@ def _piece_values(preds, eqns):
     return values
 
 
-
 class LinearBlock:
     """Solve the block's anchors (relations with known outputs) for its leaves."""
 
