@@ -137,11 +137,14 @@ class CholeskyBlock:
         self.raw = leaves == [chol.ins[0]]
         self.strict = np.tril_indices(n, -1)
         self.theta = ()
+        self._constant_map = None  # (offset, M, log|det M|, invertible) when only constants build A
         if self.raw:
             self.theta = (ThetaSpec((n * (n - 1) // 2,), leaves[0].dtype, constraints.real, "value",
                                     f"antisymmetric part of {what}"),)
         self.description = f"cholesky factor: {what} from the lower triangle of L, A = L·Lᵀ" + (
             " + K (θ: K antisymmetric)" if self.raw else "")
+        if not self.raw and not self.known_inputs:
+            self._constant_map = self._build_time_map()
 
     def _raw_solve(self, square, theta):
         """``A = L·Lᵀ + K``: each pair ``A_ij, A_ji`` is ``S_ij ± K_ij``, a factor 2 in ``|det|``."""
@@ -166,6 +169,28 @@ class CholeskyBlock:
         m = self._matrix(known_env, flat)
         return (0.5 * (m + m.T)).ravel()[self.lower]
 
+    def _affine_map(self, known_env, dtype):
+        """``(offset, M, log|det M|, M invertible)`` of ``a ↦ tril(sym(A))`` (see ``_constant_map``)."""
+        return self._constant_map if self._constant_map is not None else self._run_time_map(known_env, dtype)
+
+    def _build_time_map(self):
+        """The map from the constants alone, once, when no known operand enters; a singular one is refused."""
+        with jax.ensure_compile_time_eval():
+            found = self._run_time_map({}, self.leaves[0].dtype)
+        if not bool(found[3]):
+            raise InversionError(f"the matrix behind jnp.linalg.cholesky at {self.chol.source} is built from its "
+                                 "unknowns by a singular affine map: they cannot all be recovered from A = L·Lᵀ")
+        return found
+
+    def _run_time_map(self, known_env, dtype):
+        zero = jnp.zeros(len(self.lower), dtype)
+        offset = self._lower_of_symmetric_part(known_env, zero)
+        matrix = jax.jacfwd(lambda f: self._lower_of_symmetric_part(known_env, f))(zero)
+        sign, log_abs = jnp.linalg.slogdet(matrix)
+        invertible = (sign != 0) & jnp.isfinite(log_abs)
+        matrix = jnp.where(invertible, matrix, jnp.eye(matrix.shape[0], dtype=matrix.dtype))
+        return offset, matrix, jnp.where(invertible, log_abs, 0.0), invertible
+
     def solve(self, known_env, observed, theta):
         (y,) = observed
         n = self.n
@@ -179,14 +204,9 @@ class CholeskyBlock:
             values, pairs = self._raw_solve(safe @ safe.T, theta)
             return values, log_det + pairs, ok
         target = (safe @ safe.T).ravel()[self.lower]
-        zero = jnp.zeros(target.shape, y.dtype)
-        offset = self._lower_of_symmetric_part(known_env, zero)
-        matrix = jax.jacfwd(lambda f: self._lower_of_symmetric_part(known_env, f))(zero)
-        sign, log_abs = jnp.linalg.slogdet(matrix)
-        invertible = (sign != 0) & jnp.isfinite(log_abs)
-        matrix = jnp.where(invertible, matrix, jnp.eye(matrix.shape[0], dtype=matrix.dtype))
+        offset, matrix, log_abs, invertible = self._affine_map(known_env, y.dtype)
         flat = jnp.linalg.solve(matrix, target - offset)
-        log_det = log_det - jnp.where(invertible, log_abs, 0.0)
+        log_det = log_det - log_abs
         values, at = [], 0
         for v in self.leaves:
             values.append(flat[at : at + v.size].reshape(v.shape))
