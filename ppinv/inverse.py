@@ -3,18 +3,33 @@
 from __future__ import annotations
 
 import copy
-import inspect
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.tree_util import keystr, tree_flatten, tree_flatten_with_path, tree_unflatten
-from numpyro.distributions import constraints
 
 from ._compat import call_name
 from ._diagnose import diagnose
 from ._ir import V, import_jaxpr
 from .schedule import build_schedule, propagate_supports, run_schedule, run_schedule_extra, schedule_pgf
+from .arguments import (
+    aval_of,
+    all_finite,
+    arg_names_of,
+    check_context,
+    check_theta,
+    check_y,
+    concrete,
+    context_dict,
+    free_vars,
+    leaf_paths,
+    leaf_refusals,
+    normalize_support,
+    raise_first,
+    sign_support,
+    support_refusal,
+    weak,
+)
 from .errors import DomainError, InputError
 from .rules import current_table
 
@@ -82,91 +97,6 @@ def inverse(f, *example_args, context=None, support=None, free=None):
     return Inverse(f, example_args, context=context, support=support, free=free)
 
 
-def _arg_names_of(f, n):
-    try:
-        params = list(inspect.signature(f).parameters.values())
-    except (TypeError, ValueError):
-        params = []
-    names = []
-    for i in range(n):
-        if i < len(params) and params[i].kind in (params[i].POSITIONAL_ONLY, params[i].POSITIONAL_OR_KEYWORD):
-            names.append(params[i].name)
-        else:
-            names.append(f"arg{i}")
-    return names
-
-
-def _normalize_support(support, arg_names):
-    n = len(arg_names)
-    if support is None:
-        return [None] * n
-    if isinstance(support, dict):
-        unknown = set(support) - set(arg_names)
-        if unknown:
-            raise InputError(f"support names {sorted(unknown)} are not parameters of f {arg_names}.")
-        return [support.get(a) for a in arg_names]
-    if isinstance(support, (list, tuple)):
-        if len(support) != n:
-            raise InputError(f"support has {len(support)} entries but f takes {n} arguments; give one per argument.")
-        return list(support)
-    if n == 1:
-        return [support]
-    raise InputError("support must be a sequence (one constraint per argument) or a dict by argument name.")
-
-
-def support_refusal(what, support, *, simplex_hint=""):
-    """Why ``support`` cannot be an input's support, or ``None`` if it can.
-
-    The scheduler reads supports entry by entry (image rules, monotone intervals,
-    the choice of what to free), so a constraint on whole vectors or matrices
-    (a simplex, an ordered vector, a positive-definite matrix...) would be read as
-    something it is not. ``independent(c, k)`` of an entrywise ``c`` is entrywise.
-    Shared by :func:`inverse` and :func:`ppinv.condition`, so both refuse with one message.
-    """
-    if support is None:
-        return None
-    base = support
-    while isinstance(base, constraints.independent):
-        base = base.base_constraint
-    try:
-        event_dim = int(base.event_dim)
-    except Exception:  # constraints.dependent: no static shape at all
-        event_dim = None
-    if event_dim == 0:
-        return None
-    whole = {1: "whole vectors", 2: "whole matrices"}.get(event_dim, "whole arrays")
-    return (
-        f"{what} has support {support}, a constraint on {whole}"
-        + (f" (event_dim {event_dim})" if event_dim is not None else " (of no static event shape)")
-        + " rather than on each entry; ppinv carries only entrywise supports (real, positive, intervals, "
-        "half-lines, ...) through the relations it inverts, so it cannot invert through this one."
-        + simplex_hint
-        + " Sample an unconstrained parametrisation instead and transform it in the program (e.g. a vector "
-        "of reals mapped by a bijection)."
-    )
-
-
-_SIMPLEX_HINT = (
-    " (For a simplex: pass its first n-1 entries and form the last as 1 - their sum inside f; "
-    "ppinv.condition does this itself for simplex latent sites.)"
-)
-
-
-def _free_vars(free, arg_names, leaf_names, invars):
-    """The input variables named by ``free`` (argument names or indices)."""
-    if free is None:
-        return []
-    if isinstance(free, (str, int)):
-        free = [free]
-    out = []
-    for item in free:
-        name = arg_names[item] if isinstance(item, int) and 0 <= item < len(arg_names) else item
-        if name not in arg_names:
-            raise InputError(f"free={item!r} is not an argument of f {arg_names}; name arguments or give indices.")
-        out += [v for v, leaf in zip(invars, leaf_names) if leaf == name or leaf.startswith(name + "[")]
-    return out
-
-
 class Inverse:
     """The parametric inverse of a program; build it with :func:`inverse`.
 
@@ -204,15 +134,15 @@ class Inverse:
         leaves, self._in_tree = tree_flatten(example_args)
         if not leaves:
             raise InputError("ppinv.inverse needs at least one example argument to trace f with.")
-        self._arg_names = list(_arg_names) if _arg_names is not None else _arg_names_of(f, len(example_args))
-        supports = _normalize_support(support, self._arg_names)
-        self._leaf_names, leaf_supports, refusals = self._check_args(example_args, supports)
+        self._arg_names = list(_arg_names) if _arg_names is not None else arg_names_of(f, len(example_args))
+        supports = normalize_support(support, self._arg_names)
+        self._leaf_names, leaf_supports, refusals = leaf_refusals(example_args, self._arg_names, supports)
         if _unknown is None:  # every argument is unknown: refuse before tracing
-            _raise_first(refusals)
-        self._avals = [_aval_of(x) for x in leaves]
-        self._context = self._check_context_dict(context)
+            raise_first(refusals)
+        self._avals = [aval_of(x) for x in leaves]
+        self._context = context_dict(context)
         ctx_leaves, self._ctx_tree = tree_flatten(self._context)
-        self._ctx_avals = [_aval_of(x) for x in ctx_leaves]
+        self._ctx_avals = [aval_of(x) for x in ctx_leaves]
         self._trace(f, leaves, ctx_leaves)
         arg_vars = self.program.invars[: len(leaves)]
         self._ctx_vars = self.program.invars[len(leaves):]
@@ -224,55 +154,18 @@ class Inverse:
         self._supports = {v: s for v, s in zip(arg_vars, leaf_supports) if s is not None}
         self.unknown_vars = list(_unknown(self.program, arg_vars)) if _unknown is not None else list(arg_vars)
         unknown = set(self.unknown_vars)
-        _raise_first([r for v, r in zip(arg_vars, refusals) if v in unknown])
+        raise_first([r for v, r in zip(arg_vars, refusals) if v in unknown])
         self.ignored_vars = [v for v in arg_vars if v not in unknown]
         if _typical is None:
             _typical = {**dict(zip(arg_vars, leaves)), **dict(zip(self._ctx_vars, ctx_leaves))}
         self._typical = _typical
-        self.schedule = self._build_schedule(_free_vars(free, self._arg_names, self._leaf_names, arg_vars))
+        self.schedule = self._build_schedule(free_vars(free, self._arg_names, self._leaf_names, arg_vars))
         self._out_avals = [jax.ShapeDtypeStruct(v.shape, v.dtype) for v in self.program.outvars]
         self.trace_count = 0
         self._run = jax.jit(self.run_flat)
         self._pgf = jax.jit(self.pgf_flat)
 
     # -- building ------------------------------------------------------------------------
-    def _check_args(self, example_args, supports):
-        """Leaf names, supports, and per leaf why it cannot be an unknown (or ``None``)."""
-        names, leaf_supports, refusals = [], [], []
-        for i, arg in enumerate(example_args):
-            for path, leaf in tree_flatten_with_path(arg)[0]:
-                name = self._arg_names[i] + (keystr(path) if path else "")
-                names.append(name)
-                leaf_supports.append(supports[i])
-                hint = _SIMPLEX_HINT if isinstance(supports[i], type(constraints.simplex)) else ""
-                reason = support_refusal(f"argument '{name}'", supports[i], simplex_hint=hint)
-                dtype = jnp.result_type(leaf)
-                if reason is None and not jnp.issubdtype(dtype, jnp.floating):
-                    reason = (
-                        f"argument '{name}' has dtype {np.dtype(dtype).name}; parametric inversion needs "
-                        "floating-point inputs (a discrete input has no density). Pass a float "
-                        "(e.g. 1.0 instead of 1), or pass the value as context if it is known."
-                    )
-                refusals.append(reason)
-        return names, leaf_supports, refusals
-
-    @staticmethod
-    def _check_context_dict(context):
-        if context is None:
-            return {}
-        if not isinstance(context, dict):
-            raise InputError(
-                f"context must be a dict of f's known keyword arguments (context={{'x': x}} for f(..., x=x)); "
-                f"got {type(context).__name__}."
-            )
-        for path, leaf in tree_flatten_with_path(context)[0]:
-            if not (isinstance(leaf, (int, float, bool, complex)) or hasattr(leaf, "shape")):
-                raise InputError(
-                    f"context{keystr(path)} is a {type(leaf).__name__}; context values are arrays (they are "
-                    "inputs of the inverse, read at every call). Close over other values in f instead."
-                )
-        return dict(context)
-
     def _trace(self, f, leaves, ctx_leaves):
         n = len(leaves)
         out_tree_box = []
@@ -289,7 +182,7 @@ class Inverse:
         except TypeError as strong_error:
             # Some programs trace only with the weak types of Python-scalar arguments (a loop whose
             # body casts its carry to float32 promotes a weak initial value, not a strong one).
-            weak = [jax.ShapeDtypeStruct(a.shape, a.dtype, weak_type=_weak(x)) for a, x in zip(self._avals, leaves)]
+            weak = [jax.ShapeDtypeStruct(a.shape, a.dtype, weak_type=weak(x)) for a, x in zip(self._avals, leaves)]
             if not any(a.weak_type for a in weak):
                 raise
             out_tree_box.clear()
@@ -300,7 +193,7 @@ class Inverse:
             self._avals = weak
         self.closed_jaxpr = closed
         self._out_tree = out_tree_box[0]
-        self._out_names = _leaf_paths(self._out_tree)
+        self._out_names = leaf_paths(self._out_tree)
         self.program = import_jaxpr(closed, keep_call=_keep_call(self._table))
 
     def _build_schedule(self, free_vars):
@@ -319,9 +212,9 @@ class Inverse:
         True
         """
         arg_vars = self.program.invars[: len(self._avals)]
-        free_vars = _free_vars(free, self._arg_names, self._leaf_names, arg_vars)
+        chosen = free_vars(free, self._arg_names, self._leaf_names, arg_vars)
         other = copy.copy(self)
-        other.schedule = self._build_schedule(free_vars)
+        other.schedule = self._build_schedule(chosen)
         other.trace_count = 0
         other._run = jax.jit(other.run_flat)
         other._pgf = jax.jit(other.pgf_flat)
@@ -405,83 +298,15 @@ class Inverse:
 
     # -- checking what users pass -----------------------------------------------------------
     def _check_context(self, context):
-        if context is None:
-            return tree_flatten(self._context)[0]
-        leaves, tree = tree_flatten(self._check_context_dict(context))
-        if tree != self._ctx_tree:
-            raise InputError(
-                f"context has structure {tree} but the inverse was built with {self._ctx_tree}; pass the same "
-                "keys (build another inverse for other ones)."
-            )
-        out = []
-        for (path, _), leaf, aval in zip(tree_flatten_with_path(self._context)[0], leaves, self._ctx_avals):
-            leaf = jnp.asarray(leaf)
-            if leaf.shape != aval.shape:
-                raise InputError(
-                    f"context{keystr(path)} has shape {leaf.shape}; the inverse was built for {aval.shape}."
-                )
-            out.append(leaf.astype(aval.dtype))
-        return out
+        return check_context(context, self._context, self._ctx_tree, self._ctx_avals)
 
     def _check_y(self, y):
-        leaves, tree = tree_flatten(y)
-        if tree != self._out_tree:
-            raise InputError(f"y has structure {tree} but f returns {self._out_tree}.")
-        out = []
-        for i, (leaf, aval) in enumerate(zip(leaves, self._out_avals)):
-            # judged on the value as given: under jit, jnp.asarray of a constant is a tracer
-            given = np.asarray(leaf) if _concrete(leaf) else None
-            leaf = jnp.asarray(leaf)
-            if not jnp.issubdtype(leaf.dtype, jnp.floating) and not jnp.issubdtype(leaf.dtype, jnp.integer):
-                raise InputError(f"y leaf {i} has dtype {leaf.dtype}; expected {aval.dtype}.")
-            if leaf.shape != aval.shape:
-                raise InputError(
-                    f"y leaf {i} has shape {leaf.shape} but f's output {i} has shape {aval.shape}. "
-                    "(To evaluate many y at once, wrap the call in jax.vmap.)"
-                )
-            if given is not None and not np.all(np.isfinite(given)):
-                raise InputError(
-                    f"y{self._out_names[i]} (output {i} of {getattr(self.fun, '__name__', 'f')}) is "
-                    f"{np.array2string(given, threshold=8)}, which "
-                    "contains NaN or inf; an observation must be finite (a non-finite value has no preimage). "
-                    "Under jit such a y is outside the domain: in_domain is False and log_abs_det_jacobian -inf."
-                )
-            out.append(leaf.astype(aval.dtype))
-        return out
-
-    def _check_theta(self, theta):
-        spec = self.schedule.theta
-        if theta is None:
-            theta = {}
-        if not isinstance(theta, dict):
-            raise InputError(f"theta must be a dict with keys {list(spec)}; got {type(theta).__name__}.")
-        missing, extra = set(spec) - set(theta), set(theta) - set(spec)
-        if missing or extra:
-            raise InputError(
-                f"theta has the wrong keys: missing {sorted(missing)}, unexpected {sorted(extra)}. "
-                f"Expected {list(spec)} (see inv.theta_spec)."
-            )
-        out = {}
-        for name, s in spec.items():
-            val = jnp.asarray(theta[name])
-            if val.shape != tuple(s.shape):
-                raise InputError(
-                    f"theta['{name}'] has shape {val.shape}; expected {tuple(s.shape)} ({s.describe()})."
-                )
-            if s.discrete:
-                if not (jnp.issubdtype(val.dtype, jnp.integer) or val.dtype == jnp.bool_):
-                    raise InputError(
-                        f"theta['{name}'] is a discrete choice ({s.kind}) and needs an integer dtype; got {val.dtype}."
-                    )
-            elif not jnp.issubdtype(val.dtype, jnp.floating):
-                raise InputError(f"theta['{name}'] is continuous and needs a floating dtype; got {val.dtype}.")
-            out[name] = val.astype(s.dtype)
-        return out
+        return check_y(y, self._out_tree, self._out_avals, self._out_names, getattr(self.fun, "__name__", "f"))
 
     def _raw(self, y, theta, context):
         if self.ignored_vars:
             raise InputError("this inverse ignores some inputs (built for a conditioned model); use run_flat.")
-        return self._run(self._check_context(context), self._check_y(y), self._check_theta(theta))
+        return self._run(self._check_context(context), self._check_y(y), check_theta(theta, self.schedule.theta))
 
     def _unflatten_x(self, xs):
         return tuple(tree_unflatten(self._in_tree, xs))
@@ -513,7 +338,7 @@ class Inverse:
         ppinv.errors.DomainError: asin at ...: asin(x) = 2.0 has no solution for x ...
         """
         xs, _, ok = self._raw(y, theta, context)
-        if _concrete(ok) and not (bool(ok) and _all_finite(xs)):
+        if concrete(ok) and not (bool(ok) and all_finite(xs)):
             raise DomainError(self._domain_message(y, theta, context))
         xs = [jnp.where(ok, x, jnp.nan) for x in xs]
         return self._unflatten_x(xs)
@@ -561,7 +386,7 @@ class Inverse:
         """Why ``(y, θ)`` has no preimage: the first step of an eager, step-by-step run that fails."""
         fname = getattr(self.fun, "__name__", "f")
         try:
-            why = diagnose(self.schedule, self._check_y(y), self._check_theta(theta), fname,
+            why = diagnose(self.schedule, self._check_y(y), check_theta(theta, self.schedule.theta), fname,
                            known=self._check_context(context))
         except Exception:  # noqa: BLE001 - a diagnosis must never hide the DomainError itself
             why = None
@@ -575,49 +400,6 @@ class Inverse:
             f"{why}\n(y={y!r} with theta={theta!r} has no preimage under {fname}; under jit the values are NaN "
             "here and inv.log_abs_det_jacobian is -inf.)"
         )
-
-
-def _raise_first(refusals):
-    for reason in refusals:
-        if reason is not None:
-            raise InputError(reason)
-
-
-def sign_support(value):
-    """``positive`` / ``nonnegative`` for a concrete floating value whose entries all are, else ``None``."""
-    x = np.asarray(value)
-    if not np.issubdtype(x.dtype, np.floating) or x.size == 0:
-        return None
-    if np.all(x > 0):
-        return constraints.positive
-    return constraints.nonnegative if np.all(x >= 0) else None
-
-
-def _aval_of(x):
-    return jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x))
-
-
-def _weak(x):
-    try:
-        return bool(jnp.asarray(x).weak_type)
-    except TypeError:  # an abstract example (a ShapeDtypeStruct) has no weak type
-        return False
-
-
-def _concrete(x):
-    return not isinstance(x, jax.core.Tracer)
-
-
-def _all_finite(xs):
-    """No NaN or infinity in the concrete values: a non-finite x is never a preimage of a finite y.
-    (Under ``grad`` the flag can be concrete while the values are traced: those are not judged.)"""
-    return all(not _concrete(x) or bool(np.all(np.isfinite(np.asarray(x)))) for x in xs)
-
-
-def _leaf_paths(tree):
-    """``keystr`` of each leaf of a tree structure (``""`` for a single array)."""
-    dummy = tree_unflatten(tree, list(range(tree.num_leaves)))
-    return [keystr(path) for path, _ in tree_flatten_with_path(dummy)[0]]
 
 
 def _keep_call(table):

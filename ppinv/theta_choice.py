@@ -49,7 +49,7 @@ from numpyro import handlers
 from ._compat import is_concrete
 from .errors import InversionError
 from .geometry import static_features
-from .inverse import sign_support
+from .arguments import sign_support
 from .theta import support_within
 
 __all__ = ["ThetaCandidate", "ThetaChoice", "choose_schedule", "NUM_DRAWS", "MAX_CANDIDATES", "MAX_MEASURED_SITES"]

@@ -11,7 +11,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 PUBLIC_MODULES = [
-    "ppinv.inverse", "ppinv.custom", "ppinv.rules", "ppinv.rules.table", "ppinv.rules._base", "ppinv.testing",
+    "ppinv.inverse", "ppinv.custom", "ppinv.rules", "ppinv.rules.table", "ppinv.rules._base", "ppinv.testing.inverses",
     "ppinv.conditioning.model", "ppinv.joint", "ppinv.diagnostics", "ppinv.theta", "ppinv.infer.hmc", "ppinv.infer.mh",
 ]
 

@@ -16,7 +16,8 @@ from numpyro.distributions import constraints
 from .._compat import is_concrete
 from ..errors import ConditionError, InversionError, NoRuleError
 from ..graph import ancestors
-from ..inverse import Inverse, support_refusal
+from ..arguments import support_refusal
+from ..inverse import Inverse
 from ..schedule import FreeStep
 from ..theta import intrinsic_size, is_constrained, support_within
 from ..theta_choice import choose_schedule
