@@ -129,3 +129,25 @@ def test_shift_posterior_of_gaussian_logits():
     assert np.isclose(mean, float(-jnp.mean(log_c)), atol=1e-7)
     assert np.isclose(var, 1 / 4, atol=1e-7)
     assert stats.norm(mean, np.sqrt(var)).pdf(mean) > 0
+
+
+def test_logits_minus_their_logsumexp():
+    from jax.scipy.special import logsumexp as lse
+
+    def f(z):  # log_softmax written out: b − logsumexp(b), the last logit 0
+        b = jnp.concatenate([z, jnp.zeros(1)])
+        return (b - lse(b))[:-1]
+
+    inv = ppinv.inverse(f, Z)
+    assert inv.theta_spec == {}
+    _check(f, Z)
+
+
+def test_a_shift_that_differs_is_not_taken_for_logsumexp():
+    def f(z):  # b − (log Σ exp(b − m) + 2m) is not b − logsumexp(b): the softmax block must not claim it
+        b = jnp.concatenate([z, jnp.zeros(1)])
+        m = jax.lax.stop_gradient(jnp.max(b))
+        return (b - (jnp.log(jnp.sum(jnp.exp(b - m))) + 2.0 * m))[:-1]
+
+    with pytest.raises(ppinv.errors.InversionError):
+        ppinv.inverse(f, Z)

@@ -1,7 +1,7 @@
 """Softmax heads: ``softmax(b)`` or ``log_softmax(b)`` observed on some entries, solved for the logits.
 
 ``c = softmax(b)`` (``jax.nn.softmax``, with its shift by ``stop_gradient(max b)``, or written
-out as ``exp(b) / Σ exp(b)``) does not change when a constant is added to every logit, and its
+out as ``exp(b) / Σ exp(b)``; ``jax.nn.log_softmax`` or ``b − logsumexp(b)``) does not change when a constant is added to every logit, and its
 entries sum to one. So no relation can be solved alone: ``exp`` is under a division by its own
 sum, and the shift depends on the logits it shifts. As a whole the block has a closed form in
 the log shares ``log c`` (``ℓ`` itself for ``log_softmax``): with ``O`` the observed entries,
@@ -92,13 +92,36 @@ def _normalised(state, c):
         i = _sum_of_exp(state, _through_broadcast(state, d.ins[1]))
         return ("softmax", i) if e is not None and i is e.ins[0] else None
     if d.prim is lax.sub_p:
-        log = _through_broadcast(state, d.ins[1])
+        log, shift = _log_and_shift(state, _through_broadcast(state, d.ins[1]))
         log_eqn = _pending_definer(state, log, lax.log_p)
         if log_eqn is None:
             return None
-        i = _sum_of_exp(state, _through_broadcast(state, log_eqn.ins[0]))
-        return ("log_softmax", i) if i is d.ins[0] else None
+        total = _through_broadcast(state, log_eqn.ins[0])
+        magnitude = _pending_definer(state, total, lax.abs_p)  # logsumexp's log|Σ|: the sum is positive
+        i = _sum_of_exp(state, magnitude.ins[0] if magnitude is not None else total)
+        if shift is None:  # jax.nn.log_softmax: (b − m) − log Σ exp(b − m)
+            return ("log_softmax", i) if i is d.ins[0] else None
+        # b − logsumexp(b), with logsumexp(b) = log Σ exp(b − m) + m
+        same_shift = i is not None and _shift_of(state, i) is _through_broadcast(state, shift)
+        return ("log_softmax", i) if same_shift and _unshifted(state, i) is d.ins[0] else None
     return None
+
+
+def _log_and_shift(state, v):
+    """``(log term, m)`` of ``v = log(…) + m`` (logsumexp adds its shift back), else ``(v, None)``."""
+    d = _pending_definer(state, v, lax.add_p)
+    if d is None:
+        return v, None
+    for k in (0, 1):
+        if _pending_definer(state, d.ins[k], lax.log_p) is not None and d.ins[1 - k].size == 1:
+            return d.ins[k], d.ins[1 - k]
+    return v, None
+
+
+def _shift_of(state, i):
+    """The scalar ``m`` of ``i = b − m`` (through its broadcasts), else ``None``."""
+    d = _pending_definer(state, i, lax.sub_p)
+    return _through_broadcast(state, d.ins[1]) if d is not None and d.ins[1].size == 1 else None
 
 
 def _unshifted(state, i):
