@@ -43,7 +43,7 @@ def is_linear(eqn, known, moves_with_theta=None, table=None) -> bool:
     if not unknown or any(not eqn.ins[i].is_float for i in unknown):
         return False  # an integer operand (an index) must be known
     if eqn.prim is lax.select_n_p:
-        # a known case is a flat piece wherever the predicate picks it (``_piecewise.py``)
+        # a known case is a flat piece wherever the predicate picks it (``_piecewise/``)
         return bool(known[0]) and (not moves(eqn.ins[0]) or not any(known[1:]))
     linearity = _table(table).slot("linearity", eqn.prim)
     return linearity is not None and bool(linearity(eqn, known))

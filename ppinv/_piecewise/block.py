@@ -135,7 +135,7 @@ def _case_label(k, c):
 
 
 class PiecewiseBlock:
-    """``z = select_n(pred(x), f₀(x), f₁(x), …)`` solved for ``x`` (see the module notes).
+    """``z = select_n(pred(x), f₀(x), f₁(x), …)`` solved for ``x`` (see the notes of ``ppinv._piecewise``).
 
     ``support`` is the leaf's own support. Each case is scheduled on the set where the
     predicate selects it, intersected with that support, when the predicate is a comparison
@@ -171,7 +171,7 @@ class PiecewiseBlock:
                 self.pieces.append(_Piece(k, None, [], None, offset))
                 offset += 1
                 continue
-            flat = c.is_const or c in known  # a flat piece: never the one that produced z (see the module notes)
+            flat = c.is_const or c in known  # a flat piece: never the one that produced z (``ppinv._piecewise``)
             if flat or _locally_constant_in(self.eqns, leaf, c):  # flat on each sub-piece (``sign(x)``) too
                 self.flat_pieces.append(FlatPiece(
                     anchor, leaf, c, (anchor.outs[0], c) if flat else (anchor.outs[0], *self.known_inputs),

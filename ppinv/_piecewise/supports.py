@@ -6,7 +6,6 @@ from __future__ import annotations
 import jax
 import numpy as np
 from jax import lax
-from numpyro.distributions import constraints
 
 
 #: a comparison ``x op c`` with ``x`` on the right reads as ``c op' x``
@@ -88,10 +87,9 @@ def piece_support(pred_prog, k, support):
     """The support of the leaf on case ``k`` of a piecewise function: ``support`` narrowed to
     where the predicate selects ``k`` (:func:`_comparison_interval`); ``support`` itself when
     the predicate says nothing of the kind; ``_EMPTY`` when the two do not meet."""
-    from ..theta import support_bounds, support_from_bounds
+    from ..theta import _base, support_bounds, support_from_bounds
 
-    while isinstance(support, constraints.independent):  # the case's program is on scalars
-        support = support.base_constraint
+    support = _base(support)  # the case's program is on scalars
     outer = support_bounds(support)
     if outer is None:
         return None  # not an interval element by element (a simplex): nothing to say of one element
