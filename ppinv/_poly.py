@@ -53,7 +53,7 @@ import numpy as np
 from jax import lax
 from numpyro.distributions import constraints
 
-from ._ir import inputs_from_outside
+from .ir import inputs_from_outside
 from .errors import InversionError, UnderdeterminedError
 from .theta import ThetaSpec, int_dtype
 

@@ -237,7 +237,7 @@ def aval_of(x):
     return jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x))
 
 
-def weak(x):
+def is_weak(x):
     try:
         return bool(jnp.asarray(x).weak_type)
     except TypeError:  # an abstract example (a ShapeDtypeStruct) has no weak type

@@ -10,7 +10,7 @@ from jax.tree_util import keystr, tree_flatten, tree_flatten_with_path, tree_unf
 
 from ._compat import call_name
 from ._diagnose import diagnose
-from ._ir import V, import_jaxpr
+from .ir import V, import_jaxpr
 from .schedule import build_schedule, propagate_supports, run_schedule, run_schedule_extra, schedule_pgf
 from .arguments import (
     aval_of,
@@ -22,13 +22,13 @@ from .arguments import (
     concrete,
     context_dict,
     free_vars,
+    is_weak,
     leaf_paths,
     leaf_refusals,
     normalize_support,
     raise_first,
     sign_support,
     support_refusal,
-    weak,
 )
 from .errors import DomainError, InputError
 from .rules import current_table
@@ -182,15 +182,16 @@ class Inverse:
         except TypeError as strong_error:
             # Some programs trace only with the weak types of Python-scalar arguments (a loop whose
             # body casts its carry to float32 promotes a weak initial value, not a strong one).
-            weak = [jax.ShapeDtypeStruct(a.shape, a.dtype, weak_type=weak(x)) for a, x in zip(self._avals, leaves)]
-            if not any(a.weak_type for a in weak):
+            weak_avals = [jax.ShapeDtypeStruct(a.shape, a.dtype, weak_type=is_weak(x))
+                          for a, x in zip(self._avals, leaves)]
+            if not any(a.weak_type for a in weak_avals):
                 raise
             out_tree_box.clear()
             try:
-                closed = jax.make_jaxpr(flat_f)(*weak, *self._ctx_avals)
+                closed = jax.make_jaxpr(flat_f)(*weak_avals, *self._ctx_avals)
             except TypeError:
                 raise strong_error from None
-            self._avals = weak
+            self._avals = weak_avals
         self.closed_jaxpr = closed
         self._out_tree = out_tree_box[0]
         self._out_names = leaf_paths(self._out_tree)

@@ -15,7 +15,7 @@ from numpyro.distributions import constraints
 
 from .._compat import is_concrete
 from ..errors import ConditionError, InversionError, NoRuleError
-from ..graph import ancestors
+from ..ir import ancestors
 from ..arguments import support_refusal
 from ..inverse import Inverse
 from ..schedule import FreeStep
