@@ -27,7 +27,8 @@ prints the median CPU seconds and the slope per layout, and writes nothing.
 ``--quick``: N = 10, 25, 50, 100. Sizes whose predicted run (the last one scaled
 linearly) no longer fits in the remaining ``--budget-s`` (default 540 s) are skipped
 and listed, and so is every N of a layout after one that took longer than
-``--skip-after-s`` (default 200 s). Writes ``site_scaling[_quick].json`` and ``site_scaling[_quick].png``.
+``--skip-after-s`` (default 200 s). Writes ``site_scaling[_quick].json``, ``.png`` and
+``site_scaling[_quick]_sweep.md`` (``site_scaling.md`` holds the measurements kept by hand, one section each).
 """
 
 from __future__ import annotations
@@ -254,7 +255,7 @@ def main(argv=None):
             slopes={k: slopes(rows, k) for k in SLOPE_KEYS},
         )
         (out / f"{stem}.json").write_text(json.dumps(result, indent=1))
-        (out / f"{stem}.md").write_text(markdown(result))
+        (out / f"{stem}_sweep.md").write_text(markdown(result))
         if rows:
             plot(rows, out / f"{stem}.png")
         return result
