@@ -65,7 +65,11 @@ class FreeQueue:
     def finished(self, e):
         """``e`` left the pending relations: re-rank its variables."""
         self._count(e, -1)
-        for v in _places(e):
+        self.rerank(_places(e))
+
+    def rerank(self, variables):
+        """Rank ``variables`` again (their pending uses changed)."""
+        for v in variables:
             self._rank(v)
 
     def best(self, limit):

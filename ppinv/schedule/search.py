@@ -431,6 +431,8 @@ class Search:
                 self.pending_uses[v] -= 1
         if was_pending:
             self.free_queue.finished(e)
+        else:  # settled a second time: the uses counted above went down all the same
+            self.free_queue.rerank(v for v in set(e.ins) if not v.is_const)
 
 
 def build_schedule(program, known_inputs, unknown_inputs, observed, supports, table, names, extra_outputs=(),
