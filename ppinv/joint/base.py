@@ -74,6 +74,12 @@ class Strategy:
     ``stage`` says when the search asks: ``"stalled"`` strategies are asked, in
     registry order, whenever the walk stalls and before any variable is freed;
     ``"last_resort"`` strategies only when no variable can be freed either.
+
+    A strategy declines a candidate by proposing nothing for it, or by raising
+    :class:`ppinv.errors.InversionError` while building it (in :meth:`candidates` or in the
+    candidate's ``make_step``) with the reason: the search then asks for the next candidate
+    (a generator that raised has none), then the next strategy, and names the reason in its
+    error if nothing else works.
     """
 
     name = "strategy"

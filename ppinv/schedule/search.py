@@ -9,7 +9,8 @@ search walks the relations and turns each into exactly one step (``steps.py``):
 * **joint** — when the walk stalls, the strategies of ``ppinv.joint`` are asked
   in order (a rule spending θ, a linear block, polar coordinates, a polynomial,
   a piecewise or a monotone function of one variable); the first candidate that
-  fits the θ budget is taken;
+  fits the θ budget and builds is taken (an InversionError while a strategy builds
+  one declines that candidate; ``Search.strategy_declines``);
 * **free** — when no strategy moves, a variable is drawn from θ outright; the
   candidates are ranked by ``ranking.py`` and a choice that later
   over-determines a relation is undone and the next one tried (bounded
