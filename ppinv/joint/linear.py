@@ -45,7 +45,8 @@ class LinearBlocks(Strategy):
 
 
 def grow_linear_block(state, anchor):
-    """Grow a linear block from ``anchor``: (anchors, interior relations, leaves, known inputs)."""
+    """Grow a linear block from ``anchor``: (anchors, interior relations, leaves, known inputs),
+    or ``None`` where there is none, or none :class:`LinearBlocks` would take (see below)."""
 
     def linear(e):
         known = [state.is_known(v) for v in e.ins]
