@@ -53,14 +53,7 @@ One job per module:
 from __future__ import annotations
 
 from .block import PolynomialBlock
-from .degree import (  # noqa: F401
-           MAX_DEGREE,
-           MAX_KINKS,
-           Degree,
-           cone_degree,
-           poly_degree,
-           worth_solving,
-)
+from .degree import MAX_DEGREE, Degree, cone_degree, poly_degree, worth_solving
 from .rational import Rational, default_rationals, padd, pmul, ppow
 
 __all__ = ["poly_degree", "cone_degree", "worth_solving", "Degree", "PolynomialBlock", "MAX_DEGREE", "Rational",
