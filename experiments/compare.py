@@ -139,6 +139,8 @@ SPECS = {
     "isotope_mixing": dict(extra=(), hand=hand_isotope_mixing, hand_init=lambda lat: {"source": lat["source"]}),
     "village_totals": dict(extra=()),
     "stick_breaking_abundance": dict(extra=()),
+    "binding_equilibrium": dict(extra=()),
+    "vote_shares": dict(extra=()),
     "bilinear": dict(extra=(), hand=hand_bilinear, hand_init=lambda lat: {"x1": lat["x1"], "x2": lat["x2"]}, mici=True,
                      abc=True),
 }

@@ -41,6 +41,8 @@ NAMES = (
     "isotope_mixing",
     "village_totals",
     "stick_breaking_abundance",
+    "binding_equilibrium",
+    "vote_shares",
 )
 
 #: name -> module, in the order of ``models/README.md``.
