@@ -1,10 +1,13 @@
-"""HMC and NUTS over θ, started from the PGF, with exact Gibbs updates of discrete θ."""
+"""HMC and NUTS over θ, started from the PGF, with exact Gibbs updates of discrete θ.
+
+The kernels' state is :class:`~ppinv.infer._hmc_state.InverseHMCState` (``_hmc_state.py``); the Gibbs
+sweep over discrete θ, shared with :class:`~ppinv.infer.InverseMH`, is ``_discrete.py``'s.
+"""
 
 from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -13,57 +16,12 @@ from numpyro.infer.hmc import hmc
 from numpyro.infer.hmc_util import euclidean_kinetic_energy
 from numpyro.infer.initialization import init_to_sample
 
-from ._base import Coordinates, InverseKernel, SiteNames
-from ._target import discrete_neighbours
+from ._base import InverseKernel, SiteNames
+from ._discrete import discrete_sweep
+from ._hmc_state import InverseHMCState
 from .mh import independence_move
 
 __all__ = ["InverseHMC", "InverseNUTS", "InverseHMCState"]
-
-
-class InverseHMCState(NamedTuple):
-    """State of :class:`InverseHMC` / :class:`InverseNUTS`.
-
-    - **z** — every sampled site: unconstrained continuous values and discrete θ.
-    - **hmc_state** — NumPyro's ``HMCState`` over the continuous sites.
-    - **discrete** — current discrete θ values.
-    - **discrete_accept** — running mean acceptance of discrete moves.
-    - **jump_accept** — running mean acceptance of independence jumps (if enabled).
-    - **rng_key** — random key for the next step.
-    - **model_sites** — the model's latent sample sites (static).
-    """
-
-    z: dict
-    hmc_state: Any
-    discrete: dict
-    discrete_accept: Any
-    jump_accept: Any
-    rng_key: Any
-    model_sites: Any = SiteNames(())
-
-    @property
-    def diverging(self):
-        return self.hmc_state.diverging
-
-    @property
-    def num_steps(self):
-        return self.hmc_state.num_steps
-
-    @property
-    def potential_energy(self):
-        return self.hmc_state.potential_energy
-
-    @property
-    def accept_prob(self):
-        return self.hmc_state.accept_prob
-
-    @property
-    def adapt_state(self):
-        return self.hmc_state.adapt_state
-
-    @property
-    def coordinates(self):
-        """``z`` as the sample field MCMC collects."""
-        return Coordinates(self.z, self.model_sites.names)
 
 
 class InverseHMC(InverseKernel):
@@ -387,37 +345,3 @@ def _one_block_mass(names, dense_mass, inverse_mass_matrix):
             return None
         inverse_mass_matrix = inverse_mass_matrix[names]
     return dense, inverse_mass_matrix
-
-
-def discrete_sweep(target, key, z, disc, args=None, kwargs=None):
-    """One systematic sweep over every discrete θ element; returns (new values, mean acceptance)."""
-    pe_of = lambda d: target.potential(z, d, args, kwargs)  # noqa: E731
-    total, accepted = 0, jnp.zeros(())
-    for name in target.discrete_sites:
-        kind, k = discrete_neighbours(target.discrete_support[name])
-        size = int(jnp.size(disc[name]))
-        lo = int(getattr(target.discrete_support[name], "lower_bound", 0)) if kind == "enumerate" else 0
-        key, sub = random.split(key)
-
-        def body(i, carry, name=name, kind=kind, k=k, lo=lo):
-            d, acc, key = carry
-            key, k1, k2 = random.split(key, 3)
-            flat = d[name].reshape(-1)
-            if kind == "enumerate":
-                cands = lo + jnp.arange(k, dtype=flat.dtype)
-                pes = jax.vmap(lambda c: pe_of({**d, name: flat.at[i].set(c).reshape(d[name].shape)}))(cands)
-                logits = jnp.where(jnp.isfinite(pes), -pes, -jnp.inf)
-                choice = random.categorical(k1, logits)
-                new = flat.at[i].set(cands[choice])
-                moved = (cands[choice] != flat[i]).astype(acc.dtype)
-                return {**d, name: new.reshape(d[name].shape)}, acc + moved, key
-            step = jnp.where(random.bernoulli(k1), 1, -1).astype(flat.dtype)
-            prop = {**d, name: flat.at[i].add(step).reshape(d[name].shape)}
-            log_a = pe_of(d) - pe_of(prop)
-            accept = jnp.log(random.uniform(k2)) < jnp.where(jnp.isfinite(log_a), log_a, -jnp.inf)
-            new = jax.tree_util.tree_map(lambda a, b: jnp.where(accept, a, b), prop, d)
-            return new, acc + accept.astype(acc.dtype), key
-
-        disc, accepted, _ = jax.lax.fori_loop(0, size, body, (disc, accepted, sub))
-        total += size
-    return disc, accepted / max(total, 1)
