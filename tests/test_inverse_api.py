@@ -180,8 +180,10 @@ def test_while_loop_is_an_error():
 
 def test_rank_deficient_linear_map():
     A = jnp.array([[1.0, 2.0, 3.0], [2.0, 4.0, 6.0]])
-    with pytest.raises(ppinv.InversionError, match="rank"):
+    with pytest.raises(ppinv.InversionError, match="rank 1 < 2"):
         ppinv.inverse(lambda x: A @ x, jnp.ones(3))
+    with pytest.raises(ppinv.InversionError, match="have rank 1"):  # the message says the true rank
+        ppinv.inverse(lambda a, b: (a + b, 2 * a + 2 * b), 1.0, 1.0)
 
 
 def test_no_freedom_means_empty_theta():

@@ -97,7 +97,8 @@ class MatrixSolve:
         u, s, vt = np.linalg.svd(k, full_matrices=True)
         tol = s.max(initial=0.0) * max(m, n) * np.finfo(k.dtype).eps
         if s.shape[-1] < m or (s.size and s.min() <= tol):
-            raise InversionError(self.rank_message(int(np.min(np.sum(s > tol, axis=-1), initial=0))))
+            # ``initial`` bounds an empty batch's minimum; it takes part in the minimum, so it is the largest rank
+            raise InversionError(self.rank_message(int(np.min(np.sum(s > tol, axis=-1), initial=min(m, n)))))
         pinv = np.swapaxes(vt[..., :m, :], -1, -2) / s[..., None, :] @ np.swapaxes(u, -1, -2)  # (batch, n, m)
         null = np.swapaxes(vt[..., m:, :], -1, -2)  # (batch, n, null), orthonormal
         return pinv, null, -np.sum(np.log(s), axis=-1)
