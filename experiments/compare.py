@@ -53,8 +53,10 @@ Writes to ``--out``: ``compare[_quick].csv`` (one row per run), ``compare_summar
 (ESS/s bar chart, log scale), ``manifold[_quick].png`` (the README picture: product model a·b = y,
 ppinv beside soft NUTS) and ``compare[_quick].md`` (the tables and the goals).
 
-Modules: this file holds the dispatch table (:data:`SPECS`: which methods run on which model) and
-the runners; ``baselines.py`` the alternatives, ``metrics.py`` the references and measurements,
+Modules: this file holds the configuration and the loop over models, methods and repeats;
+``compare_specs.py`` the dispatch table (:data:`SPECS`: which methods run on which model),
+``compare_runs.py`` the runners, ``compare_checks.py`` the re-checked ppinv problems,
+``baselines.py`` the alternatives, ``metrics.py`` the references and measurements,
 ``compare_report.py`` summaries, goals, tables and plots, ``timing.py`` the clocks every
 experiment script shares.
 """
@@ -66,7 +68,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 import traceback
 from pathlib import Path
 
@@ -82,314 +83,21 @@ import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 
-import jax.numpy as jnp  # noqa: E402
-from jax import lax  # noqa: E402
-from numpyro import handlers  # noqa: E402
-from numpyro.infer import MCMC, NUTS  # noqa: E402
-from numpyro.infer.initialization import init_to_value  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
-from ppinv.diagnostics import constraint_violation  # noqa: E402
-from ppinv.infer import InverseMH, InverseNUTS, pgf_initial_values  # noqa: E402
-
-import models  # noqa: E402
-from models import INVERTIBLE_MODELS  # noqa: E402
-from models import bilinear  # noqa: E402
-
-PERF = time.perf_counter
-CPU = time.process_time
-EPSILONS = (0.1, 0.01, 0.001)
-SOFT = tuple(f"soft_{e:g}" for e in EPSILONS)
-ALL_METHODS = ("ppinv", "ppinv_jump", "ppinv_mh", *SOFT, "hand", "mici", "abc")
-MODULES = {**INVERTIBLE_MODELS, "bilinear": bilinear}
-
-
-
-from experiments.baselines import (  # noqa: E402
+from experiments.baselines import (  # noqa: E402,F401  (hand_*: lv_gradient_cost.py reads them here)
     abc_available, hand_bilinear, hand_enzyme_assay, hand_isotope_mixing, hand_lotka_volterra, hand_product_lognormal,
-    mici_available, run_abc, run_mici, soft_condition,
+    mici_available,
 )
+from experiments.compare_checks import ppinv_checks  # noqa: E402
 from experiments.compare_report import (  # noqa: E402
     RUN_FIELDS, SUMMARY_FIELDS, goals, markdown, plot_ess, plot_manifold, summarise,
 )
+from experiments.compare_runs import reference_from_run, run_method  # noqa: E402
+from experiments.compare_specs import ALL_METHODS, MODULES, SOFT, SPECS, methods_for  # noqa: E402,F401  (SPECS: theta_choice.py)
 from experiments.machine import machine_info  # noqa: E402
-from experiments.metrics import _flat, closed_form_reference, metrics, moments, quantities  # noqa: E402
-from experiments.timing import PERF, timed, write_csv as _write_csv  # noqa: E402
-
-# =====================================================================================
-# models: what to compare and against what (the dispatch table)
-# =====================================================================================
-SPECS = {
-    # name: extra ppinv variants, hand-written model, mici, abc, valid-start source, notes
-    "product_lognormal": dict(extra=(), hand=hand_product_lognormal, hand_init=lambda lat: {"a": lat["a"]},
-                              mici=True, abc=True),
-    "linear_gaussian": dict(extra=()),
-    "gamma_sum": dict(extra=()),
-    "arithmetic_tree": dict(extra=()),
-    "arm": dict(extra=(), soft_model=lambda: models.arm.make_direct_model(3)),
-    "logistic_map": dict(extra=("ppinv_jump", "ppinv_mh"), ref_kernel="mh"),
-    "lotka_volterra": dict(extra=(), hand=hand_lotka_volterra, hand_init=lambda lat: {"u_z": lat["u_z"]}, mici=True,
-                           soft_slow=True),
-    "network_tomography": dict(extra=(), soft=("soft_0.01",), fixed_start=True, soft_slow=True),
-    "manifold_toy": dict(extra=("ppinv_jump", "ppinv_mh")),
-    "sine": dict(extra=("ppinv_mh",), no_nuts=True),
-    "kepler": dict(extra=()),
-    "enzyme_assay": dict(extra=(), hand=hand_enzyme_assay,
-                         hand_init=lambda lat: {"Vmax": lat["Vmax"], "Km": lat["Km"]}),
-    "isotope_mixing": dict(extra=(), hand=hand_isotope_mixing, hand_init=lambda lat: {"source": lat["source"]}),
-    "village_totals": dict(extra=()),
-    "stick_breaking_abundance": dict(extra=()),
-    "binding_equilibrium": dict(extra=()),
-    "vote_shares": dict(extra=()),
-    "bilinear": dict(extra=(), hand=hand_bilinear, hand_init=lambda lat: {"x1": lat["x1"], "x2": lat["x2"]}, mici=True,
-                     abc=True),
-}
-
-
-def methods_for(name):
-    spec = SPECS[name]
-    out = [] if spec.get("no_nuts") else ["ppinv"]
-    out += list(spec["extra"])
-    out += list(spec.get("soft", SOFT))
-    if spec.get("hand"):
-        out.append("hand")
-    if spec.get("mici"):
-        out.append("mici")
-    if spec.get("abc"):
-        out.append("abc")
-    return out
-
-
-# =====================================================================================
-# running one method
-# =====================================================================================
-def _latents_of(cm, values):
-    """Latent values (by site) of the conditioned model at θ ``values``."""
-    tr = handlers.trace(handlers.substitute(handlers.seed(cm, 0), data=values)).get_trace()
-    return {n: np.asarray(tr[n]["value"]) for n in cm.plan().latents}
-
-
-#: name -> {latent: array (N, ...)} posterior draws from the (untimed) reference run, used as starts
-START_POOL = {}
-
-
-def valid_starts(name, n_chains, seed):
-    """One point on the constraint set per chain (latent values by site), for the baselines.
-
-    Models with a reference run: distinct draws of that run (typical posterior points). Otherwise
-    ppinv's PGF of prior draws (as ``InverseNUTS`` starts itself). Prior-draw PGF points can be far
-    out in the tails (Lotka–Volterra: |u_n| ~ 10³–10⁴, where the forward simulation no longer
-    reproduces y in floating point), hence the reference draws where there are some.
-    """
-    if name in START_POOL:
-        pool = START_POOL[name]
-        n = len(next(iter(pool.values())))
-        idx = np.random.default_rng(10_000 + seed).choice(n, size=n_chains, replace=False)
-        return [{k: np.asarray(v[i]) for k, v in pool.items()} for i in idx]
-    mod = MODULES[name]
-    cm = mod.conditioned()
-    if SPECS[name].get("fixed_start"):
-        lat = {k: np.asarray(v) for k, v in mod.true_latents().items()}
-        return [lat for _ in range(n_chains)]
-    cm.plan()  # plan outside jit: planning lazily inside a jit trace fails for some models (see README)
-    init = jax.jit(lambda k: pgf_initial_values(cm, k))
-    return [_latents_of(cm, init(k)) for k in jax.random.split(jax.random.PRNGKey(10_000 + seed), n_chains)]
-
-
-def _stack(dicts):
-    return {k: jnp.stack([jnp.asarray(d[k]) for d in dicts]) for k in dicts[0]}
-
-
-def nuts_with_starts(model, starts, max_tree_depth):
-    """Stock NUTS on ``model`` and per-chain ``init_params`` (unconstrained) at the given constrained values.
-
-    NUTS's ``init_strategy`` is also set to the first start: NumPyro runs it even when
-    ``init_params`` are given, and prior-like draws (init_to_uniform) can be invalid
-    (Lotka–Volterra overflows).
-    """
-    from numpyro.infer.util import unconstrain_fn
-
-    kernel = NUTS(model, max_tree_depth=max_tree_depth, init_strategy=init_to_value(values=starts[0]))
-    init = _stack([unconstrain_fn(model, (), {}, {k: jnp.asarray(v) for k, v in st.items()}) for st in starts])
-    return kernel, init
-
-
-def run_numpyro(kernel, n_chains, n_warmup, n_samples, seed, latent_names, init_params=None):
-    mcmc = MCMC(kernel, num_warmup=n_warmup, num_samples=n_samples, num_chains=n_chains,
-                chain_method="vectorized", progress_bar=False)
-    mcmc.run(jax.random.PRNGKey(seed), init_params=init_params)
-    s = mcmc.get_samples(group_by_chain=True)
-    lat = {n: np.asarray(s[n]) for n in latent_names}
-    div = None
-    extra = mcmc.get_extra_fields(group_by_chain=True)
-    if "diverging" in extra:
-        div = int(np.sum(np.asarray(extra["diverging"])))
-    return lat, div, mcmc
-
-
-def steady_state(mcmc, n_iter):
-    """Seconds for ``n_iter`` post-warm-up transitions of the kernel, compiled and warm.
-
-    ``MCMC.run`` re-traces and recompiles its sampling loop on every call (fresh closures), so
-    the kernel's own ``sample`` is looped here under one ``jax.jit`` (iteration count traced),
-    called once to compile and once to time, from the chains' last state. Steady-state ESS/s is
-    then the run's min-ESS over the time its draws take at this rate.
-
-    Returns ``(wall_s, compile_s)`` of the timed call (compile_s should be ~0).
-    """
-    kernel, state0 = mcmc.sampler, mcmc.last_state
-
-    @jax.jit
-    def loop(state, n):
-        return lax.fori_loop(0, n, lambda i, s: kernel.sample(s, (), {}), state)
-
-    jax.block_until_ready(loop(state0, 2))
-    with timed() as t:
-        jax.block_until_ready(loop(state0, n_iter))
-    return t.wall, t.compile
-
-
-def run_method(name, method, cfg, seed, workdir):
-    """Run one (model, method); returns a dict with latents (chains, draws, ...), timings and notes."""
-    mod = MODULES[name]
-    n_chains, n_warmup, n_samples = cfg["chains"], cfg["warmup"], cfg["samples"]
-    notes = []
-    weights = None
-    div = None
-    # things a baseline is given for free (outside its timing): valid starts on the constraint set
-    cm_check = mod.conditioned()
-    latent_names = cm_check.plan().latents
-    if method in SOFT or method in ("hand", "mici"):
-        starts = valid_starts(name, n_chains, seed)
-    if method in SOFT:
-        eps = float(method.split("_", 1)[1])
-        sizes = cfg["soft_small_eps"] if (eps < 0.005 or SPECS[name].get("soft_slow")) else None
-        if sizes:
-            n_warmup, n_samples = sizes
-            notes.append(f"capped at {n_warmup}+{n_samples} iterations per chain")
-        base = SPECS[name].get("soft_model", lambda: mod.model)()
-        with timed() as t:
-            kernel, init = nuts_with_starts(soft_condition(base, mod.DATA, eps), starts, cfg["max_tree_depth"])
-            lat, div, mcmc = run_numpyro(kernel, n_chains, n_warmup, n_samples, seed, latent_names, init)
-    elif method == "hand":
-        hand_model = SPECS[name]["hand"]()
-        with timed() as t:
-            kernel, init = nuts_with_starts(hand_model, [SPECS[name]["hand_init"](s) for s in starts],
-                                            cfg["max_tree_depth"])
-            lat, div, mcmc = run_numpyro(kernel, n_chains, n_warmup, n_samples, seed, latent_names, init)
-        if name == "product_lognormal":
-            lat = {"a": lat["a"], "b": lat["b"]}
-    elif method in ("ppinv", "ppinv_jump", "ppinv_mh"):
-        with timed() as t:
-            cm = mod.conditioned()
-            init = None
-            if SPECS[name].get("fixed_start"):
-                one = mod.init_params(cm)
-                init = jax.tree_util.tree_map(lambda v: jnp.stack([v] * n_chains), one)
-            if method == "ppinv":
-                kernel = InverseNUTS(cm, max_tree_depth=cfg["max_tree_depth"])
-            elif method == "ppinv_jump":
-                kernel = InverseNUTS(cm, jump_every=cfg["jump_every"], max_tree_depth=cfg["max_tree_depth"])
-            else:
-                kernel = InverseMH(cm)
-            if method == "ppinv_mh":
-                n_warmup, n_samples = cfg["mh_sizes"]
-                notes.append(f"{n_warmup}+{n_samples} iterations per chain (MH steps are cheap)")
-            lat, div, mcmc = run_numpyro(kernel, n_chains, n_warmup, n_samples, seed, latent_names, init)
-    elif method == "mici":
-        if not mici_available():
-            return dict(skipped="mici is not installed (pip install 'mici>=0.4', or pip install -e '.[bench]')")
-        n_chains_m, n_warmup, n_samples = cfg["mici_sizes"][name] if name in cfg["mici_sizes"] else cfg["mici_sizes"]["default"]
-        with timed() as t:
-            lat, div, note = run_mici(name, starts[:n_chains_m], n_warmup, n_samples, seed)
-        notes.append(note)
-        n_chains = n_chains_m
-    elif method == "abc":
-        if not abc_available():
-            return dict(skipped="pyabc is not installed (pip install pyabc, or pip install -e '.[bench]')")
-        with timed() as t:
-            lat1, weights, note = run_abc(name, cfg["abc_budget"], cfg["abc_population"], seed, workdir)
-        lat = {k: np.asarray(v)[None] for k, v in lat1.items()}  # one "chain" of weighted particles
-        notes.append(note)
-        n_chains, n_warmup, n_samples = 1, 0, len(weights)
-    else:
-        raise ValueError(f"unknown method {method!r}")
-    steady = {}
-    if cfg["steady"] and method in STEADY_METHODS and t.wall - t.compile < cfg["steady_max_s"]:
-        wall, comp = steady_state(mcmc, n_samples)
-        steady = dict(steady_wall_s=wall, steady_compile_s=comp)
-    return dict(latents=lat, weights=weights, divergences=div, wall_s=t.wall, cpu_s=t.cpu, compile_s=t.compile,
-                n_compiles=t.compiles, chains=n_chains, warmup=n_warmup, samples=n_samples, notes="; ".join(notes),
-                **steady)
-
-
-def reference_from_run(name, cfg, bar=None):
-    """Long ppinv run (untimed) → ``{quantity: (mean, sd, mcse)}``."""
-    mod = MODULES[name]
-    cm = mod.conditioned()
-    init = None
-    if SPECS[name].get("fixed_start"):
-        init = jax.tree_util.tree_map(lambda v: jnp.stack([v] * cfg["ref_chains"]), mod.init_params(cm))
-    jump = "ppinv_jump" in SPECS[name]["extra"]
-    if SPECS[name].get("ref_kernel") == "mh":
-        kernel = InverseMH(cm)
-        warm, n = cfg["ref_mh_sizes"]
-        desc = f"ppinv InverseMH, {cfg['ref_chains']} x {n} draws after {warm} warm-up"
-    else:
-        kernel = InverseNUTS(cm, jump_every=cfg["jump_every"] if jump else 0, max_tree_depth=cfg["max_tree_depth"])
-        warm, n = cfg["ref_warmup"], cfg["ref_samples"]
-        desc = f"ppinv InverseNUTS{' (jump_every=%d)' % cfg['jump_every'] if jump else ''}, " \
-               f"{cfg['ref_chains']} x {n} draws after {warm} warm-up"
-    lat, _, _ = run_numpyro(kernel, cfg["ref_chains"], warm, n, 987, cm.plan().latents, init)
-    START_POOL[name] = {k: np.asarray(v).reshape((-1,) + np.asarray(v).shape[2:]) for k, v in lat.items()}
-    out = {}
-    for k, v in quantities(name, lat).items():
-        q = _flat(v, cfg["ref_chains"])
-        m, sd, ess = moments(q)
-        out[k] = (m, sd, sd / np.sqrt(np.maximum(ess, 1.0)))
-    return out, desc
-
-
-
-
-# =====================================================================================
-# known ppinv problems found while building this suite (re-checked on every full run)
-# =====================================================================================
-def ppinv_checks():
-    """Reproducers of ppinv problems met while building this suite (all fixed since, each
-    with a regression test); each row says whether it still holds."""
-    rows = []
-    cm = bilinear.conditioned(vector=True)
-    x_true = jnp.array([1.0 - (-0.7) * 1.2, -0.7, 1.2])
-    what = "bilinear with ONE vector site x (y = x[0] + x[1]*x[2]): PGF -> inverse round trip returns x"
-    try:
-        plan = cm.plan()
-        x, _, ok = plan.invert([], plan.pgf([], {"x": x_true}))
-        err = float(jnp.max(jnp.abs(x["x"] - x_true)))
-        fx = float(x["x"][0] + x["x"][1] * x["x"][2])
-        rows.append(dict(check=what, ok=err < 1e-9,
-                         result=f"x_true = {np.round(np.asarray(x_true), 3).tolist()}, got "
-                                f"{np.round(np.asarray(x['x']), 3).tolist()} (ok flag {bool(ok)}, f(x) = {fx:.4g}, "
-                                "want 1)"))
-    except Exception as err:
-        rows.append(dict(check=what, ok=False, result=f"{type(err).__name__}: {err}"[:300]))
-    what = "InverseNUTS on that vector-site model runs (10 + 10 steps)"
-    try:
-        mcmc = MCMC(InverseNUTS(cm), num_warmup=10, num_samples=10, progress_bar=False)
-        mcmc.run(jax.random.PRNGKey(0))
-        v = constraint_violation(cm, mcmc.get_samples())
-        rows.append(dict(check=what, ok=v < 1e-9, result=f"ran; constraint violation {v:.3g}"))
-    except Exception as err:
-        rows.append(dict(check=what, ok=False, result=f"{type(err).__name__}: {err}"[:300]))
-    what = ("jax.jit(lambda k: pgf_initial_values(cm, k)) on a fresh lotka_volterra.conditioned() "
-            "(plan built lazily inside the jit trace)")
-    try:
-        cm = models.lotka_volterra.conditioned()
-        jax.jit(lambda k: pgf_initial_values(cm, k))(jax.random.PRNGKey(0))
-        rows.append(dict(check=what, ok=True, result="works"))
-    except Exception as err:
-        rows.append(dict(check=what, ok=False, result=f"{type(err).__name__}: {str(err).splitlines()[0]}"[:300]))
-    return rows
+from experiments.metrics import closed_form_reference, metrics  # noqa: E402
+from experiments.timing import PERF, write_csv as _write_csv  # noqa: E402
 
 
 # =====================================================================================
@@ -425,9 +133,6 @@ def config(args):
             cfg[k] = v
     return cfg
 
-
-#: methods whose steady-state sampling speed is also measured (see :func:`steady_state`)
-STEADY_METHODS = ("ppinv", "ppinv_jump", "ppinv_mh", "hand", "soft_0.1", "soft_0.01")
 
 
 def n_repeats(name, method, cfg):
