@@ -8,7 +8,6 @@ import jax
 import jax.numpy as jnp
 from jax.tree_util import keystr, tree_flatten, tree_flatten_with_path, tree_unflatten
 
-from ._compat import call_name
 from ._diagnose import diagnose
 from .ir import V, import_jaxpr
 from .schedule import build_schedule, propagate_supports, run_schedule, run_schedule_extra, schedule_pgf
@@ -32,6 +31,7 @@ from .arguments import (
 )
 from .errors import DomainError, InputError
 from .rules import current_table
+from .rules.table import keep_call as _keep_call
 
 __all__ = ["inverse", "Inverse", "DomainError", "support_refusal"]
 
@@ -401,11 +401,3 @@ class Inverse:
             f"{why}\n(y={y!r} with theta={theta!r} has no preimage under {fname}; under jit the values are NaN "
             "here and inv.log_abs_det_jacobian is -inf.)"
         )
-
-
-def _keep_call(table):
-    def keep(eqn):
-        name = call_name(eqn.primitive, eqn.params)
-        return name is not None and table.function_rule(name) is not None
-
-    return keep

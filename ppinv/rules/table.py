@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 
+from .._compat import call_name
 from .._monotone import default_jets, monotone_bounds, unary_jet
 from .._poly import Rational, default_rationals
 from ._base import (
@@ -131,6 +132,17 @@ _active: contextvars.ContextVar = contextvars.ContextVar("ppinv_rules", default=
 def current_table() -> RuleTable:
     """The table in effect here (innermost :func:`overlay`, else user rules over defaults)."""
     return _active.get()
+
+
+def keep_call(table):
+    """``keep(eqn)`` for :func:`~ppinv.ir.import_jaxpr`: a call (a nested ``jit``, a custom
+    derivative) with a function rule in ``table`` stays one relation instead of being inlined."""
+
+    def keep(eqn):
+        name = call_name(eqn.primitive, eqn.params)
+        return name is not None and table.function_rule(name) is not None
+
+    return keep
 
 
 def register_rule(primitive, rule=None, *, image=None):

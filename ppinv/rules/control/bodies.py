@@ -3,18 +3,11 @@ its *distinct* operand variables, cached per relation and knowledge pattern."""
 
 from __future__ import annotations
 
-from ..._compat import call_name, jaxpr_parts, scan_counts
+from ..._compat import jaxpr_parts, scan_counts
+from ..table import keep_call
 
 
 _body_cache: dict = {}
-
-
-def _keep_call(table):
-    def keep(eqn):
-        name = call_name(eqn.primitive, eqn.params)
-        return name is not None and table.function_rule(name) is not None
-
-    return keep
 
 
 def _body_program(closed, table, operands, mergeable, inline_consts=True):
@@ -36,7 +29,7 @@ def _body_program(closed, table, operands, mergeable, inline_consts=True):
     if hit is None or hit[0] is not closed or any(a is not b for a, b in zip(hit[1], refs)):
         jaxpr, _ = jaxpr_parts(closed)
         inputs, slots = body_inputs(jaxpr.invars, operands, mergeable, inline_consts)
-        hit = (closed, refs, import_jaxpr(closed, keep_call=_keep_call(table), inputs=inputs), slots)
+        hit = (closed, refs, import_jaxpr(closed, keep_call=keep_call(table), inputs=inputs), slots)
         _body_cache[key] = hit
     return hit[2], hit[3]
 
