@@ -4,7 +4,7 @@ Forward mode over the relations of a cone with interval arithmetic: every
 array element carries the range of its value over the box and, for each unknown
 entry (a direction), the range of its derivative in that entry. The elementwise
 primitives take their bounds from the ``monotone`` slot of the rule table — the
-scalar jets of ``_monotone.py`` (add, sub, mul, div, neg, exp, log, tanh,
+scalar jets of ``_monotone/jets.py`` (add, sub, mul, div, neg, exp, log, tanh,
 logistic, sin/cos, integer powers, ...), applied element by element and once per
 direction — and this module adds the structural primitives that move elements
 without computing (broadcasts, reshapes, slices, concatenation, transposes), the

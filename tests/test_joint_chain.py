@@ -1,4 +1,4 @@
-"""Planar chains (``ppinv/joint/chain.py``): joint angles from an observed end point.
+"""Planar chains (``ppinv/joint/chain/``): joint angles from an observed end point.
 
 Two-link inverse kinematics found by the mechanism in what users write — sums of
 ``l * cos(t)`` terms, or ``jnp.sum(lengths * jnp.cos(jnp.cumsum(q)))`` — checked for

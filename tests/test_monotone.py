@@ -1,4 +1,4 @@
-"""Strictly monotone relations with no closed-form inverse, solved numerically (ppinv/_monotone.py)."""
+"""Strictly monotone relations with no closed-form inverse, solved numerically (ppinv/_monotone/)."""
 
 import math
 

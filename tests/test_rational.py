@@ -1,4 +1,4 @@
-"""Rational functions of one unknown (ppinv/_poly.py): y = P(x)/Q(x) solved from y·Q(x) − P(x) = 0.
+"""Rational functions of one unknown (ppinv/_poly/): y = P(x)/Q(x) solved from y·Q(x) − P(x) = 0.
 
 Programs as users write them: Möbius maps with constants of every kind,
 Michaelis–Menten kinetics with sampled constants, softsign over the real line

@@ -1,4 +1,4 @@
-"""Property tests of the built-in structural and linear rules (rules/structural.py, rules/linear.py).
+"""Property tests of the built-in structural and linear rules (rules/structural/, rules/linear.py).
 
 Each rule is exercised backward (its output observed). :func:`ppinv.testing.check_inverse`
 checks the PGF round trip, ``log|det|`` against ``slogdet`` of ``jax.jacfwd``

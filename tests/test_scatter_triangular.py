@@ -1,6 +1,6 @@
 """Placements with known indices and triangular systems, as users write them.
 
-* Placements (``rules/structural.py``): group totals and means with ``.at[groups].add`` and
+* Placements (``rules/structural/placements.py``): group totals and means with ``.at[groups].add`` and
   ``jax.ops.segment_sum``, products with ``.at[].mul``, ``jnp.take`` / ``take_along_axis``, an
   unknown put into a constant vector with ``.at[i].set``. An entry holding one unknown is copied
   back; an entry holding several is a sum split by the ``reduce_sum`` rule (θ: all but one

@@ -2,11 +2,11 @@
 
 * Cases that are elementwise functions of one unknown (``jnp.where(eye, softplus(x), x)``,
   TensorFlow Probability's ``TransformDiagonal``): the piecewise solve with the mask as the
-  predicate (``_piecewise.py``): each entry is inverted through the case its mask entry picks,
+  predicate (``_piecewise/``): each entry is inverted through the case its mask entry picks,
   no θ chooses it (θ holds only a case's own discrete choices, a sign of ``x²``).
 * Cases that mix entries (distrax's ``MaskedCoupling``: the unmasked entries are an affine map
   whose coefficients depend on the masked ones): the entry-by-entry split, in which each
-  entry's select is the case it picks (``rules/structural.py``).
+  entry's select is the case it picks (``rules/structural/entries.py``).
 * ``jnp.eye``, ``jnp.arange`` masks are computed by ``iota``: folded to constants on import.
 
 Each inverse is checked by :func:`ppinv.testing.check_inverse` (soundness, PGF round trip,

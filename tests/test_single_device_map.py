@@ -1,4 +1,4 @@
-"""``pmap`` / ``shard_map`` over one device is a call: its body sees the whole arrays (``_ir.py``)."""
+"""``pmap`` / ``shard_map`` over one device is a call: its body sees the whole arrays (``ir/importer.py``)."""
 
 from __future__ import annotations
 

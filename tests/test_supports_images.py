@@ -100,7 +100,7 @@ def test_monotone_solve_under_every_support(prog):
     f = lambda *xs: tuple(F(x) for x in xs)  # noqa: E731
     xs = tuple(jnp.asarray(_inside(lo, hi)) for _, _, lo, hi in sups)
     inv = ppinv.inverse(f, *xs, support=support)
-    # a cubic proven monotone is solved in closed form (``_poly.py``), the others numerically
+    # a cubic proven monotone is solved in closed form (``_poly/``), the others numerically
     solved = inv.describe().count("numerically") + inv.describe().count("degree-3 polynomial equation")
     assert inv.theta_spec == {} and solved == len(sups), inv.describe()
     assert inv.pgf(*xs) == {}

@@ -11,7 +11,7 @@ A ``custom_vjp`` call is always kept whole: its reverse-mode rule lives on the
 call, so a body inlined and evaluated equation by equation would lose it (and
 with it any reverse derivative at all when the body is a ``while_loop``, as in
 ``odeint``). Forward it binds the call itself; solved backwards, the control
-rules invert its body (``rules/control.py``).
+rules invert its body (``rules/control/``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Every pending relation at once, entry by entry: a triangular system over array entries
-(``rules/structural.py``). Asked only when nothing can be freed either."""
+(``rules/structural/entries.py``). Asked only when nothing can be freed either."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Connected linear relations solved jointly (DESIGN §3, coupled blocks; ``_block.py``).
+"""Connected linear relations solved jointly (DESIGN §3, coupled blocks; ``_block/``).
 
 A block grows from a stalled linear relation through the linear relations that
 define its unknowns (each used only inside the block) and takes in the other

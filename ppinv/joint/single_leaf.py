@@ -1,9 +1,9 @@
 """One stalled relation solved for the one variable its unknowns trace back to.
 
 Three strategies, tried in this order: a rational function of that variable
-(closed-form roots, ``_poly.py``), a piecewise function (``jnp.where`` over
-pieces, each inverted, ``_piecewise.py``), a strictly monotone function with no
-closed form (a numeric solve with a uniqueness proof, ``_monotone.py``). Which
+(closed-form roots, ``_poly/``), a piecewise function (``jnp.where`` over
+pieces, each inverted, ``_piecewise/``), a strictly monotone function with no
+closed form (a numeric solve with a uniqueness proof, ``_monotone/``). Which
 primitives they reach through comes from the table: the ``rational`` slot for the
 rational cone, the ``monotone`` slot (interval bounds) for the monotone one.
 """
@@ -81,7 +81,7 @@ class Monotone(Strategy):
 
 
 def polynomial_cone(state, anchor):
-    """The smallest rational cone to a single variable that ``_poly.py`` solves."""
+    """The smallest rational cone to a single variable that ``_poly/`` solves."""
     for cone, leaf in single_leaf_cones(state, anchor, lambda d: poly_degree(d, {}, state.table) is not None):
         degree = cone_degree(anchor, cone, leaf, state.table)
         verdict = None if degree is None else worth_solving(degree)

@@ -31,7 +31,7 @@ ppinv has never seen can take part in them:
 
 Slots are layered like rules: :meth:`RuleTable.slot` looks in the innermost
 layer first. The defaults fill them for JAX's primitives (``rules/linear.py``:
-linearity; ``_monotone.py``: interval bounds; ``_poly.py``: ratios). A user's primitive needs what
+linearity; ``_monotone/jets.py``: interval bounds; ``_poly/rational.py``: ratios). A user's primitive needs what
 JAX needs to run and differentiate it (an implementation, a shape rule, a
 lowering, JVP and batching rules); one slot is then enough:
 

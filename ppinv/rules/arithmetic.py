@@ -219,7 +219,7 @@ DEFAULT_RULES.register(lax.div_p, _div_rule)
 # --- max / min ------------------------------------------------------------------------------
 # ``z = max(x, c)`` with ``c`` known is piecewise: ``x`` where ``x > c``, and ``c`` — whatever ``x``
 # is — where ``x <= c``. Solving ``x = z`` reaches only the first piece; the second is *flat* and
-# is declared to the scheduler (``_piecewise.py``), which refuses to solve through it with values
+# is declared to the scheduler (``_piecewise/``), which refuses to solve through it with values
 # computed from θ (the flat piece then holds posterior mass) and computes ``x`` forwards instead.
 # With both operands unknown, θ picks which operand attains ``z`` and the positive gap to the
 # other: every preimage, one continuous dimension per element, like ``reduce_max``.

@@ -12,7 +12,7 @@ _body_cache: dict = {}
 
 def _body_program(closed, table, operands, mergeable, inline_consts=True):
     """The body of a higher-order relation applied to ``operands``, as a program in their
-    distinct variables (``_ir.body_inputs``), and each operand's slot among them."""
+    distinct variables (``ir.body_inputs``), and each operand's slot among them."""
     from ..._ir import body_inputs, import_jaxpr
 
     layout = []
