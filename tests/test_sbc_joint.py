@@ -11,7 +11,8 @@ coordinates (its step adapted per replicate during warm-up) with symmetric flips
 θ, written here in a few lines, so the test measures ppinv's density and solves rather than
 a kernel; each chain starts at the true θ (from the PGF), which is itself a posterior draw,
 so no warm-up bias is possible and adaptation only tunes the step. Ranks of each statistic
-are binned into 8 bins and tested by χ² (100 replicates, 99 thinned draws each).
+are binned into 8 bins and tested by χ² (100 replicates, 99 thinned draws each); the same test
+fails the shares' density with its log|det| left out (p ~ 1e-15), so it has power.
 """
 
 import time
@@ -86,7 +87,8 @@ class Posterior:
     """The conditioned model's log density over θ at any observation ``y``, in unconstrained
     coordinates for continuous θ (discrete θ as they are), with the latents as aux values."""
 
-    def __init__(self, model, latents, y0):
+    def __init__(self, model, latents, y0, distortion=None):
+        self.distortion = distortion  # a term added to the log density (to check the test's power)
         self.cm = ppinv.condition(model, {"y": y0})
         self.plan = self.cm.plan()
         self.latents = latents
@@ -118,8 +120,11 @@ class Posterior:
         ld, tr = log_density(handlers.condition(self.cm, {"y": y}), (), {}, {**x, **d})
         for s in self.continuous:
             ld = ld + jnp.sum(biject_to(self.supports[s]).log_abs_det_jacobian(u[s], x[s]))
+        latents = {n: tr[n]["value"] for n in self.latents}
+        if self.distortion is not None:
+            ld = ld + self.distortion(latents)
         ld = jnp.where(jnp.isnan(ld), -jnp.inf, ld)
-        return ld, {n: tr[n]["value"] for n in self.latents}
+        return ld, latents
 
     def flip(self, site, value, key):
         """A symmetric proposal for a discrete θ: the other of two values, else a step of ±1."""
@@ -183,12 +188,12 @@ def rw_metropolis(post, key, u0, d0, y):
     return jax.tree_util.tree_map(lambda a: a[N_WARMUP + THIN - 1::THIN], trace)
 
 
-def sbc_ranks(case, seed=0):
-    """``({statistic: ranks (replicates,)}, posterior)`` for one mechanism."""
+def sbc_ranks(case, seed=0, distortion=None):
+    """``({statistic: ranks (replicates,)}, posterior, draws, prior draws)`` for one mechanism."""
     model, latents, statistics, _ = CASES[case]
     k_prior, k_chains = jax.random.split(jax.random.PRNGKey(seed))
     prior = Predictive(model, num_samples=N_REPLICATES)(k_prior)
-    post = Posterior(model, latents, prior["y"][0])
+    post = Posterior(model, latents, prior["y"][0], distortion)
     truth = {n: prior[n] for n in latents}
     theta = post.cm.theta_of(truth)  # the PGF: each replicate's true θ
     u0, d0 = jax.vmap(post.unconstrain)(theta), {s: theta[s] for s in post.discrete}
@@ -218,3 +223,11 @@ def test_sbc_ranks_are_uniform(case):
     p_values = {name: rank_p_value(r) for name, r in ranks.items()}
     print(f"SBC {case}: p = {p_values}, {time.perf_counter() - start:.1f} s")
     assert all(p > ALPHA for p in p_values.values()), p_values
+
+
+def test_sbc_detects_a_density_without_its_log_det():
+    """The test's power: the shares' density without ``log|det| = (K − 1) log Σx`` fails it."""
+    ranks, *_ = sbc_ranks("shares", distortion=lambda lat: -2.0 * jnp.log(lat["x"].sum()))
+    p_values = {name: rank_p_value(r) for name, r in ranks.items()}
+    print(f"SBC shares without log|det|: p = {p_values}")
+    assert min(p_values.values()) < ALPHA, p_values
