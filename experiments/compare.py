@@ -205,7 +205,9 @@ def main(argv=None):
                                "bilinear": "quadrature over (x1, x2)",
                                "kepler": "quadrature over e",
                                "enzyme_assay": "quadrature over (Vmax, Km)",
-                               "isotope_mixing": "quadrature over the simplex of f"}.get(n, "closed form")
+                               "isotope_mixing": "quadrature over the simplex of f",
+                               "binding_equilibrium": "quadrature over (K_A, K_B)",
+                               "vote_shares": "quadrature over the house effects"}.get(n, "closed form")
         for n in need_ref:
             bar.set_postfix_str(f"{n}: reference run")
             try:
