@@ -207,7 +207,8 @@ def main(argv=None):
                                "enzyme_assay": "quadrature over (Vmax, Km)",
                                "isotope_mixing": "quadrature over the simplex of f",
                                "binding_equilibrium": "quadrature over (K_A, K_B)",
-                               "vote_shares": "quadrature over the house effects"}.get(n, "closed form")
+                               "vote_shares": "quadrature over the house effects",
+                               "drifter_currents": "closed form (a mixture over the 8 directions)"}.get(n, "closed form")
         for n in need_ref:
             bar.set_postfix_str(f"{n}: reference run")
             try:

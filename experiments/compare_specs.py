@@ -43,6 +43,7 @@ SPECS = {
     "stick_breaking_abundance": dict(extra=()),
     "binding_equilibrium": dict(extra=()),
     "vote_shares": dict(extra=()),
+    "drifter_currents": dict(extra=()),
     "bilinear": dict(extra=(), hand=hand_bilinear, hand_init=lambda lat: {"x1": lat["x1"], "x2": lat["x2"]}, mici=True,
                      abc=True),
 }

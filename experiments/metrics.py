@@ -64,7 +64,7 @@ def closed_form_reference(name):
         m = bilinear.reference_moments()
         return {f"x{i}": (m["mean"][i], math.sqrt(m["var"][i])) for i in range(3)}
     if name in ("enzyme_assay", "isotope_mixing", "village_totals", "stick_breaking_abundance",
-                "binding_equilibrium", "vote_shares"):
+                "binding_equilibrium", "vote_shares", "drifter_currents"):
         m = models.ALL_MODELS[name].reference_moments()  # {site: {"mean", "var"}}
         return {k: (np.asarray(v["mean"]), np.sqrt(np.asarray(v["var"]))) for k, v in m.items()}
     return None

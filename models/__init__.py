@@ -43,6 +43,7 @@ NAMES = (
     "stick_breaking_abundance",
     "binding_equilibrium",
     "vote_shares",
+    "drifter_currents",
 )
 
 #: name -> module, in the order of ``models/README.md``.

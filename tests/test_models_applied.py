@@ -1,5 +1,6 @@
-"""Applied models made possible by the joint solves: ``models/binding_equilibrium.py`` (a certified
-Newton block) and ``models/vote_shares.py`` (a softmax head), against references built without ppinv.
+"""Applied models made possible by the joint solves and the hypot rule: ``models/binding_equilibrium.py``
+(a certified Newton block), ``models/vote_shares.py`` (a softmax head) and ``models/drifter_currents.py``
+(``hypot`` with a sign θ), against references built without ppinv.
 
 The default tier checks the conditioned model's log density over its θ against the exact density
 written out independently (the change of variables with a bisection root and ``jax.jacfwd`` of the
@@ -20,6 +21,7 @@ from scipy import stats
 
 import ppinv
 from models import binding_equilibrium as binding
+from models import drifter_currents as drifters
 from models import vote_shares as votes
 from ppinv.diagnostics import constraint_violation
 
@@ -32,7 +34,7 @@ def _density(cm, data):
         ld, tr = log_density(handlers.condition(cm, observed), (), {}, values)
         return ld, {k: s["value"] for k, s in tr.items() if s["type"] in ("sample", "deterministic")}
 
-    compiled = jax.jit(jax.value_and_grad(run, has_aux=True))
+    compiled = jax.jit(jax.value_and_grad(run, has_aux=True, allow_int=True))  # discrete θ: no gradient
     return lambda values, observed=None: compiled(values, {**data, **(observed or {})})
 
 
@@ -123,7 +125,30 @@ def test_vote_shares_is_a_softmax_head_with_the_exact_density():
         np.testing.assert_allclose(ld, _votes_log_density(np.asarray(house)), rtol=1e-12)
 
 
-@pytest.mark.parametrize("mod", [binding, votes], ids=["binding_equilibrium", "vote_shares"])
+# --- drifter currents: hypot with a sign θ --------------------------------------------------------
+def test_drifter_currents_are_solved_up_to_a_sign_with_the_exact_density():
+    cm = drifters.conditioned()
+    plan = cm.plan()
+    assert "hypot" in plan.schedule.describe() and plan.schedule.n_theta == 0
+    (site,) = plan.theta_sites.values()
+    density = _density(cm, {"speed": jnp.asarray(drifters.SPEED)})
+    a = drifters.along_channel_magnitudes()
+    for mean, signs in ((0.1, (1, 1, 1)), (-0.3, (0, 1, 0)), (0.4, (1, 0, 0))):
+        (ld, tr), _ = density({"mean": jnp.asarray(mean), site: jnp.asarray(signs)})
+        u = np.asarray(tr["u"])
+        np.testing.assert_allclose(np.abs(u), a, rtol=1e-13)
+        np.testing.assert_allclose(np.hypot(u, drifters.CROSS), drifters.SPEED, rtol=1e-13)
+        # the prior, and |∂u/∂speed| = speed/|u| per drifter
+        ref = (stats.norm.logpdf(mean, *drifters.MEAN_PRIOR) + stats.norm.logpdf(u, mean, drifters.SPREAD).sum()
+               + np.log(drifters.SPEED / a).sum())
+        np.testing.assert_allclose(ld, ref, rtol=1e-12)
+    # the two directions of each drifter are both reached
+    (_, up), _ = density({"mean": jnp.asarray(0.0), site: jnp.asarray((1, 1, 1))})
+    (_, down), _ = density({"mean": jnp.asarray(0.0), site: jnp.asarray((0, 0, 0))})
+    np.testing.assert_allclose(np.asarray(up["u"]), -np.asarray(down["u"]), rtol=1e-13)
+
+
+@pytest.mark.parametrize("mod", [binding, votes, drifters], ids=["binding_equilibrium", "vote_shares", "drifter_currents"])
 def test_stock_numpyro_ignores_the_exact_observations(mod):
     """The reason for ppinv here: ``numpyro.handlers.condition`` on a deterministic site changes nothing."""
     tr = handlers.trace(handlers.seed(handlers.condition(mod.model, mod.DATA), 0)).get_trace()
@@ -162,3 +187,8 @@ def test_binding_equilibrium_posterior_matches_quadrature(binding_cm):
 @pytest.mark.slow
 def test_vote_shares_posterior_matches_quadrature():
     _assert_posterior_matches(_inverse_nuts(votes.conditioned()), votes.reference_moments())
+
+
+@pytest.mark.slow
+def test_drifter_currents_posterior_matches_the_mixture_over_directions():
+    _assert_posterior_matches(_inverse_nuts(drifters.conditioned()), drifters.reference_moments())
