@@ -206,8 +206,10 @@ def sbc_ranks(case, seed=0, distortion=None):
 
 def rank_p_value(ranks):
     """χ² test of uniform ranks (0..N_DRAWS) in :data:`N_BINS` equal bins."""
-    counts = np.bincount(ranks * N_BINS // (N_DRAWS + 1), minlength=N_BINS)
-    return stats.chisquare(counts).pvalue
+    bins = np.arange(N_DRAWS + 1) * N_BINS // (N_DRAWS + 1)  # the bin of every possible rank
+    counts = np.bincount(bins[ranks], minlength=N_BINS)
+    expected = np.bincount(bins, minlength=N_BINS) / (N_DRAWS + 1) * len(ranks)  # 13 or 12 ranks a bin
+    return stats.chisquare(counts, expected).pvalue
 
 
 @pytest.mark.parametrize("case", list(CASES))
