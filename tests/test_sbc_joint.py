@@ -7,8 +7,9 @@ the true value among the (thinned) draws is uniform when the conditioned density
 posterior. One conditioned model serves every replicate: the observation is passed in with
 ``numpyro.handlers.condition`` on the exact site, so one compiled program samples all of
 them at once (``vmap``). The sampler is a random-walk Metropolis in θ's unconstrained
-coordinates (its step adapted per replicate during warm-up) with symmetric flips of discrete
-θ, written here in a few lines, so the test measures ppinv's density and solves rather than
+coordinates (its step adapted per replicate during warm-up), independence jumps drawing a
+bounded θ uniformly on its support (the chain's first angle ranges over separate arcs) and
+symmetric flips of discrete θ, written here in a few lines, so the test measures ppinv's density and solves rather than
 a kernel; each chain starts at the true θ (from the PGF), which is itself a posterior draw,
 so no warm-up bias is possible and adaptation only tunes the step. Ranks of each statistic
 are binned into 8 bins and tested by χ² (100 replicates, 99 thinned draws each); the same test
