@@ -45,7 +45,7 @@ def _classify(failures) -> str:
 
 def _crash(where, err):
     tb = traceback.extract_tb(err.__traceback__)
-    inside = [f for f in tb if "/ppinv/" in f.filename and "/ppinv/testing.py" not in f.filename]
+    inside = [f for f in tb if "/ppinv/" in f.filename and "/ppinv/testing/" not in f.filename]
     site = f" at {inside[-1].filename.rsplit('/ppinv/', 1)[1]}:{inside[-1].lineno} ({inside[-1].name})" if inside else ""
     return f"crash {where}: {type(err).__name__}", f"{type(err).__name__}: {str(err)[:300]}{site}"
 
