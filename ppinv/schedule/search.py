@@ -24,7 +24,8 @@ The number of continuous θ dimensions is ``dim X − dim Y`` by construction
 (every rule is dimension-balanced). Every step that adds θ goes through
 :meth:`Search.commit`, the one place the budget is charged; a program that
 cannot be reoriented fails here, at build time, with the relations that could
-not be solved (``stuck.py``).
+not be solved (``stuck.py``). :func:`~ppinv.schedule.build.build_schedule` runs it
+(``build.py``); ``checks.py`` holds the refusals of observations no schedule can have.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import numpy as np
 from numpyro.distributions import constraints
 
 from .._block import KnownStructure
-from .._piecewise import theta_dependent, union_of_flat_pieces
+from .._piecewise import theta_dependent
 from ..errors import FlatPieceError, InversionError, OverdeterminedError, UnderdeterminedError
 from ..graph import backward_slice
 from ..joint import JointSolve, rule_solve, strategies
@@ -41,6 +42,7 @@ from ..rules import Pattern
 from ..theta import ThetaSpec, int_dtype
 from .ranking import FreeQueue, discrete_support, free_candidates, is_discrete
 from .steps import ForwardStep, FreeStep, Schedule
+from .checks import check_not_overdetermined, validate_outputs
 from .stuck import declines_note, raise_stuck
 from .supports import propagate_supports
 
@@ -114,26 +116,7 @@ class Search:
 
     # -- set-up ---------------------------------------------------------------------
     def _validate_outputs(self):
-        seen = set()
-        for i, v in enumerate(self.observed):
-            if v.is_const:
-                raise InversionError(
-                    f"output {i} of the program is the constant {np.asarray(v.value)!r}; it does not depend "
-                    "on the unknown inputs and cannot be observed. Return only outputs computed from them."
-                )
-            if v in seen:
-                raise OverdeterminedError(
-                    f"output {i} is the same variable as an earlier output; observing it twice "
-                    "over-determines it. Return it once."
-                )
-            if v in set(self.known_inputs):
-                raise InversionError(f"output {i} is a known input passed straight through; it cannot be observed.")
-            if not v.is_float:
-                raise InversionError(
-                    f"output {i} has dtype {v.dtype.name}; only floating outputs can be observed "
-                    "(a discrete output carries no density)."
-                )
-            seen.add(v)
+        validate_outputs(self.observed, self.known_inputs)
 
     def _relevant_eqns(self):
         return backward_slice(self.program.eqns, list(self.observed) + list(self.extra_outputs))[0]
@@ -368,16 +351,7 @@ class Search:
                     self.commit(rule_solve(e, solver, pat), queue)
 
     def _check_overdetermined(self, e, kout):
-        cont = [o for o, k in zip(e.outs, kout) if k and o.is_float]
-        if cont:
-            raise OverdeterminedError(
-                "over-determined: the relation\n    "
-                + e.describe()
-                + f"\nhas every place known already ({', '.join(map(repr, cont))} was determined by other "
-                "relations), so it would constrain the values twice. The observations determine these "
-                "variables more than once: observe fewer outputs, or check that the observed outputs are "
-                "independent."
-            )
+        check_not_overdetermined(e, kout)
 
     def _check_flat_pieces(self, solver):
         """Refuse a solve that would drop a flat piece holding posterior mass (``_piecewise.py``)."""
@@ -434,34 +408,3 @@ class Search:
             self.free_queue.finished(e)
         else:  # settled a second time: the uses counted above went down all the same
             self.free_queue.rerank(v for v in set(e.ins) if not v.is_const)
-
-
-def build_schedule(program, known_inputs, unknown_inputs, observed, supports, table, names, extra_outputs=(),
-                   free=(), outer_theta=True, typical=None):
-    """Schedule ``program`` given which inputs are known and which outputs are observed.
-
-    ``extra_outputs`` are variables to compute as well (not observed): the
-    carry of a loop body solved forwards, for instance. ``free`` are unknown
-    inputs to make θ before the search chooses any. ``outer_theta=False``
-    says the known inputs and observations are fixed data (a top-level
-    inverse), not values an enclosing schedule computed from θ. ``typical``
-    gives input values at a typical point (or a function returning them): linear
-    solves whose matrix moves with θ choose their chart there (``_block.py``).
-    """
-    rest = (known_inputs, unknown_inputs, observed, supports, table, names, extra_outputs, free)
-    seeds = (list(known_inputs) + list(observed)) if outer_theta else []
-
-    def schedule_of(prog):
-        strict = Search(prog, *rest, outer_theta=outer_theta, typical=typical)
-        try:
-            return strict.run()
-        except InversionError:
-            if not strict.flat_refusals:
-                raise
-        # Every schedule found solves through a flat piece with θ-dependent values. Scheduled
-        # without that restriction, the program either fails for another reason (that error
-        # is the one to report) or succeeds by solving through the piece, whose other side
-        # the union then covers with a schedule of its own.
-        return Search(prog, *rest, flat_ok=True, outer_theta=outer_theta, typical=typical).run()
-
-    return union_of_flat_pieces(program, schedule_of, seeds)
