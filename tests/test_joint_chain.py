@@ -52,6 +52,22 @@ def test_angles_in_intervals_of_one_turn_need_no_turn_count():
     assert not bool(inv.in_domain(y, {"elbow": jnp.asarray(1)}))
 
 
+@pytest.mark.parametrize("support", [
+    constraints.independent(constraints.interval(-np.pi, np.pi), 1),  # what to_event(1) of a Uniform gives
+    constraints.interval(jnp.full(3, -np.pi), jnp.array([np.pi, np.pi, 3 * np.pi])),  # bounds per entry
+], ids=["to_event", "per_entry"])
+def test_joints_of_a_vector_read_their_turn_span_entry_by_entry(support):
+    """A vector of joints on one turn each needs no turn count; an entry whose bounds span two turns
+    keeps its own (entry 2 in the per-entry case, if it is one of the two solved)."""
+    q = jnp.array([0.2, -0.5, 0.7])
+    g = lambda q: arm.forward(q, arm.LENGTHS[3])  # noqa: E731
+    inv = ppinv.inverse(g, q, support=[support])
+    turns = [n for n in inv.theta_spec if n.startswith("turns")]
+    wide = isinstance(support, constraints.interval)
+    assert turns == (["turns_q_2"] if wide else [])
+    check_inverse(g, q, support=[support], inv=inv, n_points=3, dense_points=1, grad_points=1)
+
+
 def test_absolute_angles_a_base_offset_and_a_subtracted_link():
     def arm_from(base, a, b):  # base position known, angles absolute, one link pointing back
         return base[0] + 1.2 * jnp.cos(a) - 0.5 * jnp.cos(b), base[1] + 1.2 * jnp.sin(a) - 0.5 * jnp.sin(b)

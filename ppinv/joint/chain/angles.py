@@ -8,6 +8,7 @@ import math
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from numpyro.distributions import constraints
 
 from ..._compat import is_concrete
 from ...schedule.steps import read
@@ -83,12 +84,23 @@ def _bcast(x, n):
     return jnp.broadcast_to(x, (n,)) if x.shape[0] == 1 and n > 1 else x
 
 
-def _period_free(sup):
-    """``(lo, hi)`` when the support is an interval of width ≤ 2π (one representative per turn)."""
+def _period_free(sup, shape=(), index=None):
+    """``(lo, hi)`` when the support of entry ``index`` (flat; ``None`` for a scalar) of a joint of
+    ``shape`` is an interval of width ≤ 2π (one representative per turn). A support on whole
+    vectors of entrywise intervals (``independent``, as ``to_event`` makes it) and bounds given per
+    entry are read entry by entry."""
+    while isinstance(sup, constraints.independent):
+        sup = sup.base_constraint
     lo, hi = getattr(sup, "lower_bound", None), getattr(sup, "upper_bound", None)
     if lo is None or hi is None or not (is_concrete(lo) and is_concrete(hi)):
         return None
-    if np.ndim(lo) or np.ndim(hi):
-        return None
+    lo, hi = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
+    if lo.ndim or hi.ndim:
+        if index is None:
+            return None
+        try:
+            lo, hi = (np.broadcast_to(b, shape).reshape(-1)[index] for b in (lo, hi))
+        except ValueError:  # bounds that do not broadcast to the joint: nothing to read
+            return None
     lo, hi = float(lo), float(hi)
     return (lo, hi) if math.isfinite(lo) and math.isfinite(hi) and hi - lo <= TWO_PI + 1e-12 else None

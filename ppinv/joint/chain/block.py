@@ -35,7 +35,7 @@ class ChainBlock:
         self.theta.append(ThetaSpec((), np.dtype(int_dtype()), sign, "sign", "elbow"))
         self.hints.append("elbow")
         for v, i in solved:
-            span = _period_free(state.supports.get(v))
+            span = _period_free(state.supports.get(v), v.shape, i)
             self.turns.append(span)
             if span is None:
                 joint = state.names.get(v, "joint") + (f"_{i}" if i is not None else "")
@@ -133,16 +133,31 @@ class ChainBlock:
 
 
 def _free_support(state, free):
-    """θ's support for the freed joints: their common elementwise support (else the reals, the
-    supports then checked after the solve)."""
+    """θ's support for the freed joints: their common elementwise support, or intervals read entry
+    by entry when the bounds are per entry (else the reals, the supports then checked after the solve)."""
     sups = []
     for v, _ in free:
         sup = state.supports.get(v)
-        sup = getattr(sup, "base_constraint", sup)  # independent(real, 1) of a vector site
+        while isinstance(sup, constraints.independent):  # independent(real, 1) of a vector site
+            sup = sup.base_constraint
         if sup is None or getattr(sup, "event_dim", 0) != 0:
             return constraints.real
         sups.append(sup)
-    return sups[0] if all(s is sups[0] for s in sups) else constraints.real
+    if all(s is sups[0] for s in sups) and all(np.ndim(getattr(sups[0], b, 0.0)) == 0
+                                               for b in ("lower_bound", "upper_bound")):
+        return sups[0]
+    if not all(isinstance(s, type(constraints.interval(0.0, 1.0))) for s in sups):
+        return constraints.real
+    try:
+        bounds = [[_entry_of(getattr(s, b), v.shape, i) for s, (v, i) in zip(sups, free)]
+                  for b in ("lower_bound", "upper_bound")]
+    except (ValueError, TypeError):  # traced or mismatched bounds
+        return constraints.real
+    return constraints.interval(jnp.asarray(bounds[0]), jnp.asarray(bounds[1]))
+
+
+def _entry_of(bound, shape, index):
+    return np.broadcast_to(np.asarray(bound, np.float64), shape).reshape(-1)[0 if index is None else index]
 
 
 def _offset(env, offset):
