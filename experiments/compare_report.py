@@ -115,10 +115,11 @@ def goals(summary):
                             value=ratio, detail=f"{best_meth}: {best['ess_per_s']:.3g} vs {soft['ess_per_s']:.3g} ESS/s"
                             + (f" (InverseNUTS: {main['ess_per_s'] / soft['ess_per_s']:.2g}x)" if main is not best else ""),
                             met=ratio >= 10))
-            r2 = best["ess_per_s_run"] / soft["ess_per_s_run"] if soft["ess_per_s_run"] > 0 else float("inf")
-            out.append(dict(goal="ppinv >= 10x soft NUTS (eps=0.01), ESS/s excl. compile", model=m, value=r2,
-                            detail=f"{best_meth}: {best['ess_per_s_run']:.3g} vs {soft['ess_per_s_run']:.3g}",
-                            met=r2 >= 10))
+            if _finite(best["ess_per_s_run"]) and _finite(soft["ess_per_s_run"]):
+                r2 = best["ess_per_s_run"] / soft["ess_per_s_run"]
+                out.append(dict(goal="ppinv >= 10x soft NUTS (eps=0.01), ESS/s excl. compile", model=m, value=r2,
+                                detail=f"{best_meth}: {best['ess_per_s_run']:.3g} vs {soft['ess_per_s_run']:.3g}",
+                                met=r2 >= 10))
             bs, ss = best.get("ess_per_s_steady"), soft.get("ess_per_s_steady")
             if _finite(bs) and _finite(ss):
                 out.append(dict(goal="ppinv >= 10x soft NUTS (eps=0.01), ESS/s steady state", model=m,
@@ -134,11 +135,13 @@ def goals(summary):
         if hand and (m, "ppinv") in by:
             p = by[(m, "ppinv")]
             r = p["ess_per_s"] / hand["ess_per_s"]
-            r2 = p["ess_per_s_run"] / hand["ess_per_s_run"]
             out.append(dict(goal="InverseNUTS >= 0.9x hand-written inverse + NUTS, ESS/s incl. compile", model=m,
                             value=r, detail=f"{p['ess_per_s']:.3g} vs {hand['ess_per_s']:.3g}", met=r >= 0.9))
-            out.append(dict(goal="InverseNUTS >= 0.9x hand-written inverse + NUTS, ESS/s excl. compile", model=m,
-                            value=r2, detail=f"{p['ess_per_s_run']:.3g} vs {hand['ess_per_s_run']:.3g}", met=r2 >= 0.9))
+            if _finite(p["ess_per_s_run"]) and _finite(hand["ess_per_s_run"]):
+                r2 = p["ess_per_s_run"] / hand["ess_per_s_run"]
+                out.append(dict(goal="InverseNUTS >= 0.9x hand-written inverse + NUTS, ESS/s excl. compile",
+                                model=m, value=r2, detail=f"{p['ess_per_s_run']:.3g} vs {hand['ess_per_s_run']:.3g}",
+                                met=r2 >= 0.9))
             ps, hs = p.get("ess_per_s_steady"), hand.get("ess_per_s_steady")
             if _finite(ps) and _finite(hs):
                 out.append(dict(goal="InverseNUTS >= 0.9x hand-written inverse + NUTS, ESS/s steady state", model=m,

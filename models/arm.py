@@ -15,7 +15,7 @@ two in closed form, with a discrete elbow sign and two integer turn counts
 Two ways to write it
 --------------------
 :func:`make_direct_model` is exactly the formula above; ppinv finds the planar
-chain in it (``ppinv/joint/chain.py``): after freeing n − 2 joints,
+chain in it (``ppinv/joint/chain/``): after freeing n − 2 joints,
 ``Σ l cos φ`` and ``Σ l sin φ`` are solved for the last two angles in closed
 form. :func:`make_model` computes the *same* map, but splits off the last two
 links as a function :func:`two_link` whose inverse — the same textbook formula —

@@ -10,6 +10,7 @@ from jax import random
 from numpyro.infer.initialization import init_to_sample
 
 from ._base import Coordinates, InverseKernel, SiteNames
+from ._discrete import discrete_sweep
 from ._target import Target
 
 __all__ = ["InverseMH", "InverseMHState", "independence_move"]
@@ -139,8 +140,6 @@ class InverseMH(InverseKernel):
 
     def step(self, state, args, kwargs):
         """One transition of one chain (for model arguments given at run time)."""
-        from .hmc import discrete_sweep
-
         target = self._target
         key, k_rw, k_acc, k_disc, k_jump, k_do = random.split(state.rng_key, 6)
         disc = {k: state.z[k] for k in target.discrete_sites}
