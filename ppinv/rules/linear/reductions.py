@@ -104,16 +104,25 @@ class _SingleSolver(Solver):
         return Solution([jnp.reshape(outs[0], self.shape)], list(outs), jnp.zeros((), outs[0].dtype), None)
 
 
-def _reduce_sum_rule(pat):
-    if pat.known_in[0] or not pat.known_out[0]:
-        return None
-    x = pat.eqn.ins[0]
-    _, n = move_axes_last(x.shape, tuple(pat.params["axes"]))
-    if n == 1:
-        return _SingleSolver(x.shape)
-    if not (pat.allow_theta and pat.exclusive[0]):
-        return None
-    return _SumSolver(pat, simplex=_is_positive(_elementwise(pat.in_support[0])))
+def _reduction_rule(solver):
+    """The rule of a reduction with a known output: a single element is the output itself; more
+    take θ (``solver(pat)``), only once the scheduler is stuck and the operand has no other use."""
+
+    def rule(pat):
+        if pat.known_in[0] or not pat.known_out[0]:
+            return None
+        x = pat.eqn.ins[0]
+        _, n = move_axes_last(x.shape, tuple(pat.params["axes"]))
+        if n == 1:
+            return _SingleSolver(x.shape)
+        if not (pat.allow_theta and pat.exclusive[0]):
+            return None
+        return solver(pat)
+
+    return rule
+
+
+_reduce_sum_rule = _reduction_rule(lambda pat: _SumSolver(pat, simplex=_is_positive(_elementwise(pat.in_support[0]))))
 
 
 def _sum_image(eqn, sup):
@@ -150,16 +159,7 @@ class _ProdSolver(Solver):
         return (_flatten_groups(ins[0], self.axes)[..., :-1],)
 
 
-def _reduce_prod_rule(pat):
-    if pat.known_in[0] or not pat.known_out[0]:
-        return None
-    x = pat.eqn.ins[0]
-    _, n = move_axes_last(x.shape, tuple(pat.params["axes"]))
-    if n == 1:
-        return _SingleSolver(x.shape)
-    if not (pat.allow_theta and pat.exclusive[0]):
-        return None
-    return _ProdSolver(pat)
+_reduce_prod_rule = _reduction_rule(_ProdSolver)
 
 
 DEFAULT_RULES.register(lax.reduce_prod_p, _reduce_prod_rule)
@@ -208,18 +208,7 @@ class _ArgExtremeSolver(Solver):
 
 
 def _extreme_rule(sign):
-    def rule(pat):
-        if pat.known_in[0] or not pat.known_out[0]:
-            return None
-        x = pat.eqn.ins[0]
-        _, n = move_axes_last(x.shape, tuple(pat.params["axes"]))
-        if n == 1:
-            return _SingleSolver(x.shape)
-        if not (pat.allow_theta and pat.exclusive[0]):
-            return None
-        return _ArgExtremeSolver(pat, sign)
-
-    return rule
+    return _reduction_rule(lambda pat: _ArgExtremeSolver(pat, sign))
 
 
 DEFAULT_RULES.register(lax.reduce_max_p, _extreme_rule(+1))
