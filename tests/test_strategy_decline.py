@@ -12,42 +12,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from numpyro.distributions import constraints
 
 import ppinv
 from ppinv.errors import InversionError, UnderdeterminedError
 from ppinv.joint import JointSolve, Strategy, register_strategy, unregister_strategy
 from ppinv.schedule import BlockStep
 from ppinv.testing import check_inverse
-from ppinv.theta import ThetaSpec, int_dtype
+
+from .test_joint_strategies import SumAndProductBlock
 
 
 def sum_and_product(a, b):  # no default strategy solves this pair: the tests' strategies do
     return a + b, a * b
 
 
-class RootsBlock:
-    """``a + b = s`` and ``a·b = p``: the roots of ``t² − s t + p``, θ picks their order."""
-
-    known_inputs = ()
-    description = "roots of t² − s t + p"
-
-    def __init__(self, s, p):
-        self.anchors, self.leaves = [s, p], list(s.ins)
-        self.theta = (ThetaSpec((), np.dtype(int_dtype()), constraints.integer_interval(0, 1), "branch", "order"),)
-
-    def solve(self, known, observed, theta):
-        s, p = observed
-        disc = s**2 - 4 * p
-        root = jnp.sqrt(jnp.where(disc > 0, disc, 1.0))
-        big, small = (s + root) / 2, (s - root) / 2
-        first = theta[0] == 0
-        a, b = jnp.where(first, big, small), jnp.where(first, small, big)
-        return [a, b], -jnp.log(jnp.abs(a - b)), disc > 0
-
-    def pgf(self, known, leaves):
-        a, b = leaves
-        return (jnp.where(a >= b, 0, 1).astype(int_dtype()),)
 
 
 def _sum_and_product_pairs(state):
@@ -59,7 +37,7 @@ def _sum_and_product_pairs(state):
 
 
 def _roots_solve(s, p, hint="larger_first", make_step=None):
-    block = RootsBlock(s, p)
+    block = SumAndProductBlock(s, p)
     step = make_step or (lambda names: BlockStep(block, tuple(names)))
     return JointSolve(step, block.theta, (hint,), (s, p), tuple(block.leaves))
 

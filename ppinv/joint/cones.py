@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from jax import lax
 
 from .._compat import is_concrete
 from .._monotone import is_elementwise_analytic
@@ -117,3 +118,32 @@ def nonnegative(sup) -> bool:
     """The support has a concrete scalar lower bound ≥ 0 (``positive``, ``nonnegative``, an interval)."""
     lower = getattr(sup, "lower_bound", None)
     return lower is not None and np.ndim(lower) == 0 and is_concrete(lower) and float(lower) >= 0
+
+
+# --- heads: all entries but some of a vector observed -----------------------------------------
+def pending_definer(state, v, prim):
+    """The pending relation of primitive ``prim`` that defines ``v``, or ``None``."""
+    d = state.definer.get(v)
+    return d if d is not None and d.prim is prim and d in state.pending else None
+
+
+def through_broadcast(state, v):
+    """``v`` without broadcasts of one value (``f64[] → f64[1]``), which subtract or divide it from every entry."""
+    while True:
+        d = pending_definer(state, v, lax.broadcast_in_dim_p) or pending_definer(state, v, lax.stop_gradient_p)
+        if d is None or d.ins[0].size != 1:
+            return v
+        v = d.ins[0]
+
+
+def observed_range(state, anchor):
+    """``(c, start, stop)``: the anchor observes ``c[start:stop]`` of a 1-D unknown ``c``, not all of it."""
+    if anchor.prim is not lax.slice_p or not state.is_known(anchor.outs[0]):
+        return None
+    c = anchor.ins[0]
+    if state.is_known(c) or len(c.shape) != 1 or c.shape[0] < 2 or not c.is_float:
+        return None
+    if anchor.params.get("strides") not in (None, (1,)):
+        return None
+    start, stop = int(anchor.params["start_indices"][0]), int(anchor.params["limit_indices"][0])
+    return (c, start, stop) if stop - start < c.shape[0] else None

@@ -26,7 +26,7 @@ from numpyro.distributions import constraints
 
 from ..theta import ThetaSpec, is_constrained
 from .base import Strategy, block_solve
-from .cones import nonnegative
+from .cones import nonnegative, observed_range, pending_definer, through_broadcast
 
 
 class SharesOfATotal(Strategy):
@@ -42,34 +42,23 @@ class SharesOfATotal(Strategy):
             yield block_solve(block, hints=("total",))
 
 
-def _through_broadcast(state, v):
-    d = state.definer.get(v)
-    if d is not None and d.prim is lax.broadcast_in_dim_p and d.ins[0].shape == ():
-        return d.ins[0]
-    return v
-
-
 def _shares(state, anchor):
     """``(x, missing index)`` when ``anchor`` observes all shares of ``c = x / Σx`` but one."""
-    if anchor.prim is not lax.slice_p or not state.is_known(anchor.outs[0]):
+    observed = observed_range(state, anchor)
+    if observed is None or observed[2] - observed[1] != observed[0].shape[0] - 1:
         return None
-    c = anchor.ins[0]
-    if state.is_known(c) or len(c.shape) != 1 or c.shape[0] < 2 or not c.is_float:
+    c, start, _ = observed
+    division = pending_definer(state, c, lax.div_p)
+    if division is None:
         return None
-    if anchor.params.get("strides") not in (None, (1,)) or anchor.outs[0].shape[0] != c.shape[0] - 1:
+    x, total = division.ins[0], through_broadcast(state, division.ins[1])
+    summation = pending_definer(state, total, lax.reduce_sum_p)
+    if state.is_known(x) or x.shape != c.shape or summation is None:
         return None
-    division = state.definer.get(c)
-    if division is None or division.prim is not lax.div_p or division not in state.pending:
-        return None
-    x, total = division.ins[0], _through_broadcast(state, division.ins[1])
-    summation = state.definer.get(total)
-    if state.is_known(x) or x.shape != c.shape or summation is None or summation.prim is not lax.reduce_sum_p:
-        return None
-    if summation.ins[0] is not x or tuple(summation.params["axes"]) != (0,) or summation not in state.pending:
+    if summation.ins[0] is not x or tuple(summation.params["axes"]) != (0,):
         return None
     if any(e not in (division, summation) for e in state.users.get(c, ()) if e is not anchor and e in state.pending):
         return None  # the shares are used elsewhere too: solving them here would not be exclusive
-    start = int(anchor.params["start_indices"][0])
     return x, (c.shape[0] - 1 if start == 0 else 0)
 
 

@@ -33,6 +33,7 @@ from numpyro.distributions import constraints
 from ..rules._base import safe_where
 from ..theta import ThetaSpec
 from .base import Strategy, block_solve
+from .cones import observed_range, pending_definer, through_broadcast
 
 
 class SoftmaxHeads(Strategy):
@@ -46,39 +47,12 @@ class SoftmaxHeads(Strategy):
 
 
 # -- matching ------------------------------------------------------------------------------------
-def _pending_definer(state, v, prim):
-    d = state.definer.get(v)
-    return d if d is not None and d.prim is prim and d in state.pending else None
-
-
-def _through_broadcast(state, v):
-    """``v`` without broadcasts of one value (``f64[] → f64[1]``), which subtract or divide it from every entry."""
-    while True:
-        d = _pending_definer(state, v, lax.broadcast_in_dim_p) or _pending_definer(state, v, lax.stop_gradient_p)
-        if d is None or d.ins[0].size != 1:
-            return v
-        v = d.ins[0]
-
-
-def _observed_range(state, anchor):
-    """``(c, start, stop)``: the anchor observes ``c[start:stop]`` of a 1-D unknown ``c``, not all of it."""
-    if anchor.prim is not lax.slice_p or not state.is_known(anchor.outs[0]):
-        return None
-    c = anchor.ins[0]
-    if state.is_known(c) or len(c.shape) != 1 or c.shape[0] < 2 or not c.is_float:
-        return None
-    if anchor.params.get("strides") not in (None, (1,)):
-        return None
-    start, stop = int(anchor.params["start_indices"][0]), int(anchor.params["limit_indices"][0])
-    return (c, start, stop) if stop - start < c.shape[0] else None
-
-
 def _sum_of_exp(state, s):
     """``i`` when ``s = Σ exp(i)`` (pending relations)."""
-    total = _pending_definer(state, s, lax.reduce_sum_p)
+    total = pending_definer(state, s, lax.reduce_sum_p)
     if total is None or tuple(total.params["axes"]) != (0,):
         return None
-    e = _pending_definer(state, total.ins[0], lax.exp_p)
+    e = pending_definer(state, total.ins[0], lax.exp_p)
     return e.ins[0] if e is not None else None
 
 
@@ -88,45 +62,45 @@ def _normalised(state, c):
     if d is None or d not in state.pending or len(d.ins) != 2 or d.ins[0].shape != c.shape:
         return None
     if d.prim is lax.div_p:
-        e = _pending_definer(state, d.ins[0], lax.exp_p)
-        i = _sum_of_exp(state, _through_broadcast(state, d.ins[1]))
+        e = pending_definer(state, d.ins[0], lax.exp_p)
+        i = _sum_of_exp(state, through_broadcast(state, d.ins[1]))
         return ("softmax", i) if e is not None and i is e.ins[0] else None
     if d.prim is lax.sub_p:
-        log, shift = _log_and_shift(state, _through_broadcast(state, d.ins[1]))
-        log_eqn = _pending_definer(state, log, lax.log_p)
+        log, shift = _log_and_shift(state, through_broadcast(state, d.ins[1]))
+        log_eqn = pending_definer(state, log, lax.log_p)
         if log_eqn is None:
             return None
-        total = _through_broadcast(state, log_eqn.ins[0])
-        magnitude = _pending_definer(state, total, lax.abs_p)  # logsumexp's log|Σ|: the sum is positive
+        total = through_broadcast(state, log_eqn.ins[0])
+        magnitude = pending_definer(state, total, lax.abs_p)  # logsumexp's log|Σ|: the sum is positive
         i = _sum_of_exp(state, magnitude.ins[0] if magnitude is not None else total)
         if shift is None:  # jax.nn.log_softmax: (b − m) − log Σ exp(b − m)
             return ("log_softmax", i) if i is d.ins[0] else None
         # b − logsumexp(b), with logsumexp(b) = log Σ exp(b − m) + m
-        same_shift = i is not None and _shift_of(state, i) is _through_broadcast(state, shift)
+        same_shift = i is not None and _shift_of(state, i) is through_broadcast(state, shift)
         return ("log_softmax", i) if same_shift and _unshifted(state, i) is d.ins[0] else None
     return None
 
 
 def _log_and_shift(state, v):
     """``(log term, m)`` of ``v = log(…) + m`` (logsumexp adds its shift back), else ``(v, None)``."""
-    d = _pending_definer(state, v, lax.add_p)
+    d = pending_definer(state, v, lax.add_p)
     if d is None:
         return v, None
     for k in (0, 1):
-        if _pending_definer(state, d.ins[k], lax.log_p) is not None and d.ins[1 - k].size == 1:
+        if pending_definer(state, d.ins[k], lax.log_p) is not None and d.ins[1 - k].size == 1:
             return d.ins[k], d.ins[1 - k]
     return v, None
 
 
 def _shift_of(state, i):
     """The scalar ``m`` of ``i = b − m`` (through its broadcasts), else ``None``."""
-    d = _pending_definer(state, i, lax.sub_p)
-    return _through_broadcast(state, d.ins[1]) if d is not None and d.ins[1].size == 1 else None
+    d = pending_definer(state, i, lax.sub_p)
+    return through_broadcast(state, d.ins[1]) if d is not None and d.ins[1].size == 1 else None
 
 
 def _unshifted(state, i):
     """The logits ``b`` of ``i = b − shift`` with a shift common to every entry (``max b``), else ``i``."""
-    d = _pending_definer(state, i, lax.sub_p)
+    d = pending_definer(state, i, lax.sub_p)
     if d is not None and d.ins[0].shape == i.shape and d.ins[1].size == 1 and not state.is_known(d.ins[0]):
         return d.ins[0]
     return i
@@ -136,14 +110,14 @@ def _split_logits(state, b):
     """``(leaf, (lo, hi), known)``: the unknown logits ``b[lo:hi]`` as the variable ``leaf``, and the
     known ones as ``[(lo, hi, V)]`` (a ``pad`` value fills its range, a ``concatenate`` piece is its range)."""
     size = b.shape[0]
-    pad = _pending_definer(state, b, lax.pad_p)
+    pad = pending_definer(state, b, lax.pad_p)
     if pad is not None and state.is_known(pad.ins[1]) and not state.is_known(pad.ins[0]):
         ((lo, hi, interior),) = pad.params["padding_config"]
         lo, hi = int(lo), int(hi)
         if interior == 0 and lo >= 0 and hi >= 0:
             known = [(0, lo, pad.ins[1]), (size - hi, size, pad.ins[1])]
             return pad.ins[0], (lo, size - hi), [k for k in known if k[1] > k[0]]
-    cat = _pending_definer(state, b, lax.concatenate_p)
+    cat = pending_definer(state, b, lax.concatenate_p)
     if cat is not None and cat.params["dimension"] == 0:
         unknown = [k for k, v in enumerate(cat.ins) if not state.is_known(v)]
         if len(unknown) == 1:
@@ -158,7 +132,7 @@ def _split_logits(state, b):
 
 def _softmax_head(state, anchor):
     """``(kind, leaf, unknown range, known logits, observed range)`` of a solvable softmax head."""
-    observed = _observed_range(state, anchor)
+    observed = observed_range(state, anchor)
     if observed is None:
         return None
     c, start, stop = observed
