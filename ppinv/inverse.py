@@ -122,8 +122,8 @@ class Inverse:
     that start with ``_`` are for such callers: ``_arg_names`` names the
     arguments, ``_unknown(program, arg_vars)`` says which argument leaves are
     unknown (the others are ignored: no observation depends on them), and
-    ``_typical`` gives input values (or a function returning them) where linear
-    solves whose matrix moves with θ choose their chart.
+    ``_typical(program)`` gives input values (by program input) where linear
+    solves whose matrix moves with θ choose their chart, drawn only if one asks.
     """
 
     def __init__(self, f, example_args, *, context=None, support=None, free=None, _table=None,
@@ -157,8 +157,10 @@ class Inverse:
         raise_first([r for v, r in zip(arg_vars, refusals) if v in unknown])
         self.ignored_vars = [v for v in arg_vars if v not in unknown]
         if _typical is None:
-            _typical = {**dict(zip(arg_vars, leaves)), **dict(zip(self._ctx_vars, ctx_leaves))}
-        self._typical = _typical
+            self._typical = {**dict(zip(arg_vars, leaves)), **dict(zip(self._ctx_vars, ctx_leaves))}
+        else:  # drawn only if a schedule asks for it
+            program = self.program
+            self._typical = lambda: _typical(program)
         self.schedule = self._build_schedule(free_vars(free, self._arg_names, self._leaf_names, arg_vars))
         self._out_avals = [jax.ShapeDtypeStruct(v.shape, v.dtype) for v in self.program.outvars]
         self.trace_count = 0

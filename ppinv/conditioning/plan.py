@@ -181,31 +181,23 @@ class Plan(PlanContext, PlanRunning):
                 self._raise_free_not_upstream(n, latents)
 
         def typical(program):  # a prior draw: where linear solves whose matrix moves with θ choose their chart
-            def draw():
-                full = self._full_ctx(arg_ctx)
+            full = self._full_ctx(arg_ctx)
 
-                def prior_draw(full):
-                    tr = self._run_model(full)
-                    return [sites[n].to_input(jnp.asarray(tr[n]["value"])) for n in latents]
+            def prior_draw(full):
+                tr = self._run_model(full)
+                return [sites[n].to_input(jnp.asarray(tr[n]["value"])) for n in latents]
 
-                # one compiled program: run op by op, a model's prior draw is dozens of programs of its own
-                values = jax.jit(prior_draw)(full) if all(is_concrete(v) for v in full) else prior_draw(full)
-                lat_vars, ctx_vars = program.invars[: len(latents)], program.invars[len(latents):]
-                return {**dict(zip(ctx_vars, full)), **dict(zip(lat_vars, values))}
-            return draw
-
-        box = {}
-
-        def upstream_of(program, lat_vars):
-            box["typical"] = typical(program)
-            return self._upstream_vars(program, lat_vars)
+            # one compiled program: run op by op, a model's prior draw is dozens of programs of its own
+            values = jax.jit(prior_draw)(full) if all(is_concrete(v) for v in full) else prior_draw(full)
+            lat_vars, ctx_vars = program.invars[: len(latents)], program.invars[len(latents):]
+            return {**dict(zip(ctx_vars, full)), **dict(zip(lat_vars, values))}
 
         try:
             inverse = Inverse(
                 forward, lat_avals, context={"context": list(self.ctx_avals)},
                 support=[_input_support(sites[n]) if sites[n].support is not None else None for n in latents],
-                free=list(cm.free), _table=cm.table, _arg_names=latents, _unknown=upstream_of,
-                _typical=lambda: box["typical"](),
+                free=list(cm.free), _table=cm.table, _arg_names=latents, _unknown=self._upstream_vars,
+                _typical=typical,
             )
         except InversionError as err:
             if not isinstance(err, NoRuleError):
