@@ -14,7 +14,7 @@ from ..errors import PieceRankError
 from .block import LinearBlock
 from .linearity import concrete_const, const_has_zero, is_linear  # noqa: F401  (const_has_zero: for the rules)
 from .matrix import MatrixSolve
-from .structure import KnownStructure
+from .structure import KnownStructure, TypicalDraws
 
 __all__ = [
     "is_linear",
@@ -22,5 +22,6 @@ __all__ = [
     "PieceRankError",
     "MatrixSolve",
     "KnownStructure",
+    "TypicalDraws",
     "concrete_const",
 ]

@@ -31,6 +31,9 @@ class KnownStructure:
     the evaluation fails or is not finite.
     """
 
+    #: fewest draws whose spread is read as a scale (fewer: the chart is centred, not scaled)
+    MIN_SCALE_DRAWS = 8
+
     def __init__(self, eqns=(), supports=None, fixed=(), typical=None, seed=0):
         self.eqns = list(eqns)  # program order
         self.supports = dict(supports or {})
@@ -43,6 +46,7 @@ class KnownStructure:
         self._random_values = {}
         self._roots = {"generic": {}, "typical": {}}
         self._values = {"generic": {}, "typical": {}}
+        self._references = {}
 
     def moves_with_theta(self, v) -> bool:
         return not (v.is_const or v in self._fixed)
@@ -53,14 +57,62 @@ class KnownStructure:
     def typical(self, v):
         return self._value(v, "typical")
 
-    def _value(self, v, mode):
-        if v.is_const:
-            return np.asarray(v.value) if is_concrete(v.value) else None
-        if v not in self._values[mode]:
-            self._evaluate(v, mode)
-        return self._values[mode].get(v)
+    def reference(self, v):
+        """``(centre, scale)`` of ``v`` over the typical draws (their mean and standard deviation,
+        both shaped like ``v``), or ``None``. With a single typical point the centre is its value
+        there and the scale is ``None``. Linear solves whose matrix moves with θ centre and scale
+        their chart here: any such chart is exact, and this one makes θ's prior near-standard."""
+        if v not in self._references:
+            self._references[v] = self._reference(v)
+        return self._references[v]
 
-    def _evaluate(self, target, mode):
+    def _reference(self, v):
+        draws = self._draws()
+        if draws is None or v.is_const or not v.is_float:
+            value = self.typical(v)
+            return None if value is None else (np.asarray(value, np.float64), None)
+        stacked = self._evaluate_draws(v, draws)
+        if stacked is None:
+            return None
+        centre = stacked.mean(axis=0)
+        if stacked.shape[0] < self.MIN_SCALE_DRAWS:
+            return centre, None
+        scale = stacked.std(axis=0)
+        # an entry the draws do not move (a constant in disguise) keeps unit scale
+        scale = np.where(scale > 1e-8 * (1.0 + np.abs(centre)), scale, 1.0)
+        return centre, scale
+
+    def _draws(self):
+        self._typical_value_source()
+        return self._typical if isinstance(self._typical, TypicalDraws) else None
+
+    def _evaluate_draws(self, target, draws):
+        """``target`` at every draw: (N, *shape), or ``None`` where it cannot be had."""
+        eqns, roots, outs = self._slice(target)
+        n = draws.count
+        root_values = []
+        for u in roots:
+            val = draws.get(u)
+            if val is None or not is_concrete(val) or np.shape(val)[1:] != u.shape:
+                root_values.append(np.broadcast_to(self._random(u), (n,) + u.shape))
+            else:
+                root_values.append(np.asarray(val, u.dtype))
+
+        def run(vals):
+            env = dict(zip(roots, vals))
+            for e in eqns:
+                env.update(zip(e.outs, e.bind(*[u.value if u.is_const else env[u] for u in e.ins])))
+            return env[target]
+
+        try:
+            with jax.ensure_compile_time_eval():
+                stacked = np.asarray(jax.jit(jax.vmap(run))(root_values), np.float64)
+        except Exception:  # an input outside some domain, a primitive that cannot be batched here
+            return None
+        return stacked if np.all(np.isfinite(stacked)) else None
+
+    def _slice(self, target):
+        """The equations ``target`` is computed by, its roots (inputs not computed by them), and their outputs."""
         needed, eqns = {target}, []
         for e in reversed(self.eqns):
             if any(o in needed for o in e.outs):
@@ -71,7 +123,17 @@ class KnownStructure:
         roots = [] if target in defined else [target]
         for e in eqns:
             roots += [u for u in e.ins if not u.is_const and u not in defined and u not in roots]
-        outs = [o for e in eqns for o in e.outs]
+        return eqns, roots, [o for e in eqns for o in e.outs]
+
+    def _value(self, v, mode):
+        if v.is_const:
+            return np.asarray(v.value) if is_concrete(v.value) else None
+        if v not in self._values[mode]:
+            self._evaluate(v, mode)
+        return self._values[mode].get(v)
+
+    def _evaluate(self, target, mode):
+        eqns, roots, outs = self._slice(target)
 
         def run(root_values):
             env = dict(zip(roots, root_values))
@@ -102,13 +164,18 @@ class KnownStructure:
             roots[u] = value if value is not None else self._random(u)
         return roots[u]
 
-    def _typical_value(self, u):
+    def _typical_value_source(self):
         if callable(self._typical):
             try:
-                self._typical = dict(self._typical())
+                got = self._typical()
+                self._typical = got if isinstance(got, TypicalDraws) else dict(got)
             except Exception:  # no typical point can be had now: random values instead
                 self._typical = {}
-        val = (self._typical or {}).get(u)
+
+    def _typical_value(self, u):
+        self._typical_value_source()
+        typical = self._typical or {}
+        val = typical.point(u) if isinstance(typical, TypicalDraws) else typical.get(u)
         if val is None or not is_concrete(val) or np.shape(val) != u.shape:
             return None
         val = np.asarray(val, u.dtype)
@@ -129,3 +196,17 @@ class KnownStructure:
                         pass
             self._random_values[u] = np.asarray(value, u.dtype)
         return self._random_values[u]
+
+
+class TypicalDraws(dict):
+    """Several draws of a program's inputs (``var -> (N, *shape)``, e.g. prior draws of a model's
+    latents); the first draw is the typical point. :meth:`KnownStructure.reference` reads their
+    mean and spread."""
+
+    @property
+    def count(self) -> int:
+        return min((int(np.shape(v)[0]) for v in self.values()), default=0)
+
+    def point(self, v):
+        val = self.get(v)
+        return None if val is None or np.ndim(val) == 0 else np.asarray(val)[0]

@@ -11,6 +11,7 @@ import numpy as np
 from jax.tree_util import tree_flatten
 from numpyro import handlers
 
+from .._block import TypicalDraws
 from .._compat import is_concrete
 from ..errors import ConditionError, InversionError, NoRuleError
 from ..ir import ancestors
@@ -33,6 +34,9 @@ from .sites import (
     _static_support,
     _unwrap,
 )
+
+#: prior draws a conditioned model's linear charts are centred and scaled by (the first is its typical point)
+TYPICAL_DRAWS = 64
 
 
 class Plan(PlanContext, PlanRunning):
@@ -117,13 +121,13 @@ class Plan(PlanContext, PlanRunning):
         if self._has_model_deltas:
             self.delta_obs_jaxpr = jax.make_jaxpr(self._model_delta_values)(*self.ctx_avals)
 
-    def _run_model(self, full_ctx, latents=None):
+    def _run_model(self, full_ctx, latents=None, rng_key=0):
         """Trace the model at the given context (arguments, params, sample data) and latent values."""
         n_args, n_params = len(self.arg_avals), len(self.params)
         args, kwargs = self.rebuild_args(full_ctx)
         params = dict(zip(self.params, full_ctx[n_args : n_args + n_params]))
         data = dict(zip(self.data_names, full_ctx[n_args + n_params :]))
-        with handlers.trace() as tr, handlers.seed(rng_seed=0), handlers.substitute(
+        with handlers.trace() as tr, handlers.seed(rng_seed=rng_key), handlers.substitute(
             data={**(latents or {}), **params}
         ), handlers.condition(data=data):
             self.cm.model(*args, **kwargs)
@@ -180,17 +184,22 @@ class Plan(PlanContext, PlanRunning):
             if n not in latents:
                 self._raise_free_not_upstream(n, latents)
 
-        def typical(program):  # a prior draw: where linear solves whose matrix moves with θ choose their chart
+        def typical(program):
+            """Prior draws (the first is the typical point): where linear solves whose matrix moves
+            with θ choose, centre and scale their chart."""
             full = self._full_ctx(arg_ctx)
 
-            def prior_draw(full):
-                tr = self._run_model(full)
+            def prior_draw(full, key):
+                tr = self._run_model(full, rng_key=key)
                 return [sites[n].to_input(jnp.asarray(tr[n]["value"])) for n in latents]
 
             # one compiled program: run op by op, a model's prior draw is dozens of programs of its own
-            values = jax.jit(prior_draw)(full) if all(is_concrete(v) for v in full) else prior_draw(full)
+            keys = jax.vmap(jax.random.PRNGKey)(jnp.arange(TYPICAL_DRAWS))  # key 0: the seed-0 draw
+            draws = jax.vmap(prior_draw, in_axes=(None, 0))
+            values = jax.jit(draws)(full, keys) if all(is_concrete(v) for v in full) else draws(full, keys)
             lat_vars, ctx_vars = program.invars[: len(latents)], program.invars[len(latents):]
-            return {**dict(zip(ctx_vars, full)), **dict(zip(lat_vars, values))}
+            stacked = {v: jnp.broadcast_to(c, (TYPICAL_DRAWS,) + jnp.shape(c)) for v, c in zip(ctx_vars, full)}
+            return TypicalDraws({**stacked, **dict(zip(lat_vars, values))})
 
         try:
             inverse = Inverse(
