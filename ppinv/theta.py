@@ -83,12 +83,13 @@ class IntegerReference(dist.Distribution):
         super().__init__(batch_shape=jnp.shape(rho), validate_args=validate_args)
 
     def sample(self, key, sample_shape=()):
+        # the difference of two independent geometric counts (P(g) ∝ ρ^g on {0, 1, ...}) has
+        # P(k) ∝ ρ^|k|; a signed geometric count would put twice log_prob's mass on 0
         shape = sample_shape + self.batch_shape
         k1, k2 = jax.random.split(key)
         p = 1.0 - self.rho
-        magnitude = jax.random.geometric(k1, p, shape) - 1
-        sgn = jnp.where(jax.random.bernoulli(k2, 0.5, shape), 1, -1)
-        return (magnitude * sgn).astype(int_dtype())
+        up, down = jax.random.geometric(k1, p, shape), jax.random.geometric(k2, p, shape)
+        return (up - down).astype(int_dtype())
 
     def log_prob(self, value):
         rho = jnp.asarray(self.rho)
