@@ -25,6 +25,7 @@ from models import bilinear
 from ppinv.infer import InverseHMC, InverseMH, InverseNUTS
 from ppinv.infer import _base
 from ppinv.infer._args import ModelArgs
+from tests.helpers import assert_mean, assert_var, run_mcmc
 
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 
@@ -220,6 +221,40 @@ def test_discrete_theta_and_jumps_still_draw_their_own_keys():
     jumps = InverseNUTS(bilinear.conditioned(), jump_every=3)
     assert not _key_passes_through(jumps, jumps.init(jax.random.PRNGKey(0), 5, None, (), {}))
 
+
+
+def _step_draws(kernel, state):
+    """Key splits and random draws in one step's jaxpr."""
+    jaxpr = jax.make_jaxpr(lambda s: kernel.step(s, (), {}))(state).jaxpr
+    return {name: _count_primitives(jaxpr, {name}) for name in ("random_split", "random_bits")}
+
+
+def test_mh_splits_its_key_once_per_step():
+    """InverseMH: one split per step, the random walk's noise over all sites one draw, no key for a part
+    that draws nothing; with jumps, the jump adds its per-site keys (one split) and its draws."""
+    walk = InverseMH(bilinear.conditioned(), jump_prob=0.0)
+    assert _step_draws(walk, walk.init(jax.random.PRNGKey(0), 5, None, (), {})) == {
+        "random_split": 1, "random_bits": 2}  # the walk's noise and its acceptance
+    jumps = InverseMH(bilinear.conditioned(), jump_prob=0.2)
+    n_theta = len(jumps.setup(5).theta_refs)  # x1, x2
+    assert _step_draws(jumps, jumps.init(jax.random.PRNGKey(0), 5, None, (), {})) == {
+        "random_split": 2, "random_bits": 2 + 1 + n_theta + 1}  # + whether to jump, θ's proposals, acceptance
+
+
+def lognormal_product():
+    a = numpyro.sample("a", dist.LogNormal(0.0, 1.0))
+    b = numpyro.sample("b", dist.LogNormal(0.0, 1.0))
+    numpyro.deterministic("y", a * b)
+
+
+def test_mh_random_walk_samples_the_closed_form_posterior():
+    """a, b ~ LogNormal(0, 1), a·b = y observed: log a | y ~ N(log y / 2, 1/2) (the random walk and the jumps)."""
+    y = 2.0
+    s = run_mcmc(InverseMH(ppinv.condition(lognormal_product, {"y": y})), num_warmup=500, num_samples=3000).get_samples()
+    np.testing.assert_allclose(s["a"] * s["b"], y, rtol=1e-12)
+    log_a = np.log(np.asarray(s["a"]))
+    assert_mean(log_a, np.log(y) / 2, sd=np.sqrt(0.5))
+    assert_var(log_a, 0.5)
 
 @pytest.mark.slow
 def test_startup_experiment_quick(tmp_path):

@@ -138,10 +138,28 @@ class InverseMH(InverseKernel):
         return InverseMHState({**z, **disc}, pe, jnp.asarray(self._step_size, pe.dtype), zero, zero, zero, 0, key,
                               SiteNames(target.plan.latents))
 
+    def _draws(self, target):
+        """The parts of a step that draw randomness, in the order their keys are split off."""
+        parts = []
+        if target.continuous_sites:
+            parts += ["walk", "walk_accept"]
+        if target.discrete_sites:
+            parts.append("discrete")
+        if self._jump_prob > 0 and target.theta_refs:
+            parts += ["jump", "do_jump"]
+        return parts
+
     def step(self, state, args, kwargs):
-        """One transition of one chain (for model arguments given at run time)."""
+        """One transition of one chain (for model arguments given at run time).
+
+        The state's key is split once per step, into the next key and one key per part that
+        draws (a part that draws nothing gets none); the random walk's noise over all
+        continuous sites is one draw of the flat vector of their unconstrained values.
+        """
         target = self._target
-        key, k_rw, k_acc, k_disc, k_jump, k_do = random.split(state.rng_key, 6)
+        parts = self._draws(target)
+        key, *part_keys = random.split(state.rng_key, 1 + len(parts))
+        keys = dict(zip(parts, part_keys))
         disc = {k: state.z[k] for k in target.discrete_sites}
         z = {k: state.z[k] for k in target.continuous_sites}
         n = state.i + 1
@@ -149,12 +167,13 @@ class InverseMH(InverseKernel):
         acc_rw = state.accept_rw
         step = state.step_size
         if z:
-            noise = {k: random.normal(kk, jnp.shape(v), jnp.result_type(v)) for (k, v), kk in zip(z.items(), random.split(k_rw, len(z)))}
-            prop = {k: z[k] + step * noise[k] for k in z}
+            layout = target.layout
+            noise = layout.unravel(random.normal(keys["walk"], (layout.size,), layout.dtype))
+            prop = {k: z[k] + step * noise[k].astype(jnp.result_type(z[k])) for k in z}
             pe_prop = target.potential(prop, disc, args, kwargs)
             log_a = state.potential_energy - pe_prop
             log_a = jnp.where(jnp.isfinite(log_a), log_a, -jnp.inf)
-            accept = jnp.log(random.uniform(k_acc)) < log_a
+            accept = jnp.log(random.uniform(keys["walk_accept"])) < log_a
             z = jax.tree_util.tree_map(lambda a, b: jnp.where(accept, a, b), prop, z)
             a_prob = jnp.minimum(1.0, jnp.exp(log_a))
             acc_rw = acc_rw + (a_prob - acc_rw) / n
@@ -164,13 +183,13 @@ class InverseMH(InverseKernel):
         # 2. discrete sweep
         acc_d = state.accept_discrete
         if disc:
-            disc, a = discrete_sweep(target, k_disc, z, disc, args, kwargs)
+            disc, a = discrete_sweep(target, keys["discrete"], z, disc, args, kwargs)
             acc_d = acc_d + (a - acc_d) / n
         # 3. independence jump
         acc_j = state.accept_jump
-        if self._jump_prob > 0 and target.theta_refs:
-            do = random.bernoulli(k_do, self._jump_prob)
-            z2, d2, a = independence_move(target, k_jump, z, disc, args, kwargs)
+        if "jump" in keys:
+            do = random.bernoulli(keys["do_jump"], self._jump_prob)
+            z2, d2, a = independence_move(target, keys["jump"], z, disc, args, kwargs)
             z = jax.tree_util.tree_map(lambda a_, b_: jnp.where(do, a_, b_), z2, z)
             disc = jax.tree_util.tree_map(lambda a_, b_: jnp.where(do, a_, b_), d2, disc)
             acc_j = jnp.where(do, acc_j + 0.05 * (a - acc_j), acc_j)  # moving average over jumps
