@@ -17,6 +17,7 @@ from numpyro.infer.hmc_util import euclidean_kinetic_energy
 from numpyro.infer.initialization import init_to_sample
 
 from ._base import InverseKernel, SiteNames
+from ._branch_moves import branch_jump
 from ._discrete import discrete_sweep
 from ._hmc_state import InverseHMCState
 from .mh import independence_move
@@ -50,7 +51,10 @@ class InverseHMC(InverseKernel):
       their names in the conditioned model) to fix θ itself;
     * discrete θ (signs, roots, periods, branches) are updated after each
       trajectory: small choices by exact Gibbs over all values, unbounded ones
-      (periods) by a ±1 Metropolis step;
+      (periods) by a ±1 Metropolis step, followed (``branch_jumps=True``, the default)
+      by a branch jump (:func:`~ppinv.infer._branch_moves.branch_jump`): new continuous
+      coordinates drawn independently with a branch swept to at them, accepted with the
+      exact Metropolis–Hastings ratio, so parts of the manifold no branch joins are visited;
     * optional independence jumps (``jump_every=k``): every ``k`` steps all θ
       are proposed from their reference distributions and accepted with the
       exact Metropolis–Hastings ratio, so separated modes are visited.
@@ -75,6 +79,8 @@ class InverseHMC(InverseKernel):
         A NumPyro init strategy applied to the original model's latents (see above).
     jump_every:
         Propose an independence jump every this many steps (0: never).
+    branch_jumps:
+        With discrete θ, make a branch jump after every discrete sweep.
     init_tries:
         Starting points tried per chain (the best is used).
 
@@ -113,6 +119,7 @@ class InverseHMC(InverseKernel):
         *,
         jump_every: int = 0,
         init_tries: int = 64,
+        branch_jumps: bool = True,
     ):
         if num_steps is None and trajectory_length is None:
             raise ValueError("At least one of `num_steps` or `trajectory_length` must be specified.")
@@ -121,7 +128,7 @@ class InverseHMC(InverseKernel):
                 "If both `num_steps` and `trajectory_length` are specified step size can't be adapted",
                 stacklevel=2,
             )
-        self._configure(model, potential_fn, kinetic_fn, init_strategy, jump_every, init_tries, dict(
+        self._configure(model, potential_fn, kinetic_fn, init_strategy, jump_every, init_tries, branch_jumps, dict(
             step_size=step_size, inverse_mass_matrix=inverse_mass_matrix, adapt_step_size=adapt_step_size,
             adapt_mass_matrix=adapt_mass_matrix, dense_mass=dense_mass, target_accept_prob=target_accept_prob,
             num_steps=num_steps, trajectory_length=trajectory_length, max_tree_depth=10,
@@ -130,7 +137,8 @@ class InverseHMC(InverseKernel):
             regularize_mass_matrix=regularize_mass_matrix,
         ))
 
-    def _configure(self, model, potential_fn, kinetic_fn, init_strategy, jump_every, init_tries, hmc_kwargs):
+    def _configure(self, model, potential_fn, kinetic_fn, init_strategy, jump_every, init_tries, branch_jumps,
+                   hmc_kwargs):
         name = type(self).__name__
         if potential_fn is not None:
             raise ValueError(
@@ -143,6 +151,7 @@ class InverseHMC(InverseKernel):
                 hmc_kwargs[k] = float(hmc_kwargs[k])
         self._kinetic_fn = kinetic_fn if kinetic_fn is not None else euclidean_kinetic_energy
         self._jump_every = int(jump_every)
+        self._branch_jumps = bool(branch_jumps)
         self._hmc_kwargs = hmc_kwargs
 
     # -- MCMCKernel interface ---------------------------------------------------------------
@@ -246,6 +255,9 @@ class InverseHMC(InverseKernel):
         if target.discrete_sites:
             disc, acc = discrete_sweep(target, key_disc, z, disc, args, kwargs)
             disc_acc = disc_acc + (acc - disc_acc) / n
+            if self._branch_jumps and z:
+                z, disc, _ = branch_jump(target, random.fold_in(key_disc, 1), z, disc, args, kwargs)
+                hmc_state = hmc_state._replace(z=self._coordinates_of(z))
         if self._jump_every:
             do_jump = (hmc_state.i % self._jump_every) == 0
             z_new, disc_new, acc = independence_move(target, key_jump, z, disc, args, kwargs)
@@ -316,8 +328,9 @@ class InverseNUTS(InverseHMC):
         *,
         jump_every: int = 0,
         init_tries: int = 64,
+        branch_jumps: bool = True,
     ):
-        self._configure(model, potential_fn, kinetic_fn, init_strategy, jump_every, init_tries, dict(
+        self._configure(model, potential_fn, kinetic_fn, init_strategy, jump_every, init_tries, branch_jumps, dict(
             step_size=step_size, inverse_mass_matrix=inverse_mass_matrix, adapt_step_size=adapt_step_size,
             adapt_mass_matrix=adapt_mass_matrix, dense_mass=dense_mass, target_accept_prob=target_accept_prob,
             num_steps=None, trajectory_length=trajectory_length, max_tree_depth=max_tree_depth,
