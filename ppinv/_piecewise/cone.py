@@ -66,15 +66,16 @@ def piecewise_cone(anchor, definer, is_known, pending):
     if not lifted and is_known(anchor.ins[0]) and not _never_picks_a_known_case(anchor, is_known):
         return None
     shape = anchor.outs[0].shape
-    cone, leaves = [], set()
+    cone, in_cone, leaves = [], set(), set()  # the set: membership in O(1), not O(cone)
     frontier = [v for v in anchor.ins if not is_known(v)]
     while frontier:
         u = frontier.pop()
         d = definer.get(u)
-        if d is not None and d in pending and d not in cone and is_elementwise(d, shape):
+        if d is not None and d in pending and d not in in_cone and is_elementwise(d, shape):
             cone.append(d)
+            in_cone.add(d)
             frontier.extend(v for v in d.ins if not is_known(v))
-        elif d is None or d not in cone:
+        elif d is None or d not in in_cone:
             leaves.add(u)
             if len(leaves) > 1:
                 return None  # one variable or none: a long sum of unknowns stops here

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import heapq
+import itertools
+
 import numpy as np
 from jax import lax
 
@@ -14,18 +17,19 @@ def expand_cone(state, anchor, accept, max_leaves=None):
     (one output each), the unknowns where the walk stops as leaves; ``None`` if ``accept`` says
     so (it returns ``None`` to abort) or once there are more than ``max_leaves`` leaves. The
     cone is in program order, ``anchor`` included."""
-    cone, leaves = [anchor], set()
+    cone, in_cone, leaves = [anchor], {anchor}, set()  # the set: membership in O(1), not O(cone)
     frontier = [v for v in anchor.ins if not state.is_known(v)]
     while frontier:
         u = frontier.pop()
         d = state.definer.get(u)
-        verdict = accept(u, d) if d is not None and d in state.pending and d not in cone and len(d.outs) == 1 else False
+        verdict = accept(u, d) if d is not None and d in state.pending and d not in in_cone and len(d.outs) == 1 else False
         if verdict is None:
             return None
         if verdict:
             cone.append(d)
+            in_cone.add(d)
             frontier.extend(v for v in d.ins if not state.is_known(v))
-        elif d is None or d not in cone:
+        elif d is None or d not in in_cone:
             leaves.add(u)
             if max_leaves is not None and len(leaves) > max_leaves:
                 return None
@@ -48,14 +52,20 @@ def single_leaf_cones(state, anchor, expandable):
         d = state.definer.get(v)
         return d is None or d not in state.pending or d in in_cone or len(d.outs) != 1 or not expandable(d)
 
+    def latest_first(v):  # heap key: the latest-defined variable first (ties end the walk: both are stuck)
+        return -state.order.get(state.definer.get(v), -1), next(tie)
+
+    tie = itertools.count()
     frontier = {v for v in anchor.ins if not state.is_known(v)}
+    latest = [(latest_first(v), v) for v in frontier]  # the frontier as a heap: O(log n) per step, not O(n)
+    heapq.heapify(latest)
     stuck_in_frontier = {v for v in frontier if stuck(v)}
     while frontier:
         if len(frontier) == 1:
             yield list(cone), next(iter(frontier))
         if len(stuck_in_frontier) > 1:
             return  # two variables that never leave the frontier: no single leaf below (a sum of N sites: O(1), not O(N²))
-        u = max(frontier, key=lambda v: state.order.get(state.definer.get(v), -1))
+        _, u = heapq.heappop(latest)
         if u in stuck_in_frontier or stuck(u):
             return
         d = state.definer[u]
@@ -65,6 +75,7 @@ def single_leaf_cones(state, anchor, expandable):
         for v in d.ins:
             if not state.is_known(v) and v not in frontier:
                 frontier.add(v)
+                heapq.heappush(latest, (latest_first(v), v))
                 if stuck(v):
                     stuck_in_frontier.add(v)
 
