@@ -90,6 +90,16 @@ def condition(model, data=None, *, free=None, theta_prefix: str = THETA_PREFIX, 
         are errors now); one with arguments is checked by ``cm.plan(*args)`` or
         its first call.
 
+    Notes
+    -----
+    Many data sets (simulation-based calibration, a sweep over observations): pass the
+    observation as a model argument to a ``Delta`` site, ``numpyro.sample("y",
+    dist.Delta(f(x)), obs=y_obs)``, condition once with ``condition(model)``, and reuse
+    one ``MCMC(..., jit_model_args=True)``: the inverse reads the observation as an
+    input, so ``mcmc.run(key, y_new)`` with new data of the same shapes compiles
+    nothing. A new ``condition(model, {"y": y_new})`` per data set is a new model, and
+    its kernel compiles again.
+
     Examples
     --------
     >>> import numpyro, numpyro.distributions as dist
