@@ -165,9 +165,15 @@ def arm_reference(cm, turns=range(-2, 3)):
     bounds = ([grid[0]] if inside[0] else []) + ends + ([grid[-1]] if inside[-1] else [])
     pieces = list(zip(bounds[::2], bounds[1::2]))
     masses, points = [], []
-    for s, k, m in itertools.product((1.0, -1.0), turns, turns):
-        masses.append(sum(integrate.quad(density, a, b, args=(s, k, m), limit=200)[0] for a, b in pieces))
-        q0 = max((t for t in grid[inside]), key=lambda t: density(t, s, k, m))
+    coarse = grid[inside][::50]
+    branches = list(itertools.product((1.0, -1.0), turns, turns))
+    peaks = [max(coarse, key=lambda t: density(t, *br)) for br in branches]  # a representative point each
+    top = max(density(q0, *br) for q0, br in zip(peaks, branches))
+    for (s, k, m), q0 in zip(branches, peaks):
+        # a whole turn away the prior is e^(−79) smaller: below 1e-12 of the top nothing is integrated
+        heavy = density(q0, s, k, m) > 1e-12 * top
+        masses.append(sum(integrate.quad(density, a, b, args=(s, k, m), limit=200)[0] for a, b in pieces) if heavy
+                      else 0.0)
         q1, q2 = joints(q0, s)
         points.append([q0, q1 + 2 * np.pi * k, q2 + 2 * np.pi * m])
     return TupleReference("quadrature (quad over q₀ per elbow and turns)", {"angles": np.array(points)}, masses)
@@ -225,11 +231,8 @@ def logistic_reference(cm, strata=400, seed=0):
     # SE of the ratio: linearised, from the differences within each stratum
     e = (above - ratio * weight[..., None]) / weight.mean()
     se = np.sqrt(np.sum((e[0] - e[1]) ** 2, axis=0) / 4) / strata
-    table = {}
-    for t in range(n):
-        p_above = ratio[t]
-        table[(t, value_of_above)] = (p_above, se[t])
-        table[(t, 1 - value_of_above)] = (1 - p_above, se[t])
+    # one row per element (a root is one of two values): P(root = 1)
+    table = {(t, 1): (ratio[t] if value_of_above == 1 else 1 - ratio[t], se[t]) for t in range(n)}
     method = f"exact orbit enumeration at {2 * strata} stratified rates b (SE from strata)"
     return ElementReference(method, table)
 

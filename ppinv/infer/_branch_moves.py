@@ -12,17 +12,21 @@ part it started in.
 
 1. new continuous coordinates ``z'`` independently, from a two-scale Gaussian
    mixture in unconstrained space (:func:`propose_continuous`), and
-2. new discrete θ ``d'`` by one systematic sweep *at* ``z'`` from the current
-   ``d`` (:func:`sweep_path`): each element in turn is drawn from its
-   conditional over a candidate set (every value of a small choice; the current
-   value and its two neighbours on an unbounded integer), so ``d'`` is a branch
-   that carries mass at ``z'``.
+2. new discrete θ ``d'`` by one systematic sweep *at* ``z'`` (:func:`sweep_path`)
+   from :func:`sweep_start`: every small choice reset to its lowest value, every
+   unbounded integer at its current value. Each element in turn is drawn from
+   its conditional over a candidate set (every value of a small choice; the
+   current value and its two neighbours on an unbounded integer), so ``d'`` is a
+   branch that carries mass at ``z'``. The reset makes the sweep's start
+   independent of the current branch: a branch tuple that is valid only near the
+   current ``z`` (the logistic map's, say) would leave every element of a sweep
+   started from it with no finite candidate at ``z'``.
 
 The reverse proposal is the same construction from ``(z', d')``: ``z`` from the
-mixture and the sweep at ``z`` from ``d'`` that ends at ``d``, whose probability
-:func:`sweep_path` scores along the same path. The acceptance ratio
+mixture and the sweep at ``z`` from ``sweep_start(d')`` that ends at ``d``, whose
+probability :func:`sweep_path` scores along that path. The acceptance ratio
 
-    π(z', d') q(z) R_z(d' → d)  /  π(z, d) q(z') F_z'(d → d')
+    π(z', d') q(z) R_z(start(d') → d)  /  π(z, d) q(z') F_z'(start(d) → d')
 
 is exact, so the move leaves the target invariant for any model.
 """
@@ -36,7 +40,7 @@ from jax.scipy.special import logsumexp
 
 from ._target import discrete_neighbours
 
-__all__ = ["branch_jump", "propose_continuous", "sweep_path", "WIDE_SCALE"]
+__all__ = ["branch_jump", "propose_continuous", "sweep_path", "sweep_start", "WIDE_SCALE"]
 
 #: The two scales of the independence proposal in unconstrained space: the reference
 #: distribution's (1) and a wide one that reaches posterior mass in the tails of the reference.
@@ -71,6 +75,21 @@ def _candidates(kind, k, lo, current, dtype):
     if kind == "enumerate":
         return lo + jnp.arange(k, dtype=dtype)
     return current + jnp.arange(-1, 2, dtype=dtype)
+
+
+def _small_choice_low(support):
+    """The lowest value of a small choice, or ``None`` for an unbounded integer (walked, not reset)."""
+    kind, _ = discrete_neighbours(support)
+    return int(support.lower_bound) if kind == "enumerate" else None
+
+
+def sweep_start(target, disc):
+    """Where a branch jump's sweep starts: small choices at their lowest value, unbounded integers as in ``disc``."""
+    start = {}
+    for name in target.discrete_sites:
+        low = _small_choice_low(target.discrete_support[name])
+        start[name] = disc[name] if low is None else jnp.full_like(disc[name], low)
+    return start
 
 
 def sweep_path(target, z, start, *, key=None, end=None, args=None, kwargs=None):
@@ -125,8 +144,8 @@ def branch_jump(target, key, z, disc, args=None, kwargs=None):
     """
     k_cont, k_sweep, k_accept = random.split(key, 3)
     z_new, log_q_new = propose_continuous(k_cont, z)
-    d_new, log_forward = sweep_path(target, z_new, disc, key=k_sweep, args=args, kwargs=kwargs)
-    _, log_reverse = sweep_path(target, z, d_new, end=disc, args=args, kwargs=kwargs)
+    d_new, log_forward = sweep_path(target, z_new, sweep_start(target, disc), key=k_sweep, args=args, kwargs=kwargs)
+    _, log_reverse = sweep_path(target, z, sweep_start(target, d_new), end=disc, args=args, kwargs=kwargs)
     pe_old = target.potential(z, disc, args, kwargs)
     pe_new = target.potential(z_new, d_new, args, kwargs)
     log_a = (pe_old - pe_new) + (_mixture_log_prob(z) - log_q_new) + (log_reverse - log_forward)
