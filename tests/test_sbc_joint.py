@@ -234,3 +234,48 @@ def test_sbc_detects_a_density_without_its_log_det():
     p_values = {name: rank_p_value(r) for name, r in ranks.items()}
     print(f"SBC shares without log|det|: p = {p_values}")
     assert min(p_values.values()) < ALPHA, p_values
+
+
+# --- InverseNUTS through one MCMC object ---------------------------------------------------------
+NUTS_WARMUP = 100
+NUTS_THIN = 3
+
+
+def shares_observed_at(y_obs):
+    """:func:`shares_model` with its observation a model argument (a ``Delta`` site observed at ``y_obs``)."""
+    x = numpyro.sample("x", dist.Gamma(jnp.array([1.5, 2.0, 3.0]), 1.0).to_event(1))
+    numpyro.sample("y", dist.Delta((x / x.sum())[:2], event_dim=1), obs=y_obs)
+
+
+def test_sbc_inverse_nuts_reusing_one_mcmc_for_every_replicate():
+    """SBC of the shares with ppinv's own InverseNUTS: one ``MCMC`` (``jit_model_args=True``) runs every
+    replicate, the observation passed as a model argument; only the first run compiles anything.
+
+    Each chain starts at its replicate's true θ (a posterior draw), as the random-walk cases do."""
+    from numpyro.infer import MCMC
+
+    from ppinv.infer import InverseNUTS
+    from tests.test_compilation import compilations
+
+    start = time.perf_counter()
+    _, _, statistics, _ = CASES["shares"]
+    prior = Predictive(shares_model, num_samples=N_REPLICATES)(jax.random.PRNGKey(1))
+    cm = ppinv.condition(shares_observed_at)
+    mcmc = MCMC(InverseNUTS(cm), num_warmup=NUTS_WARMUP, num_samples=N_DRAWS * NUTS_THIN, thinning=NUTS_THIN,
+                jit_model_args=True, progress_bar=True)
+    ranks = {name: [] for name in statistics}
+    later_compiles = 0
+    for i in range(N_REPLICATES):
+        y, truth = prior["y"][i], {"x": prior["x"][i]}
+        theta = cm.theta_of(truth, y, batch_ndims=0)
+        with compilations() as counts:
+            mcmc.run(jax.random.PRNGKey(100 + i), y, init_params=theta)
+        later_compiles += sum(counts.values()) if i else 0
+        x = mcmc.get_samples()["x"]
+        np.testing.assert_allclose((x / x.sum(-1, keepdims=True))[:, :2], np.broadcast_to(y, (len(x), 2)), atol=1e-10)
+        for name, f in statistics.items():
+            ranks[name].append(int(np.sum(np.asarray(f({"x": x})) < float(f(truth)))))
+    assert later_compiles == 0, later_compiles
+    p_values = {name: rank_p_value(np.asarray(r)) for name, r in ranks.items()}
+    print(f"SBC shares by InverseNUTS through one MCMC: p = {p_values}, {time.perf_counter() - start:.1f} s")
+    assert all(p > ALPHA for p in p_values.values()), p_values
