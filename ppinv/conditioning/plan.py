@@ -22,6 +22,7 @@ from ..theta import intrinsic_size, is_constrained, support_within
 from ..theta_choice import choose_schedule
 from .dependence import _raise_if_dependent
 from .context import PlanContext
+from .feasible import FeasiblePlan
 from .running import PlanRunning
 from .sites import (
     _aval,
@@ -39,7 +40,7 @@ from .sites import (
 TYPICAL_DRAWS = 64
 
 
-class Plan(PlanContext, PlanRunning):
+class Plan(FeasiblePlan, PlanContext, PlanRunning):
     """Everything :class:`ConditionedModel` needs for one signature of model arguments.
 
     The inverted program's known inputs (its context) are, in this order: the
@@ -225,6 +226,7 @@ class Plan(PlanContext, PlanRunning):
             self.inverse, self.theta_choice = choose_schedule(
                 self, inverse, [n for n in latents if n in cm.free], lambda: self._full_ctx(arg_ctx))
         self.theta_sites = self._name_theta_sites(dict(zip(self.program.invars, latents)))
+        self.narrow_to_feasible(arg_ctx)  # a scalar θ's support: where the inverse is in its domain
         clash = set(self.extra_theta_sites) & set(sites)
         if clash:
             raise ConditionError(f"θ site names {sorted(clash)} clash with model sites; pass theta_prefix=... .")
@@ -314,7 +316,7 @@ class Plan(PlanContext, PlanRunning):
         """
         self.latent_theta = {}
         for step in self.schedule.steps:
-            if isinstance(step, FreeStep) and step.var in latent_of_var:
+            if isinstance(step, FreeStep) and getattr(step, "theta_is_value", True) and step.var in latent_of_var:
                 name = latent_of_var[step.var]
                 if not self.sites[name].simplex:
                     self.latent_theta[step.name] = name
