@@ -319,3 +319,14 @@ def test_without_a_progress_bar_only_numpyros_loop_compiles_again():
     """
     _, second = _runs_on_new_data(False, [1.0, 2.5])
     assert set(second) <= {"jit(_fori_collect_loop)"}, second
+
+
+def test_kernels_refuse_handlers_around_a_conditioned_model_with_the_recipe():
+    """``handlers.condition(cm, {"y": new})`` given to a ppinv kernel: the error names the handler and the recipe."""
+    from numpyro import handlers
+
+    from ppinv.errors import ConditionError
+
+    cm = bilinear.conditioned()
+    with pytest.raises(ConditionError, match=r"handlers \(condition\).*model argument.*jit_model_args"):
+        InverseNUTS(handlers.condition(cm, {"y": 2.0}))

@@ -26,7 +26,23 @@ from ..conditioning import ConditionedModel
 __all__ = ["Target", "FlatLayout", "as_conditioned", "discrete_neighbours"]
 
 
+def _wrapped_conditioned(model):
+    """The ConditionedModel inside NumPyro handlers wrapping it (``handlers.condition(cm, ...)``), if any."""
+    while hasattr(model, "fn") and not isinstance(model, ConditionedModel):
+        model = model.fn
+    return model if isinstance(model, ConditionedModel) else None
+
+
 def as_conditioned(model, kernel_name):
+    inner = None if isinstance(model, ConditionedModel) else _wrapped_conditioned(model)
+    if inner is not None:
+        raise ConditionError(
+            f"{kernel_name} got NumPyro handlers ({type(model).__name__}) around {inner!r}; its kernels sample the "
+            "conditioned model itself. For new values of the exact observations, make them a model argument "
+            "(numpyro.sample('y', dist.Delta(f(x)), obs=y_obs)), condition once with ppinv.condition(model) and "
+            "pass y_obs to mcmc.run (with jit_model_args=True nothing compiles again); or condition anew: "
+            "ppinv.condition(model, {'y': value})."
+        )
     if not isinstance(model, ConditionedModel):
         raise ConditionError(
             f"{kernel_name} samples models built by ppinv.condition(model, data); got "
