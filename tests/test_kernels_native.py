@@ -41,7 +41,7 @@ def test_every_numpyro_argument_is_accepted_with_its_default(ours, theirs):
         if name != "init_strategy":  # ppinv's default start: prior draws through the PGF
             assert mine[name].default == p.default, name
     extra = set(mine) - set(inspect.signature(theirs.__init__).parameters)
-    assert extra == {"jump_every", "init_tries"}
+    assert extra == {"jump_every", "init_tries", "branch_jumps"}
 
 
 def test_hmc_rejects_what_numpyro_hmc_rejects():
