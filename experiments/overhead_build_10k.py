@@ -9,7 +9,14 @@ lowering. Each repeat runs in a fresh Python process and records (process CPU se
 * ``import_jaxpr`` and ``schedule`` — ppinv's import of the jaxpr and its scheduler;
 * ``inverse`` — all of ``ppinv.inverse`` (tracing, import, schedule, the rest of the build);
 * ``trace_inverse`` — ``jax.make_jaxpr`` of the inverse with its log|det| (ppinv's executor runs here);
-* ``own`` — ppinv's own phases: ``inverse − trace_program + trace_inverse``.
+* ``own`` — ppinv's own phases: ``inverse − trace_program + trace_inverse``;
+* ``gc`` — the part of ``inverse`` and ``trace_inverse`` spent in Python's cyclic garbage collector
+  (its full collections scan the whole heap, JAX's and NumPyro's modules included, once new
+  long-lived objects reach a quarter of it: a step in cost between sizes, linear on average),
+  and ``own_without_gc`` = ``own − gc``.
+
+The sizes are interleaved (one repeat of every size, then the next), so that the load of a shared
+machine falls alike on every size.
 
 Usage::
 
@@ -20,6 +27,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import statistics
@@ -29,7 +37,28 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PHASES = ("import", "trace_program", "import_jaxpr", "schedule", "inverse", "trace_inverse", "own")
+PHASES = ("import", "trace_program", "import_jaxpr", "schedule", "inverse", "trace_inverse", "own", "gc",
+          "own_without_gc")
+
+
+class _GcTimer:
+    """Process CPU seconds spent in Python's cyclic garbage collector while active (``gc.callbacks``)."""
+
+    def __init__(self):
+        self.seconds, self._start = 0.0, None
+
+    def _callback(self, phase, info):
+        if phase == "start":
+            self._start = time.process_time()
+        elif self._start is not None:
+            self.seconds += time.process_time() - self._start
+
+    def __enter__(self):
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc):
+        gc.callbacks.remove(self._callback)
 
 
 class _CpuStages:
@@ -80,15 +109,18 @@ def measure_once(n_eqns: int, n_inputs: int = 4) -> dict:
     row["trace_program"] = time.process_time() - c0
     jax.clear_caches()
     c0 = time.process_time()
-    with _CpuStages() as st:
+    with _CpuStages() as st, _GcTimer() as gc_build:
         inv = ppinv.inverse(f, *example)
     row["inverse"] = time.process_time() - c0
     row["import_jaxpr"], row["schedule"] = st.times["import_jaxpr"], st.times["build_schedule"]
     theta = {k: jnp.zeros(s.shape, s.dtype) for k, s in inv.theta_spec.items()}
     c0 = time.process_time()
-    jax.make_jaxpr(inv.with_log_det)(jnp.asarray(1.0), theta)
+    with _GcTimer() as gc_trace:
+        jax.make_jaxpr(inv.with_log_det)(jnp.asarray(1.0), theta)
     row["trace_inverse"] = time.process_time() - c0
     row["own"] = max(row["inverse"] - row["trace_program"], 0.0) + row["trace_inverse"]
+    row["gc"] = gc_build.seconds + gc_trace.seconds
+    row["own_without_gc"] = row["own"] - row["gc"]
     row.update(n_eqns_target=n_eqns, n_eqns=len(traced.jaxpr.eqns), n_steps=len(inv.schedule.steps),
                n_theta=inv.n_theta)
     return row
@@ -102,16 +134,16 @@ def _fresh(n_eqns: int) -> dict:
 
 
 def run(sizes, repeats):
-    runs, summary = [], []
-    for n in sizes:
-        per = []
-        for r in range(repeats):
+    by_size = {n: [] for n in sizes}
+    for r in range(repeats):  # interleaved: every size sees the machine's load of this round
+        for n in sizes:
             row = _fresh(n)
             row["repeat"] = r
             row["loadavg"] = os.getloadavg()[0]
-            per.append(row)
+            by_size[n].append(row)
             print(json.dumps(row), flush=True)
-        runs.extend(per)
+    runs, summary = [row for per in by_size.values() for row in per], []
+    for n, per in by_size.items():
         summary.append(dict(n_eqns=per[0]["n_eqns"], n_steps=per[0]["n_steps"],
                             median={k: statistics.median(p[k] for p in per) for k in PHASES},
                             loadavg=[p["loadavg"] for p in per]))

@@ -289,6 +289,7 @@ def _runs_on_new_data(progress_bar, observations):
     """Compilations of each ``MCMC.run`` of one MCMC object over the observations, and the last run's samples."""
     mcmc = MCMC(_short_hmc(ppinv.condition(bilinear_observed_at)), num_warmup=5, num_samples=5,
                 jit_model_args=True, progress_bar=progress_bar)
+    mcmc.progress_bar = progress_bar  # NumPyro turns the bar off where CI or PYTEST_XDIST_WORKER is set
     per_run = []
     for i, y in enumerate(observations):
         with compilations() as counts:

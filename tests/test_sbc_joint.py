@@ -263,6 +263,9 @@ def test_sbc_inverse_nuts_reusing_one_mcmc_for_every_replicate():
     cm = ppinv.condition(shares_observed_at)
     mcmc = MCMC(InverseNUTS(cm), num_warmup=NUTS_WARMUP, num_samples=N_DRAWS * NUTS_THIN, thinning=NUTS_THIN,
                 jit_model_args=True, progress_bar=True)
+    # NumPyro turns the bar off where CI or PYTEST_XDIST_WORKER is set; without it NumPyro ≤ 0.22
+    # compiles its loop again at every run (tests/test_compilation.py)
+    mcmc.progress_bar = True
     ranks = {name: [] for name in statistics}
     later_compiles = 0
     for i in range(N_REPLICATES):

@@ -158,7 +158,10 @@ class InverseMH(InverseKernel):
         """
         target = self._target
         parts = self._draws(target)
-        key, *part_keys = random.split(state.rng_key, 1 + len(parts))
+        if parts:
+            key, *part_keys = random.split(state.rng_key, 1 + len(parts))
+        else:  # nothing draws: the key is carried unchanged
+            key, part_keys = state.rng_key, []
         keys = dict(zip(parts, part_keys))
         disc = {k: state.z[k] for k in target.discrete_sites}
         z = {k: state.z[k] for k in target.continuous_sites}
