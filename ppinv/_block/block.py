@@ -74,10 +74,12 @@ class LinearBlock:
             self.matrix = MatrixSolve((), self.rows, self.cols, constant=m, rank_message=self._rank_message)
         else:
             adaptive = not any(structure.moves_with_theta(v) for v in self.known_inputs)
+            chart = self.null and not adaptive
+            centre, scale = self._leaf_reference(structure) if chart else (None, None)
             self.matrix = MatrixSolve(
                 (), self.rows, self.cols, generic=self._matrix_at(structure.generic),
-                typical=self._matrix_at(structure.typical) if self.null and not adaptive else None,
-                adaptive=adaptive,
+                typical=self._matrix_at(structure.typical) if chart else None,
+                adaptive=adaptive, centre=centre, scale=scale,
                 rank_message=self._rank_message,
             )
         self._check_every_piece(structure)
@@ -122,6 +124,16 @@ class LinearBlock:
             at = ", ".join(f"{p!r} = {np.asarray(v[bad]).tolist()}" for p, v in zip(preds, values))
             raise PieceRankError(f"a linear block through a select whose predicate moves with θ is singular on "
                                  f"the piece {at}, which it would drop:\n    {where}")
+
+    def _leaf_reference(self, structure):
+        """The chart's centre and scale: the leaves' (cols, 1), or ``None`` where any is unknown."""
+        refs = [structure.reference(v) for v in self.leaves]
+        if any(r is None for r in refs):
+            return None, None
+        centre = np.concatenate([np.ravel(c) for c, _ in refs])[:, None]
+        if any(s is None for _, s in refs):
+            return centre, None
+        return centre, np.concatenate([np.ravel(s) for _, s in refs])[:, None]
 
     def _rank_message(self, rank):
         return (

@@ -15,17 +15,27 @@ gradient).
   pivoting: θ holds n − m coordinates ``u_F`` and the others solve the m×m
   system ``K_P u_P = rhs − K_F θ``; ``log|det| = −log|det K_P|``. The pivots
   are piecewise constant in ``K`` and the same at every θ.
-* A ``K`` that moves with θ gets a chart that is a smooth function of ``K``:
-  ``u = K⁺ rhs + Q θ`` with ``Q = (I − K⁺K) B``, the projection onto the null
-  space of a fixed orthonormal basis ``B`` (the null space of ``K`` at a
-  typical point of the program, see ``KnownStructure`` in ``structure.py``). ``[K⁺ Q]`` has
-  orthogonal blocks, so ``log|det| = −½ log det KKᵀ + ½ log det QᵀQ``, and
-  the PGF is ``θ = (QᵀQ)⁻¹ Qᵀ u``. Where ``Q`` loses rank (the null space of
-  ``K`` has turned to meet the orthogonal complement of ``B``, for ``y = w·x``
-  where ``w ⟂ w_typical``) ``(y, θ)`` is outside the domain: a set of measure
-  zero, far from the typical point. (Pivots fixed at build time would be
-  singular wherever a pivot entry vanishes, ``w_P = 0``, which can lie in the
-  bulk of the posterior, as for the fractions of a mixing model.)
+* A ``K`` that moves with θ gets a chart that is a smooth function of ``K``,
+  centred at ``c`` and scaled by ``s`` (the mean and spread of ``u`` over a
+  model's prior draws, ``KnownStructure.reference``; ``c = 0``, ``s = 1``
+  when unknown). Per column of ``u``, in the coordinates ``w = (u − c)/s``
+  the system is ``K̃ w = r`` with ``K̃ = K diag(s)`` and ``r = rhs − K c``, and
+  ``w = K̃⁺ r + Q θ``: ``Q`` is the projection ``(I − K̃⁺K̃) B`` of a fixed
+  orthonormal basis ``B`` (the null space of ``K̃`` at a typical point of the
+  program, see ``KnownStructure`` in ``structure.py``), orthonormalised by the
+  Cholesky factor of its Gram matrix (smooth in ``K``). ``[K̃⁺ Q]`` has
+  orthogonal blocks and ``Q`` orthonormal columns, so
+  ``log|det| = Σ log s − ½ log det K̃K̃ᵀ`` and the PGF is ``θ = Qᵀ w``. Why
+  centre and scale: for a Gaussian prior ``u ~ N(c, diag s²)``, θ given ``K``
+  is then exactly ``N(0, I)``, whatever ``K`` is — a sampler meets no shear
+  between θ and the variables ``K`` is made of (an uncentred chart moves θ's
+  conditional mean by ``|c|`` per unit change of ``K``). Where the projection
+  loses rank (the null space of ``K̃`` has turned to meet the orthogonal
+  complement of ``B``, for ``y = w·x`` where ``w ⟂ w_typical``) ``(y, θ)`` is
+  outside the domain: a set of measure zero, far from the typical point.
+  (Pivots fixed at build time would be singular wherever a pivot entry
+  vanishes, ``w_P = 0``, which can lie in the bulk of the posterior, as for the
+  fractions of a mixing model.)
 """
 
 from __future__ import annotations
@@ -44,7 +54,8 @@ class MatrixSolve:
     """Solve ``K u = rhs`` for ``u``; see the module docstring for the ways.
 
     Shapes: ``K`` (batch..., m, n) of rank m ≤ n, ``rhs`` (batch..., m, q), the
-    free coordinates θ (batch..., n − m, q), ``u`` (batch..., n, q).
+    free coordinates θ (batch..., n − m, q), ``u`` (batch..., n, q). ``solve``'s
+    log|det| is per batch element, summed over the q columns.
 
     Parameters
     ----------
@@ -58,13 +69,19 @@ class MatrixSolve:
         null space (``generic``'s where it is rank-deficient).
     adaptive:
         ``K`` does not move with θ: pivots are chosen at run time.
+    columns:
+        ``q``, the number of columns of ``u`` solved for with the same ``K``.
+    centre, scale:
+        The chart's centre and scale for ``u`` (batch..., n, q), either may be
+        ``None``; read only by the chart of a ``K`` that moves with θ.
     rank_message:
         ``rank_message(rank) -> str``: why a rank-deficient ``K`` is refused.
     """
 
     def __init__(self, batch, m, n, *, constant=None, generic=None, typical=None, adaptive=False,
-                 rank_message=None):
+                 columns=1, centre=None, scale=None, rank_message=None):
         self.batch, self.m, self.n, self.null = tuple(batch), m, n, n - m
+        self.columns = columns
         self.rank_message = rank_message or (lambda r: f"rank-deficient {m}×{n} linear map (rank {r} < {m})")
         self.svd = None
         self.basis = None  # B (batch..., n, n − m) of the projection chart
@@ -80,7 +97,8 @@ class MatrixSolve:
         if self.null and not adaptive:
             if typical is None or _generic_rank(typical) < m:
                 typical = generic
-            self.basis = _reference_basis(typical, self.batch, m, n)
+            self.chart = _Chart(self.batch, n, columns, centre, scale)
+            self.basis = _reference_basis(self.chart.whitened(typical), self.chart.batch, m, n)
 
     @property
     def kind(self) -> str:
@@ -105,23 +123,24 @@ class MatrixSolve:
 
     def solve(self, k, rhs, free):
         """``(u, log|det ∂u/∂(rhs, θ)| per batch element, ok)``; ``free`` is ``None`` when n = m."""
+        q = rhs.shape[-1]
         if self.svd is not None:
             pinv, null, log_det = self.svd
             u = jnp.matmul(pinv.astype(rhs.dtype), rhs)
             if self.null:
                 u = u + jnp.matmul(null.astype(rhs.dtype), free)
-            return u, log_det, None
+            return u, log_det * q, None
         if self.basis is not None:
-            return _projection_solve(k, rhs, free, self.basis)
-        return _pivot_solve(k, rhs, free, self.m)
+            return self.chart.solve(jnp.asarray(k), rhs, free, self.basis)
+        u, log_det, ok = _pivot_solve(k, rhs, free, self.m)
+        return u, log_det * q, ok
 
     def free_coords(self, k, u):
         """θ reproducing ``u`` (the PGF): (batch..., n − m, q)."""
         if self.svd is not None:
             return jnp.matmul(np.swapaxes(self.svd[1], -1, -2).astype(u.dtype), u)
         if self.basis is not None:
-            q, h, _ = _projected_basis(jnp.asarray(k), self.basis)
-            return jnp.linalg.solve(h, jnp.matmul(jnp.swapaxes(q, -1, -2), u))
+            return self.chart.free_coords(jnp.asarray(k), u, self.basis)
         order = _pivot_blocks(k, self.m)[2]
         return jnp.take_along_axis(u, _expand(order[..., self.m :], -1), axis=-2)
 
@@ -160,23 +179,62 @@ def _reference_basis(generic, batch, m, n):
     return np.swapaxes(vt[..., m:, :], -1, -2)
 
 
-def _projected_basis(k, basis):
-    """``Q = (I − K⁺K) B``, ``QᵀQ`` (guarded) and whether both ``KKᵀ`` and ``QᵀQ`` are invertible."""
+def _orthonormal_null_basis(k, basis):
+    """``Q``: the projection ``(I − K⁺K) B`` orthonormalised (``Q L⁻ᵀ`` with ``L`` the Cholesky factor
+    of its Gram matrix: smooth in ``K``), ``KKᵀ`` (guarded), and whether both Gram matrices are
+    invertible."""
     g, ok_g = _guarded(jnp.matmul(k, jnp.swapaxes(k, -1, -2)))
     b = jnp.asarray(basis, k.dtype)
     q = b - jnp.matmul(jnp.swapaxes(k, -1, -2), jnp.linalg.solve(g, jnp.matmul(k, b)))
     h, ok_h = _guarded(jnp.matmul(jnp.swapaxes(q, -1, -2), q))
-    return q, h, (g, ok_g & ok_h)
+    chol = jnp.linalg.cholesky(h)
+    q = jnp.swapaxes(lax.linalg.triangular_solve(chol, jnp.swapaxes(q, -1, -2), left_side=True, lower=True), -1, -2)
+    return q, g, ok_g & ok_h
 
 
-def _projection_solve(k, rhs, free, basis):
-    """``u = K⁺ rhs + Q θ``. Its Jacobian ``[K⁺ Q]`` has orthogonal blocks, so
-    ``log|det| = −½ log det KKᵀ + ½ log det QᵀQ``; every piece is differentiable in ``K``."""
-    k = jnp.asarray(k)
-    q, h, (g, ok) = _projected_basis(k, basis)
-    u = jnp.matmul(jnp.swapaxes(k, -1, -2), jnp.linalg.solve(g, rhs)) + jnp.matmul(q, free)
-    log_det = 0.5 * (jnp.linalg.slogdet(h)[1] - jnp.linalg.slogdet(g)[1])
-    return u, log_det, jnp.all(ok)
+class _Chart:
+    """The centred, scaled chart of a ``K`` that moves with θ (module docstring): each of the
+    q columns of ``u`` is solved in its own whitened coordinates, as a batch element."""
+
+    def __init__(self, batch, n, columns, centre, scale):
+        shape = tuple(batch) + (n, columns)
+        self.centre = np.zeros(shape) if centre is None else np.broadcast_to(np.asarray(centre, np.float64), shape)
+        self.scale = np.ones(shape) if scale is None else np.broadcast_to(np.asarray(scale, np.float64), shape)
+        self.batch = tuple(batch) + (columns,)  # per column: (batch..., q, ...)
+        self.log_scale = np.sum(np.log(self.scale), axis=(-2, -1))
+
+    def _columns_scale(self, dtype):
+        return jnp.asarray(np.swapaxes(self.scale, -1, -2), dtype)  # (batch..., q, n)
+
+    def whitened(self, k):
+        """``K̃`` per column (batch..., q, m, n), for a NumPy or JAX ``K`` (batch..., m, n)."""
+        if k is None:
+            return None
+        xp = np if isinstance(k, np.ndarray) else jnp
+        scale = np.swapaxes(self.scale, -1, -2) if xp is np else self._columns_scale(k.dtype)
+        return k[..., None, :, :] * scale[..., :, None, :]
+
+    def solve(self, k, rhs, free, basis):
+        """``u = c + s ⊙ (K̃⁺ r + Q θ)`` per column; log|det| summed over the columns."""
+        dtype = rhs.dtype
+        centre = jnp.asarray(self.centre, dtype)
+        kt = self.whitened(k)
+        r = rhs - jnp.matmul(k, centre)  # (batch..., m, q)
+        q, g, ok = _orthonormal_null_basis(kt, basis)
+        r_cols = jnp.swapaxes(r, -1, -2)[..., None]  # (batch..., q, m, 1)
+        w = jnp.matmul(jnp.swapaxes(kt, -1, -2), jnp.linalg.solve(g, r_cols))[..., 0]  # (batch..., q, n)
+        if free is not None:
+            w = w + jnp.matmul(q, jnp.swapaxes(free, -1, -2)[..., None])[..., 0]
+        u = centre + jnp.asarray(self.scale, dtype) * jnp.swapaxes(w, -1, -2)
+        log_det = jnp.asarray(self.log_scale, dtype) - 0.5 * jnp.sum(jnp.linalg.slogdet(g)[1], axis=-1)
+        return u, log_det, jnp.all(ok)
+
+    def free_coords(self, k, u, basis):
+        """θ reproducing ``u``: ``Qᵀ w`` per column, (batch..., n − m, q)."""
+        q, _, _ = _orthonormal_null_basis(self.whitened(k), basis)
+        w = (u - jnp.asarray(self.centre, u.dtype)) / jnp.asarray(self.scale, u.dtype)  # (batch..., n, q)
+        t = jnp.matmul(jnp.swapaxes(q, -1, -2), jnp.swapaxes(w, -1, -2)[..., None])[..., 0]  # (batch..., q, null)
+        return jnp.swapaxes(t, -1, -2)
 
 
 # -- a matrix that does not move with θ: pivots chosen per call ------------------------------------------

@@ -185,6 +185,8 @@ class Plan(FeasiblePlan, PlanContext, PlanRunning):
             if n not in latents:
                 self._raise_free_not_upstream(n, latents)
 
+        drawn = []  # the draws, made once for every schedule the θ choice compares
+
         def typical(program):
             """Prior draws (the first is the typical point): where linear solves whose matrix moves
             with θ choose, centre and scale their chart."""
@@ -194,10 +196,14 @@ class Plan(FeasiblePlan, PlanContext, PlanRunning):
                 tr = self._run_model(full, rng_key=key)
                 return [sites[n].to_input(jnp.asarray(tr[n]["value"])) for n in latents]
 
-            # one compiled program: run op by op, a model's prior draw is dozens of programs of its own
             keys = jax.vmap(jax.random.PRNGKey)(jnp.arange(TYPICAL_DRAWS))  # key 0: the seed-0 draw
             draws = jax.vmap(prior_draw, in_axes=(None, 0))
-            values = jax.jit(draws)(full, keys) if all(is_concrete(v) for v in full) else draws(full, keys)
+            if not all(is_concrete(v) for v in full):  # under a trace: nothing to keep
+                values = draws(full, keys)
+            else:
+                if not drawn:  # one compiled program: op by op, a prior draw is dozens of programs
+                    drawn.append(jax.jit(draws)(full, keys))
+                values = drawn[0]
             lat_vars, ctx_vars = program.invars[: len(latents)], program.invars[len(latents):]
             stacked = {v: jnp.broadcast_to(c, (TYPICAL_DRAWS,) + jnp.shape(c)) for v, c in zip(ctx_vars, full)}
             return TypicalDraws({**stacked, **dict(zip(lat_vars, values))})

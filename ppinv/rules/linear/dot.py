@@ -82,12 +82,14 @@ class _DotSolver(Solver):
         else:
             adaptive = not structure.moves_with_theta(known_v)
             generic = structure.generic(known_v)
-            typical = structure.typical(known_v) if lay.null and not adaptive else None  # the chart's point
+            chart = lay.null and not adaptive
+            typical = structure.typical(known_v) if chart else None  # the chart's point
+            centre, scale = _reference(structure, unknown_v, lay) if chart else (None, None)
             self.matrix = MatrixSolve(
                 lay.batch, lay.m, lay.n,
                 generic=None if generic is None else lay.k(np.asarray(generic)),
                 typical=None if typical is None else lay.k(np.asarray(typical)),
-                adaptive=adaptive,
+                adaptive=adaptive, columns=lay.kcols, centre=centre, scale=scale,
                 **common,
             )
         self.description = (
@@ -116,7 +118,7 @@ class _DotSolver(Solver):
         u, log_det, ok = self.matrix.solve(self._k(ins), y, free)  # u: (batch, n, k)
         new_ins = list(ins)
         new_ins[self.unknown] = lay.restore_u(u)
-        total = jnp.sum(jnp.asarray(log_det, y.dtype)) * lay.kcols
+        total = jnp.sum(jnp.asarray(log_det, y.dtype))
         return Solution(new_ins, list(outs), total, ok)
 
     def pgf(self, ins, outs):
@@ -126,6 +128,16 @@ class _DotSolver(Solver):
         u = lay.u(ins[self.unknown])
         t = jnp.swapaxes(self.matrix.free_coords(self._k(ins), u), -1, -2)  # (batch, k, null)
         return (t[..., 0, :] if lay.vector else t,)
+
+
+def _reference(structure, unknown_v, lay):
+    """The chart's centre and scale for the unknown operand, in the solve's layout (or ``None``s)."""
+    ref = structure.reference(unknown_v)
+    if ref is None:
+        return None, None
+    centre, scale = ref
+    as_u = lambda a: None if a is None else np.asarray(lay.u(np.asarray(a)))  # noqa: E731
+    return as_u(centre), as_u(scale)
 
 
 def _dot_general_rule(pat):
