@@ -15,10 +15,12 @@ from __future__ import annotations
 import copy
 
 import numpy as np
+from jax.tree_util import tree_flatten
 
 from .._compat import is_concrete
 from ..errors import ConditionError
 from ..geometry.feasible import feasible_theta
+from .sites import _is_array
 
 
 def _concrete_values(values):
@@ -28,9 +30,8 @@ def _concrete_values(values):
 
 
 def _same(values, reference):
-    got = _concrete_values(values)
-    return got is not None and len(got) == len(reference) and all(
-        a.shape == b.shape and np.array_equal(a, b) for a, b in zip(got, reference))
+    return values is not None and len(values) == len(reference) and all(
+        a.shape == b.shape and np.array_equal(a, b) for a, b in zip(values, reference))
 
 
 class FeasiblePlan:
@@ -38,17 +39,26 @@ class FeasiblePlan:
 
     wide = None  # the plan before narrowing (None: nothing was narrowed)
     feasible = None  # (θ name, a, b, periodic) when narrowed
-    _feasible_at = None  # the full context and observations it was found at
+    _feasible_at = None  # the values it was found at (:meth:`_values_of`)
+
+    def _values_of(self, arg_leaves, params, data):
+        """The values the feasible set depends on, as given (not converted: a conversion under
+        ``jit`` would be traced): array arguments, params, observed data; ``None`` if any is traced.
+        Delta observations the model computes are functions of these."""
+        data = self.cm.data if data is None else data
+        observed = [n for n in self.exact if self.sites[n].from_data] + list(self.data_names)
+        return _concrete_values(list(arg_leaves) + [params[n] for n in self.params] + [data[n] for n in observed])
 
     def narrow_to_feasible(self, arg_ctx):
         """Narrow θ where :func:`feasible_theta` certifies its feasible set at the build values."""
         try:
-            full = self._full_ctx(arg_ctx)
+            params = self.read_params(*self.rebuild_args(arg_ctx))
+            full = self._full_ctx(arg_ctx, None, params)
             y = self._observed(full)
         except ConditionError:  # params only the handlers of a later call give
             return
-        values = _concrete_values(list(full) + list(y))
-        if values is None:
+        values = self._values_of(arg_ctx, params, None)
+        if values is None or _concrete_values(list(full) + list(y)) is None:
             return
         inverse, found = feasible_theta(self.inverse, full, y)
         if found is None:
@@ -59,8 +69,8 @@ class FeasiblePlan:
         self.theta_sites = self._name_theta_sites(dict(zip(self.program.invars, self.latents)))
 
     def _narrowed_here(self, args, kwargs, data):
-        full = self._full_ctx(self.ctx_of(args, kwargs), data, self.read_params(args, kwargs))
-        return _same(list(full) + list(self._observed(full, data)), self._feasible_at)
+        leaves = [leaf for leaf in tree_flatten((args, kwargs))[0] if _is_array(leaf)]
+        return _same(self._values_of(leaves, self.read_params(args, kwargs), data), self._feasible_at)
 
     def run(self, args, kwargs, data=None):
         if self.wide is not None and not self._narrowed_here(args, kwargs, data):

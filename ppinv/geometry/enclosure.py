@@ -169,6 +169,23 @@ def _integer_pow(a, y):
         return Box(m.lo**y, m.hi**y, a.nan)
 
 
+def _pow(a, b):
+    """``a ** k`` for a known exponent ``k`` (one value): whole ``k`` as integer powers, others
+    on ``a ≥ 0`` (NaN below), increasing for ``k > 0`` and decreasing for ``k < 0``."""
+    ks = np.unique(b.lo)
+    if not b.is_point or ks.size != 1:
+        raise NoEnclosure("pow with an exponent that is not one known value")
+    k = float(ks[0])
+    if k.is_integer() and k >= 0:
+        return _integer_pow(a, int(k)) if k > 0 else Box(np.ones_like(a.lo), np.ones_like(a.lo), a.nan)
+    if k > 0:
+        return _increasing(lambda v: v**k, (0.0, np.inf))(a)
+    if k.is_integer():
+        raise NoEnclosure("pow with a negative whole exponent")
+    with np.errstate(divide="ignore"):
+        return _decreasing(lambda v: v**k, (0.0, np.inf))(a)
+
+
 def _min(a, b):
     return Box(np.minimum(a.lo, b.lo), np.minimum(a.hi, b.hi), a.nan | b.nan)
 
@@ -377,6 +394,10 @@ def _equation(e, ins, batch, cache):
     if name in ("eq", "ne") and e.invars[0] is e.invars[1]:  # x != x: the NaN test, exact for one variable
         same = _bool(~ins[0].nan, np.zeros(ins[0].nan.shape, bool))
         return [same if name == "eq" else _not(same)]
+    if name == "mul" and e.invars[0] is e.invars[1]:  # x·x ≥ 0: one variable, not two
+        return [_integer_pow(ins[0], 2)]
+    if name == "pow":
+        return [_pow(ins[0], ins[1])]
     if name == "rem":
         return [_rem(ins[0], ins[1], np.issubdtype(np.dtype(e.invars[0].aval.dtype), np.integer))]
     if name in _BINARY:
