@@ -18,7 +18,7 @@ z = (visited − reference) / √(MCSE² + SE_ref²), the MCSE by batch means of
 (batches of √n draws within each chain, pooled over chains; never below the i.i.d. value
 √(p(1 − p)/N), so a branch that is never left or never visited still gets a finite z).
 
-    python experiments/branch_mass.py             # 4 chains × 1500 draws, before and after
+    python experiments/branch_mass.py             # 4 chains × 1200 draws, before and after (~30 min on 2 cores)
     python experiments/branch_mass.py --quick     # smoke test (2 chains, short)
     python experiments/branch_mass.py --models arm sine
 
@@ -318,7 +318,7 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--seed", type=int, default=0)
     opts = parser.parse_args(argv)
-    chains, warmup, draws = (2, 150, 300) if opts.quick else (4, 500, 1500)
+    chains, warmup, draws = (2, 150, 300) if opts.quick else (4, 400, 1200)
     strata = 40 if opts.quick else 400
     machine = machine_info()
     found = models_with_discrete_theta()
