@@ -20,11 +20,14 @@ part it started in.
    branch that carries mass at ``z'``. The reset makes the sweep's start
    independent of the current branch: a branch tuple that is valid only near the
    current ``z`` (the logistic map's, say) would leave every element of a sweep
-   started from it with no finite candidate at ``z'``.
+   started from it with no finite candidate at ``z'``. The sweep runs in site
+   order or in reverse order, by a fair coin: which order builds a heavy branch
+   depends on the model (a scan's roots are best chosen from the observed end).
 
 The reverse proposal is the same construction from ``(z', d')``: ``z`` from the
 mixture and the sweep at ``z`` from ``sweep_start(d')`` that ends at ``d``, whose
-probability :func:`sweep_path` scores along that path. The acceptance ratio
+probability :func:`sweep_path` scores along that path, in the same order (the
+coin's probability cancels). The acceptance ratio
 
     π(z', d') q(z) R_z(start(d') → d)  /  π(z, d) q(z') F_z'(start(d) → d')
 
@@ -32,6 +35,8 @@ is exact, so the move leaves the target invariant for any model.
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -92,10 +97,10 @@ def sweep_start(target, disc):
     return start
 
 
-def sweep_path(target, z, start, *, key=None, end=None, args=None, kwargs=None):
+def sweep_path(target, z, start, *, key=None, end=None, backwards=False, args=None, kwargs=None):
     """One systematic sweep over the discrete θ at continuous ``z``, starting from ``start``.
 
-    Each element, in site order, is drawn from its conditional (the target at
+    Each element, in site order (the reverse order with ``backwards``), is drawn from its conditional (the target at
     ``z`` over the element's candidates, the other elements at their running
     values); where no candidate has finite density the element keeps its value.
     With ``key`` the sweep samples; with ``end`` it follows the path to ``end``
@@ -105,16 +110,18 @@ def sweep_path(target, z, start, *, key=None, end=None, args=None, kwargs=None):
     pe_of = lambda d: target.potential(z, d, args, kwargs)  # noqa: E731
     d = dict(start)
     log_p = jnp.zeros(())
-    keys = random.split(key, len(target.discrete_sites)) if key is not None else [None] * len(target.discrete_sites)
-    for name, site_key in zip(target.discrete_sites, keys):
+    sites = list(target.discrete_sites)[::-1] if backwards else list(target.discrete_sites)
+    keys = random.split(key, len(sites)) if key is not None else [None] * len(sites)
+    for name, site_key in zip(sites, keys):
         kind, k = discrete_neighbours(target.discrete_support[name])
         lo = int(getattr(target.discrete_support[name], "lower_bound", 0)) if kind == "enumerate" else 0
         size = int(jnp.size(d[name]))
         shape = jnp.shape(d[name])
         goal = None if end is None else jnp.reshape(end[name], -1)
 
-        def body(i, carry, name=name, kind=kind, k=k, lo=lo, shape=shape, goal=goal, site_key=site_key):
+        def body(j, carry, name=name, kind=kind, k=k, lo=lo, size=size, shape=shape, goal=goal, site_key=site_key):
             d, log_p = carry
+            i = size - 1 - j if backwards else j
             flat = d[name].reshape(-1)
             cands = _candidates(kind, k, lo, flat[i], flat.dtype)
             pes = jax.vmap(lambda c: pe_of({**d, name: flat.at[i].set(c).reshape(shape)}))(cands)
@@ -136,16 +143,27 @@ def sweep_path(target, z, start, *, key=None, end=None, args=None, kwargs=None):
     return d, log_p
 
 
+def _sweeps(target, key, z, z_new, disc, args, kwargs, *, backwards):
+    """The forward sweep at ``z_new`` (sampled) and the reverse one at ``z`` back to ``disc`` (scored)."""
+    d_new, log_forward = sweep_path(target, z_new, sweep_start(target, disc), key=key, backwards=backwards,
+                                    args=args, kwargs=kwargs)
+    _, log_reverse = sweep_path(target, z, sweep_start(target, d_new), end=disc, backwards=backwards,
+                                args=args, kwargs=kwargs)
+    return d_new, log_forward, log_reverse
+
+
 def branch_jump(target, key, z, disc, args=None, kwargs=None):
     """Propose new continuous coordinates and a branch that carries mass there; exact MH acceptance.
 
     ``z``: the continuous sites (unconstrained, by name); ``disc``: the discrete θ.
     Returns ``(z, disc, accepted)`` with the new values where accepted.
     """
-    k_cont, k_sweep, k_accept = random.split(key, 3)
+    k_cont, k_sweep, k_accept, k_order = random.split(key, 4)
     z_new, log_q_new = propose_continuous(k_cont, z)
-    d_new, log_forward = sweep_path(target, z_new, sweep_start(target, disc), key=k_sweep, args=args, kwargs=kwargs)
-    _, log_reverse = sweep_path(target, z, sweep_start(target, d_new), end=disc, args=args, kwargs=kwargs)
+    # the sweep's direction by a fair coin; the reverse proposal sweeps in the same direction
+    sweeps = partial(_sweeps, target, k_sweep, z, z_new, disc, args, kwargs)
+    d_new, log_forward, log_reverse = jax.lax.cond(
+        random.bernoulli(k_order), partial(sweeps, backwards=True), partial(sweeps, backwards=False))
     pe_old = target.potential(z, disc, args, kwargs)
     pe_new = target.potential(z_new, d_new, args, kwargs)
     log_a = (pe_old - pe_new) + (_mixture_log_prob(z) - log_q_new) + (log_reverse - log_forward)
