@@ -126,7 +126,7 @@ def _mixing_fractions(source):
 
 @pytest.mark.slow  # conditioning alone takes 5-10 s: see the note in the module docstring
 def test_isotope_mixing_solves_the_fractions_per_draw_of_the_sources():
-    cm = isotope_mixing.conditioned()
+    cm = isotope_mixing.conditioned(free=isotope_mixing.FREE)
     plan = cm.plan()
     assert list(plan.theta_sites) == ["source"] and "square solve" in _steps(plan), _steps(plan)
     assert plan.schedule.n_theta == isotope_mixing.LATENT_DIM - isotope_mixing.OBSERVED_DIM
@@ -155,8 +155,9 @@ def test_isotope_mixing_quadrature_against_scipy():
 
 
 @pytest.mark.slow
-def test_isotope_mixing_posterior_against_quadrature():
-    cm = isotope_mixing.conditioned()
+@pytest.mark.parametrize("free", [None, isotope_mixing.FREE], ids=["default", "source"])
+def test_isotope_mixing_posterior_against_quadrature(free):
+    cm = isotope_mixing.conditioned(free=free)
     assert_posterior_matches(cm, isotope_mixing.reference_moments(), ("f", "source"), num_warmup=400,
                              num_samples=1200)
 
@@ -245,7 +246,7 @@ def test_hand_written_mixing_inverse_has_ppinv_s_density():
 
     source = isotope_mixing.SOURCE_MEAN + isotope_mixing.SOURCE_SD * RNG.normal(size=(8, 3, 2))
     points = {"source": jnp.asarray(source)}
-    ours, hand = _log_densities(isotope_mixing.conditioned(), points), _log_densities(hand_isotope_mixing(), points)
+    ours, hand = _log_densities(isotope_mixing.conditioned(free=isotope_mixing.FREE), points), _log_densities(hand_isotope_mixing(), points)
     inside = np.isfinite(hand)
     assert inside.sum() >= 2
     np.testing.assert_array_equal(np.isfinite(ours), inside)
