@@ -28,8 +28,9 @@ widened by a relative margin for the round-off of the (not outward-rounded) boun
 
 from __future__ import annotations
 
-import dataclasses
 import copy
+import dataclasses
+import itertools
 import math
 
 import jax
@@ -40,7 +41,7 @@ from numpyro.distributions import constraints
 from .._compat import is_concrete
 from ..schedule import FreeStep, Schedule, run_schedule
 from ..schedule.steps import cast
-from ..theta import ThetaSpec, integer, int_dtype, support_bounds
+from ..theta import ThetaSpec, integer, int_dtype, support_bounds, support_from_bounds
 from .enclosure import Box, NoEnclosure, enclose, point
 from .periodic import is_periodic
 
@@ -53,6 +54,8 @@ _LEVELS = 64  # bisections at most (a cell of 2π / 64 reaches round-off in abou
 _REL_TOL = 4e-15  # an undecided edge cell narrower than this (relative) is round-off
 _MARGIN = 1e-12  # relative widening of the kept set, for bounds that are not outward-rounded
 _HALF_LINE = 1e6  # the unbounded ends of a support start as cells beyond ±this
+_MAX_CHOICES = 8  # combinations of small discrete θ tried one by one (more: one box of all values)
+_MAX_OPEN = 512  # undecided cells per level at most: more is no edge but a flag bounds cannot decide
 
 
 @dataclasses.dataclass
@@ -97,42 +100,70 @@ def _flag_program(schedule, ctx, y, name):
     return jax.make_jaxpr(ok)(*avals), discrete
 
 
-def _discrete_boxes(specs, batch):
-    """Every value of each discrete θ (its support's range) and one value of each (its lowest,
-    or 0): the boxes of the infeasibility and of the feasibility tests."""
-    whole, one = [], []
-    for s in specs:
-        lo, hi = (s.support.lower_bound, s.support.upper_bound) if isinstance(
-            s.support, constraints.integer_interval) else (-_INT64, _INT64)
+def _choices(specs):
+    """The values the discrete θ are tried at: every combination of the small bounded ones (a sign,
+    a root) — ``{index: value}`` — the others (periods) each as their whole int64 range in one box;
+    one choice of no fixed values when the combinations are too many."""
+    small = [i for i, s in enumerate(specs) if isinstance(s.support, constraints.integer_interval)
+             and int(np.prod(s.shape, dtype=np.int64)) == 1]
+    sizes = [int(specs[i].support.upper_bound - specs[i].support.lower_bound) + 1 for i in small]
+    if int(np.prod(sizes, dtype=np.int64)) > _MAX_CHOICES:
+        return [{}]
+    ranges = [range(int(specs[i].support.lower_bound), int(specs[i].support.upper_bound) + 1) for i in small]
+    return [dict(zip(small, combo)) for combo in itertools.product(*ranges)]
+
+
+def _whole(s):
+    if isinstance(s.support, constraints.integer_interval):
+        return float(s.support.lower_bound), float(s.support.upper_bound)
+    return -_INT64, _INT64
+
+
+def _discrete_boxes(specs, choice, batch):
+    """The boxes of the discrete θ for one choice: its values where it fixes them, else the whole
+    range (infeasibility must hold for all of them)."""
+    boxes = []
+    for i, s in enumerate(specs):
+        lo, hi = (choice[i], choice[i]) if i in choice else _whole(s)
         shape = (batch,) + tuple(s.shape)
-        whole.append(Box(np.full(shape, float(lo)), np.full(shape, float(hi))))
-        one.append(point(np.full(s.shape, float(max(lo, min(hi, 0)))), batch))
-    return whole, one
+        boxes.append(Box(np.full(shape, float(lo)), np.full(shape, float(hi))))
+    return boxes
+
+
+def _one_value(specs, batch):
+    """One value of every discrete θ (0, or the nearest value of its support): a feasibility test."""
+    return [point(np.full(s.shape, max(_whole(s)[0], min(_whole(s)[1], 0.0))), batch) for s in specs]
 
 
 def _decider(program, specs, shape):
     """``decide(lo, hi) -> (feasible, infeasible)`` per cell ``[lo, hi]`` of ``t``."""
-
-    cache = {}
+    cache, choices = {}, _choices(specs)
 
     def decide(lo, hi):
         batch = lo.shape[0]
         t = Box(np.broadcast_to(lo.reshape((batch,) + (1,) * len(shape)), (batch,) + shape),
                 np.broadcast_to(hi.reshape((batch,) + (1,) * len(shape)), (batch,) + shape))
-        whole, one = _discrete_boxes(specs, batch)
-        _, infeasible = enclose(program, [t] + whole, cache)[0].certainly()
-        feasible, _ = enclose(program, [t] + one, cache)[0].certainly()
-        return feasible.reshape(batch), infeasible.reshape(batch)
+        infeasible = np.ones(batch, bool)
+        for choice in choices:  # certainly false for every choice of the discrete θ
+            _, no = enclose(program, [t] + _discrete_boxes(specs, choice, batch), cache)[0].certainly()
+            infeasible &= no.reshape(batch)
+        feasible, _ = enclose(program, [t] + _one_value(specs, batch), cache)[0].certainly()
+        return feasible.reshape(batch), infeasible
 
     return decide
 
 
 def _first_cells(lo, hi):
-    """The first level's cells over ``[lo, hi]`` (ends may be infinite)."""
-    a, b = max(lo, -_HALF_LINE), min(hi, _HALF_LINE)
-    inner = np.linspace(a, b, _GRID + 1)
-    edges = ([lo] if lo < a else []) + list(inner) + ([hi] if hi > b else [])
-    return np.asarray(edges[:-1]), np.asarray(edges[1:])
+    """The first level's cells over ``[lo, hi]`` (ends may be infinite): a uniform grid over a
+    bounded support, else a grid in decades out to ±10⁶ and unbounded cells beyond."""
+    if math.isfinite(lo) and math.isfinite(hi):
+        edges = np.linspace(lo, hi, _GRID + 1)
+        return edges[:-1], edges[1:]
+    ladder = np.concatenate([np.linspace(10.0**k, 10.0 ** (k + 1), 9)[:-1] for k in range(-3, 6)] + [[_HALF_LINE]])
+    edges = np.concatenate([-ladder[::-1], [0.0], ladder])
+    edges = np.unique(np.clip(edges, lo, hi))
+    edges = np.concatenate([[lo] if lo < edges[0] else [], edges, [hi] if hi > edges[-1] else []])
+    return edges[:-1], edges[1:]
 
 
 def _split(lo, hi):
@@ -160,6 +191,8 @@ def _cells(decide, lo, hi):
         lo, hi = lo[~final], hi[~final]
         if lo.size == 0:
             break
+        if lo.size > _MAX_OPEN:
+            return None
         lo, hi = _split(lo, hi)
     else:
         return None
@@ -224,7 +257,7 @@ def _narrowed(schedule, name, a, b, periodic):
     """The schedule with θ ``name`` in ``[a, b]`` (and a period θ where ``periodic``); ``None``
     when ``periodic`` and ``name`` is not drawn by a free step of its own."""
     old = schedule.theta[name]
-    spec = ThetaSpec(old.shape, old.dtype, constraints.interval(a, b), old.kind, old.origin)
+    spec = ThetaSpec(old.shape, old.dtype, support_from_bounds(a, b), old.kind, old.origin)
     if not periodic:
         return dataclasses.replace(schedule, theta={n: spec if n == name else s for n, s in schedule.theta.items()})
     at = _free_step(schedule, name)
