@@ -46,7 +46,6 @@ import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 
-import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from numpyro.infer import MCMC  # noqa: E402
 from scipy import integrate, optimize, stats  # noqa: E402
@@ -131,7 +130,8 @@ def manifold_toy_reference(cm):
         t0 = s0 * r / 2
         t0s.append(t0)
         t1s.append(s1 * np.sqrt(mt.Y - t0**2 * (t0**2 - 0.5)))
-    return TupleReference("quadrature (quad over θ₀ per quadrant)", {"t0": np.array(t0s), "t1": np.array(t1s)}, masses)
+    latents = {"t0": np.array(t0s), "t1": np.array(t1s)}
+    return TupleReference("quadrature (quad over θ₀ per quadrant)", latents, masses)
 
 
 def arm_reference(cm, turns=range(-2, 3)):
@@ -365,7 +365,8 @@ def markdown(report):
         lines += [f"## {name}", "", f"discrete θ: {', '.join(entry['discrete_sites'])}; reference: "
                   f"{entry['reference_method']} ({entry['reference_seconds']:.1f} s)", ""]
         variants = list(entry["variants"])
-        head = "| branch | reference | " + " | ".join(f"{v}: visited ± MCSE | {v}: z | {v}: chains" for v in variants) + " |"
+        columns = " | ".join(f"{v}: visited ± MCSE | {v}: z | {v}: chains" for v in variants)
+        head = f"| branch | reference | {columns} |"
         lines += [head, "|" + "---|" * (2 + 3 * len(variants))]
         by_branch = [{r["branch"]: r for r in entry["variants"][v]["rows"]} for v in variants]
         for row in entry["variants"][variants[0]]["rows"]:

@@ -41,7 +41,8 @@ def _sign_reference():
 
 
 def _period_reference(y=0.3, periods=range(-8, 9)):
-    """P(k | y) and E[a | y]: x = πk + (−1)ᵏ asin(y − a) for a in (y − 1, y + 1), weight 1/√(1 − (y − a)²)."""
+    """P(k | y) and E[a | y]: x = πk + (−1)ᵏ asin(y − a) for a in (y − 1, y + 1), weighted by the
+    prior density at (a, x) times |∂x/∂y| = 1/√(1 − (y − a)²)."""
 
     def dens(a, k):
         s = y - a

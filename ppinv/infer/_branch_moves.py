@@ -100,9 +100,10 @@ def sweep_start(target, disc):
 def sweep_path(target, z, start, *, key=None, end=None, backwards=False, args=None, kwargs=None):
     """One systematic sweep over the discrete θ at continuous ``z``, starting from ``start``.
 
-    Each element, in site order (the reverse order with ``backwards``), is drawn from its conditional (the target at
-    ``z`` over the element's candidates, the other elements at their running
-    values); where no candidate has finite density the element keeps its value.
+    Each element, in site order (reversed with ``backwards``), is drawn from its
+    conditional (the target at ``z`` over the element's candidates, the other
+    elements at their running values); where no candidate has finite density the
+    element keeps its value.
     With ``key`` the sweep samples; with ``end`` it follows the path to ``end``
     and scores it. Returns ``(discrete values, log probability of the path)``;
     the log probability is −∞ where ``end`` is not reachable.
