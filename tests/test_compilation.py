@@ -285,6 +285,94 @@ def bilinear_observed_at(y_obs):
     numpyro.sample("y", dist.Delta(x0 + x1 * x2), obs=y_obs)
 
 
+def test_new_observations_as_a_model_argument_compile_nothing_on_later_runs():
+    """Simulation-based calibration's pattern: one MCMC, ``jit_model_args=True``, the observation an argument.
+
+    The second and third runs, on new observations of the same shape, compile no program at
+    all (ppinv's start-up and post-processing, NumPyro's step), and their samples satisfy
+    the new observation exactly. Without a progress bar ppinv still compiles nothing, but
+    NumPyro (≤ 0.22) re-jits its loop at every run: its ``fori_collect`` wraps the step in a
+    fresh ``jit`` per run, a static argument of the loop's ``jit`` (fixed upstream in
+    pyro-ppl/numpyro#2171); a hand-written model does the same.
+    """
+    mcmc = MCMC(_short_hmc(ppinv.condition(bilinear_observed_at)), num_warmup=5, num_samples=5,
+                jit_model_args=True)
+    per_run = []
+    for i, (y, progress_bar) in enumerate([(1.0, True), (2.5, True), (-0.5, True), (0.3, False)]):
+        mcmc.progress_bar = progress_bar  # set after MCMC(): it turns the bar off where CI or PYTEST_XDIST_WORKER is set
+        with compilations() as counts:
+            mcmc.run(jax.random.PRNGKey(i), jnp.asarray(y))
+        s = mcmc.get_samples()
+        np.testing.assert_allclose(s["x0"] + s["x1"] * s["x2"], y, atol=1e-12)  # each run's own observation
+        per_run.append(dict(counts))
+    first, second, third, without_bar = per_run
+    assert {"jit(ppinv_start_one)", "jit(ppinv_postprocess)"} <= set(first), first
+    assert second == {} and third == {}, (second, third)
+    assert set(without_bar) <= {"jit(_fori_collect_loop)"}, without_bar
+
+
+def _step_draws(kernel, state):
+    """Key splits and random draws in one step's jaxpr."""
+    jaxpr = jax.make_jaxpr(lambda s: kernel.step(s, (), {}))(state).jaxpr
+    return {name: _count_primitives(jaxpr, {name}) for name in ("random_split", "random_bits")}
+
+
+def test_mh_splits_its_key_once_per_step():
+    """InverseMH: one split per step, the random walk's noise over all sites one draw, no key for a part
+    that draws nothing; with jumps, the jump adds its per-site keys (one split) and its draws."""
+    walk = InverseMH(bilinear.conditioned(), jump_prob=0.0)
+    assert _step_draws(walk, walk.init(jax.random.PRNGKey(0), 5, None, (), {})) == {
+        "random_split": 1, "random_bits": 2}  # the walk's noise and its acceptance
+    jumps = InverseMH(bilinear.conditioned(), jump_prob=0.2)
+    n_theta = len(jumps.setup(5).theta_refs)  # x1, x2
+    assert _step_draws(jumps, jumps.init(jax.random.PRNGKey(0), 5, None, (), {})) == {
+        "random_split": 2, "random_bits": 2 + 1 + n_theta + 1}  # + whether to jump, θ's proposals, acceptance
+
+
+def lognormal_product():
+    a = numpyro.sample("a", dist.LogNormal(0.0, 1.0))
+    b = numpyro.sample("b", dist.LogNormal(0.0, 1.0))
+    numpyro.deterministic("y", a * b)
+
+
+def test_mh_random_walk_samples_the_closed_form_posterior():
+    """a, b ~ LogNormal(0, 1), a·b = y observed: log a | y ~ N(log y / 2, 1/2) (the random walk and the jumps)."""
+    y = 2.0
+    s = run_mcmc(InverseMH(ppinv.condition(lognormal_product, {"y": y})), num_warmup=500, num_samples=3000).get_samples()
+    np.testing.assert_allclose(s["a"] * s["b"], y, rtol=1e-12)
+    log_a = np.log(np.asarray(s["a"]))
+    assert_mean(log_a, np.log(y) / 2, sd=np.sqrt(0.5))
+    assert_var(log_a, 0.5)
+
+@pytest.mark.slow
+def test_startup_experiment_quick(tmp_path):
+    """experiments/startup.py at tiny sizes: a cold process fills the cache, the next one reads every program."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "experiments" / "startup.py"
+    spec = importlib.util.spec_from_file_location("ppinv_experiments_startup", path)
+    startup = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(startup)
+    result = startup.main(["--quick", "--methods", "ppinv", "--modes", "fill,warm", "--warmup", "5", "--samples", "5",
+                           "--out", str(tmp_path)])
+    for name in ("startup_quick.csv", "startup_quick.md", "startup_quick.json"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    by = {r["mode"]: r for r in result["runs"]}
+    assert by["fill"]["cache_hits"] < by["fill"]["programs"]
+    assert by["warm"]["cache_hits"] == by["warm"]["programs"] > 0
+    assert by["warm"]["violation"] <= 1e-9
+
+
+# -- many data sets through one MCMC object ---------------------------------------------------------
+def bilinear_observed_at(y_obs):
+    """The benchmark model with its observation a model argument: ``Delta(x0 + x1·x2)`` observed at ``y_obs``."""
+    x0 = numpyro.sample("x0", dist.Normal(0.0, 1.0))
+    x1 = numpyro.sample("x1", dist.Normal(0.0, 1.0))
+    x2 = numpyro.sample("x2", dist.Normal(0.0, 1.0))
+    numpyro.sample("y", dist.Delta(x0 + x1 * x2), obs=y_obs)
+
+
 def _runs_on_new_data(progress_bar, observations):
     """Compilations of each ``MCMC.run`` of one MCMC object over the observations, and the last run's samples."""
     mcmc = MCMC(_short_hmc(ppinv.condition(bilinear_observed_at)), num_warmup=5, num_samples=5,
