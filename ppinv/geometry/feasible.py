@@ -180,11 +180,15 @@ def _too_small(lo, hi):
 
 def _cells(decide, lo, hi):
     """Branch and bound: the final cells ``(lo, hi, status)`` sorted, status 1 feasible, 0
-    infeasible, −1 undecided at round-off; ``None`` when undecided cells remain at the depth limit."""
+    infeasible, −1 undecided at round-off; ``None`` when undecided cells remain at the depth limit,
+    when too many stay undecided, or when the first level certifies no cell infeasible (nothing
+    would be cut; what is undecided there lies at the support's ends, as a log's 0 does)."""
     lo, hi = _first_cells(lo, hi)
     done_lo, done_hi, done_status = [], [], []
-    for _ in range(_LEVELS):
+    for level in range(_LEVELS):
         feasible, infeasible = decide(lo, hi)
+        if level == 0 and not np.any(infeasible):  # nothing certainly cut at the first level: θ stays
+            return None
         status = np.where(feasible, 1, np.where(infeasible, 0, -1))
         final = (status >= 0) | _too_small(lo, hi)
         done_lo.append(lo[final]), done_hi.append(hi[final]), done_status.append(status[final])
