@@ -23,12 +23,12 @@ import numpyro  # noqa: E402
 from numpyro.infer import MCMC  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [os.path.dirname(HERE), os.path.join(os.path.dirname(HERE), "tests")]
+sys.path[:0] = [os.path.dirname(HERE)]
 
 import ppinv  # noqa: E402
 import ppinv.conditioning.feasible as feasible  # noqa: E402
 from models import arm  # noqa: E402
-from test_joint_chain import _arm_posterior_by_quadrature  # noqa: E402
+from tests.test_joint_chain import _arm_posterior_by_quadrature  # noqa: E402
 
 
 def conditioned(narrow):

@@ -236,7 +236,7 @@ def test_other_observations_or_traced_ones_run_the_plan_as_it_was(arm_model):
 def test_the_arm_posterior_with_the_arc_support_matches_quadrature_without_divergences(arm_model):
     from numpyro.infer import MCMC
 
-    from test_joint_chain import _arm_posterior_by_quadrature
+    from tests.test_joint_chain import _arm_posterior_by_quadrature
 
     cm, _ = arm_model
     mean, sd, up = _arm_posterior_by_quadrature()
