@@ -217,8 +217,16 @@ def test_solved_latent_outside_its_support_is_plus_inf_with_a_finite_gradient():
     """a + b = 1 with θ = a: at a = 2, b = −1 is outside LogNormal's support; the replay's
     safe point keeps the gradient finite there."""
     cm = ppinv.condition(normal_plus_lognormal, {"y": 1.0}, free=["a"])
-    assert "b" in cm.plan().support_unsure
-    v, g = jax.jit(jax.value_and_grad(lambda z: potential_energy(cm, (), {}, z)))({"a": jnp.asarray(2.0)})
+    plan = cm.plan()
+    assert "b" in plan.support_unsure
+    # at the observed value θ = a is narrowed to its feasible set a < 1: every z is inside
+    assert plan.feasible is not None
+    v, _ = jax.jit(jax.value_and_grad(lambda z: potential_energy(cm, (), {}, z)))({"a": jnp.asarray(2.0)})
+    assert np.isfinite(float(v))
+    # an observation traced under jit runs the plan as it was, where a = 2 is outside
+    conditioned_on = lambda y: numpyro.handlers.condition(cm, {"y": y})  # noqa: E731
+    v, g = jax.jit(jax.value_and_grad(lambda z, y: potential_energy(conditioned_on(y), (), {}, z)))(
+        {"a": jnp.asarray(2.0)}, jnp.asarray(1.0))
     assert float(v) == np.inf
     assert np.all(np.isfinite(flat(g)))
 
