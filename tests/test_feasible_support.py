@@ -93,7 +93,7 @@ def test_a_flag_is_2pi_periodic_only_where_t_enters_through_periodic_functions()
 # --- an interval: a square root's domain ------------------------------------------------------------
 def test_a_solved_square_root_narrows_theta_to_its_domain(circle_model):
     cm, plan = circle_model
-    name, a, b, periodic = plan.feasible
+    ((name, (a, b, periodic)),) = plan.feasible.items()
     assert not periodic and plan.theta_sites[name] == "a"
     assert abs(a + np.sqrt(2.0)) < 1e-10 and abs(b - np.sqrt(2.0)) < 1e-10
     assert a <= -np.sqrt(2.0) and b >= np.sqrt(2.0)  # never cut: the kept set holds the edges
@@ -116,7 +116,7 @@ def test_a_solved_square_root_narrows_theta_to_its_domain(circle_model):
 
 def test_the_narrowed_circle_has_the_arcsine_density_and_exact_gradients(circle_model):
     cm, plan = circle_model
-    name, a, b, _ = plan.feasible
+    ((name, (a, b, _)),) = plan.feasible.items()
     sign = next(n for n, s in plan.schedule.theta.items() if s.discrete)
     ts = np.concatenate([a + np.geomspace(1e-8, 0.1, 5), np.linspace(-1.0, 1.0, 5), b - np.geomspace(1e-8, 0.1, 5)])
     for s in (0, 1):
@@ -135,7 +135,7 @@ def test_a_half_line_feasible_set_becomes_a_half_line_support():
         numpyro.deterministic("y", a * a + jnp.exp(b))  # b free, a = ±√(y − eˢ): b ≤ log y
 
     plan = ppinv.condition(model, {"y": 2.0}).plan()
-    name, lo, hi, periodic = plan.feasible
+    ((name, (lo, hi, periodic)),) = plan.feasible.items()
     assert plan.theta_sites[name] == "b" and lo == -np.inf and not periodic
     assert np.log(2.0) <= hi < np.log(2.0) + 1e-10
     assert isinstance(plan.schedule.theta[name].support, constraints.less_than)
@@ -169,7 +169,7 @@ def _arm_theta(plan, s, elbow=0, period=0, turn1=0, turn2=0):
 
 def test_the_arm_samples_the_first_joint_on_its_reachable_arc(arm_model):
     cm, plan = arm_model
-    name, a, b, periodic = plan.feasible
+    ((name, (a, b, periodic)),) = plan.feasible.items()
     lo, hi = _arm_arc()
     assert periodic and abs(a - lo) < 1e-10 and abs(b - hi) < 1e-10 and a <= lo and hi <= b
     assert isinstance(plan.schedule.theta[name].support, constraints.interval)
@@ -192,7 +192,7 @@ def test_the_arm_samples_the_first_joint_on_its_reachable_arc(arm_model):
 
 def test_the_arm_density_on_the_arc_is_the_closed_form_and_its_gradient_exact(arm_model):
     cm, plan = arm_model
-    _, a, b, _ = plan.feasible
+    ((_, (a, b, _)),) = plan.feasible.items()
     ss = np.concatenate([a + np.geomspace(1e-7, 0.1, 4), np.linspace(a + 0.2, b - 0.2, 4), b - np.geomspace(1e-7, 0.1, 4)])
 
     def normal(x):
@@ -249,3 +249,76 @@ def test_the_arm_posterior_with_the_arc_support_matches_quadrature_without_diver
     assert abs(q[..., 0].mean() - mean) < 4 * sd / np.sqrt(ess), (q[..., 0].mean(), mean, sd, ess)
     up_frac = float(np.mean(np.sin(q[..., 2]) > 0))
     assert abs(up_frac - up) < 4 * np.sqrt(up * (1 - up) / min(ess, q[..., 0].size)) + 0.02, (up_frac, up)
+
+
+# --- several continuous θ: each narrowed to its projection ---------------------------------------------
+Y_TOTAL = 0.7
+
+
+def logistic_plus_cube():
+    a = numpyro.sample("a", dist.Normal(0.0, 1.0))
+    b = numpyro.sample("b", dist.Normal(0.0, 1.0))
+    c = numpyro.sample("c", dist.Normal(0.0, 1.0))
+    numpyro.deterministic("y", jax.nn.sigmoid(a + b) + c**3)  # θ = (c, a), b = logit(y − c³) − a
+
+
+def _total_reference():
+    """E and sd of a and c by quadrature over (c, a): c on (∛(y − 1), ∛y), b solved."""
+    from scipy import stats
+
+    c = np.linspace(np.cbrt(Y_TOTAL - 1), np.cbrt(Y_TOTAL), 3001)[1:-1]
+    a = np.linspace(-8, 8, 1201)
+    cc, aa = np.meshgrid(c, a, indexing="ij")
+    z = Y_TOTAL - cc**3
+    w = stats.norm.pdf(aa) * stats.norm.pdf(np.log(z / (1 - z)) - aa) * stats.norm.pdf(cc) / (z * (1 - z))
+    w /= w.sum()
+    out = {}
+    for name, v in (("a", aa), ("c", cc)):
+        m = float((w * v).sum())
+        out[name] = (m, float(np.sqrt((w * (v - m) ** 2).sum())))
+    return out
+
+
+def test_a_theta_whose_wall_the_other_theta_do_not_move_is_narrowed_beside_them():
+    """θ = (c, a): the logit's domain 0 < y − c³ < 1 bounds c alone, whatever a is; a keeps ℝ."""
+    plan = ppinv.condition(logistic_plus_cube, {"y": Y_TOTAL}).plan()
+    assert set(plan.theta_sites.values()) == {"c", "a"}
+    names = {v: k for k, v in plan.theta_sites.items()}
+    (narrowed,) = plan.feasible
+    assert plan.theta_sites[narrowed] == "c"
+    a, b, periodic = plan.feasible[narrowed]
+    assert not periodic and abs(a - np.cbrt(Y_TOTAL - 1)) < 1e-10 and abs(b - np.cbrt(Y_TOTAL)) < 1e-10
+    assert a <= np.cbrt(Y_TOTAL - 1) and b >= np.cbrt(Y_TOTAL)  # never cut: the kept set holds the edges
+    assert plan.schedule.theta[names["a"]].support is constraints.real
+    y = [jnp.asarray(Y_TOTAL)]
+    for c in (a + 1e-9, a + 1e-4, 0.1, b - 1e-4, b - 1e-9):
+        for t in (-3.0, 0.5):
+            theta = {names["c"]: jnp.asarray(c), names["a"]: jnp.asarray(t)}
+            x, log_det, ok = plan.invert([], theta)
+            assert bool(ok)
+            assert abs(float(jax.nn.sigmoid(x["a"] + x["b"]) + x["c"] ** 3) - Y_TOTAL) < 1e-9  # sound
+            back = plan.pgf([], x)
+            assert all(abs(float(back[n]) - float(theta[n])) < 1e-9 for n in theta)  # PGF round trip
+            dense = dense_log_abs_det(plan.inverse, y, theta)
+            assert abs(float(log_det) - float(dense)) < 1e-6 * max(1.0, abs(float(dense)))
+    near_edges = [{"a": jnp.asarray(0.3), "c": jnp.asarray(c)} for c in (a + 1e-3, b - 1e-3)]
+    for lat in near_edges:
+        z = Y_TOTAL - lat["c"] ** 3
+        lat["b"] = jnp.log(z / (1 - z)) - lat["a"]
+    assert check_conditioned(logistic_plus_cube, {"y": Y_TOTAL}, latents=near_edges, n_points=1, perturb=0.1).ok
+
+
+@pytest.mark.slow
+def test_logistic_plus_cube_samples_without_divergences_against_quadrature():
+    from numpyro.diagnostics import effective_sample_size
+    from numpyro.infer import MCMC
+
+    mcmc = MCMC(ppinv.infer.InverseNUTS(ppinv.condition(logistic_plus_cube, {"y": Y_TOTAL})), num_warmup=500,
+                num_samples=1500, num_chains=2, chain_method="sequential", progress_bar=False)
+    mcmc.run(jax.random.PRNGKey(0), extra_fields=("diverging",))
+    assert int(np.sum(mcmc.get_extra_fields()["diverging"])) <= 3  # 314 per 1,000 with c on ℝ
+    samples = mcmc.get_samples(group_by_chain=True)
+    for name, (mean, sd) in _total_reference().items():
+        draws = np.asarray(samples[name])
+        mcse = sd / np.sqrt(float(effective_sample_size(draws)))
+        assert abs(draws.mean() - mean) < 4 * mcse, (name, draws.mean(), mean, mcse)

@@ -29,6 +29,13 @@ def wall_model():
     numpyro.deterministic("y", c + p)
 
 
+def shared_wall_model():
+    c = numpyro.sample("c", dist.Normal(0.0, 1.0))
+    d = numpyro.sample("d", dist.Normal(0.0, 1.0))
+    p = numpyro.sample("p", dist.Uniform(0.0, 1.0))
+    numpyro.deterministic("y", c + d + p)  # θ = (c, d): 0 < y − c − d < 1 bounds neither on its own
+
+
 def fold_model():
     a = numpyro.sample("a", dist.Normal(0.0, 1.0))
     b = numpyro.sample("b", dist.Normal(0.0, 1.0))
@@ -222,9 +229,12 @@ def test_nuts_on_a_wall_names_it_and_feasible_theta_removes_it():
         mcmc.run(jax.random.PRNGKey(0))
         return mcmc
 
-    report = geometry_report(run(ppinv.condition(wall_model, {"y": Y_WALL}, free=["c"])))
+    # a wall no θ's feasible set removes: it bounds c + d, not c or d alone
+    walled = ppinv.condition(shared_wall_model, {"y": Y_WALL}, free=["c", "d"])
+    assert walled.plan().feasible is None
+    report = geometry_report(run(walled))
     assert report.n_divergent > 20
     (wall,) = report.concentrated
     assert "add(" in wall.relation and "p" in wall.what
-    default = geometry_report(run(ppinv.condition(wall_model, {"y": Y_WALL})))
+    default = geometry_report(run(ppinv.condition(shared_wall_model, {"y": Y_WALL})))
     assert default.n_divergent == 0 and not default.concentrated

@@ -1,4 +1,4 @@
-"""A conditioned model's scalar θ narrowed to its feasible set, for the data it was found at.
+"""A conditioned model's scalar θ narrowed to their feasible sets, for the data they were found at.
 
 The plan is built with the observations, arguments and params it first meets; for those
 values :func:`ppinv.geometry.feasible.feasible_theta` may certify where θ's inverse is in its
@@ -38,7 +38,7 @@ class FeasiblePlan:
     """The part of a :class:`~ppinv.conditioning.plan.Plan` that narrows θ to its feasible set."""
 
     wide = None  # the plan before narrowing (None: nothing was narrowed)
-    feasible = None  # (θ name, a, b, periodic) when narrowed
+    feasible = None  # {θ name: (a, b, periodic)} when narrowed
     _feasible_at = None  # the values it was found at (:meth:`_values_of`)
 
     def _values_of(self, arg_leaves, params, data):

@@ -1,10 +1,12 @@
-"""θ supports that are the feasible set: a scalar θ narrowed to where the inverse is in its domain.
+"""θ supports that are the feasible set: each scalar θ narrowed to where the inverse is in its domain.
 
 A freed variable whose later solves have restricted domains (an arcsine, a square root, the
 reach of a two-link arm) is feasible only on part of θ's support; a sampler that meets the
 edge of that part hits a wall. For a conditioned model the observations and the context are
 concrete when it is built, so the feasible set ``F = {t : the inverse is in its domain at
-(y, t)}`` of a scalar continuous θ can be computed then, and certified:
+(y, t, other θ) for some other θ}`` of each scalar continuous θ ``t`` (up to
+:data:`_MAX_NARROWED` of them; the other continuous θ range over their supports as the discrete
+ones do) can be computed then, and certified:
 
 * the inverse's domain flag (``run_schedule``'s ``ok``) is traced as a function of ``t`` and
   of the discrete θ, and enclosed over cells of ``t`` in interval arithmetic
@@ -56,6 +58,7 @@ _MARGIN = 1e-12  # relative widening of the kept set, for bounds that are not ou
 _HALF_LINE = 1e6  # the unbounded ends of a support start as cells beyond ±this
 _MAX_CHOICES = 8  # combinations of small discrete θ tried one by one (more: one box of all values)
 _MAX_OPEN = 512  # undecided cells per level at most: more is no edge but a flag bounds cannot decide
+_MAX_NARROWED = 4  # scalar continuous θ searched at most (more: none is, build time stays bounded)
 
 
 @dataclasses.dataclass
@@ -87,17 +90,17 @@ class PeriodicFreeStep(FreeStep):
 
 # --- the flag and its cells ------------------------------------------------------------------------
 def _flag_program(schedule, ctx, y, name):
-    """``ok(t, *discrete θ)`` of the schedule at concrete ``ctx`` and ``y``, traced; and the
-    discrete θ names in its input order."""
+    """``ok(t, *other θ)`` of the schedule at concrete ``ctx`` and ``y``, traced; and the other
+    θ names in its input order (the other continuous θ first, then the discrete ones)."""
     spec = schedule.theta
-    discrete = [n for n in spec if spec[n].discrete]
+    others = [n for n in spec if n != name and not spec[n].discrete] + [n for n in spec if spec[n].discrete]
 
-    def ok(t, *ds):
-        theta = {name: t, **dict(zip(discrete, ds))}
+    def ok(t, *rest):
+        theta = {name: t, **dict(zip(others, rest))}
         return run_schedule(schedule, list(ctx), list(y), theta)[2]
 
-    avals = [jax.ShapeDtypeStruct(spec[n].shape, spec[n].dtype) for n in [name] + discrete]
-    return jax.make_jaxpr(ok)(*avals), discrete
+    avals = [jax.ShapeDtypeStruct(spec[n].shape, spec[n].dtype) for n in [name] + others]
+    return jax.make_jaxpr(ok)(*avals), others
 
 
 def _choices(specs):
@@ -114,9 +117,23 @@ def _choices(specs):
 
 
 def _whole(s):
+    """The range of every element of another θ: an infeasible cell of ``t`` is infeasible for all of it."""
     if isinstance(s.support, constraints.integer_interval):
         return float(s.support.lower_bound), float(s.support.upper_bound)
-    return -_INT64, _INT64
+    if s.discrete:
+        return -_INT64, _INT64
+    bounds = support_bounds(s.support)  # a continuous θ: its hull (the real line when unknown)
+    return (-math.inf, math.inf) if bounds is None else (float(np.min(bounds[0])), float(np.max(bounds[1])))
+
+
+def _inside(s):
+    """One value inside another θ's support (the feasibility test at one point)."""
+    lo, hi = _whole(s)
+    if s.discrete:
+        return max(lo, min(hi, 0.0))
+    if math.isfinite(lo) and math.isfinite(hi):
+        return 0.5 * (lo + hi)
+    return lo + 1.0 if math.isfinite(lo) else (hi - 1.0 if math.isfinite(hi) else 0.0)
 
 
 def _discrete_boxes(specs, choice, batch):
@@ -131,8 +148,8 @@ def _discrete_boxes(specs, choice, batch):
 
 
 def _one_value(specs, batch):
-    """One value of every discrete θ (0, or the nearest value of its support): a feasibility test."""
-    return [point(np.full(s.shape, max(_whole(s)[0], min(_whole(s)[1], 0.0))), batch) for s in specs]
+    """One value of every other θ (see :func:`_inside`): a feasibility test."""
+    return [point(np.full(s.shape, _inside(s)), batch) for s in specs]
 
 
 def _decider(program, specs, shape):
@@ -249,12 +266,11 @@ def _infeasible_start(decide):
 
 # --- the rewritten θ -------------------------------------------------------------------------------
 def _scalar_continuous(schedule):
-    """The name of the schedule's one continuous θ when it is a single scalar, else ``None``."""
-    continuous = [n for n, s in schedule.theta.items() if not s.discrete]
-    if len(continuous) != 1:
-        return None
-    s = schedule.theta[continuous[0]]
-    return continuous[0] if int(np.prod(s.shape, dtype=np.int64)) == 1 and s.event_dim == 0 else None
+    """The names of the schedule's scalar continuous θ (each is narrowed on its own), or ``[]``
+    when there are more than :data:`_MAX_NARROWED` of them (the search costs a trace each)."""
+    names = [n for n, s in schedule.theta.items()
+             if not s.discrete and int(np.prod(s.shape, dtype=np.int64)) == 1 and s.event_dim == 0]
+    return names if len(names) <= _MAX_NARROWED else []
 
 
 def _narrowed(schedule, name, a, b, periodic):
@@ -300,30 +316,24 @@ def _with_schedule(inverse, schedule):
     return other
 
 
-def feasible_theta(inverse, ctx, y):
-    """``(inverse, found)``: ``inverse`` with its scalar continuous θ narrowed to its certified
-    feasible set at the concrete context ``ctx`` and observations ``y``, and what was found
-    (``None``, or ``(name, a, b, periodic)``); the inverse unchanged where nothing is certified."""
-    schedule = inverse.schedule
-    if not isinstance(schedule, Schedule) or not all(is_concrete(v) for v in list(ctx) + list(y)):
-        return inverse, None
-    name = _scalar_continuous(schedule)
-    if name is None:
-        return inverse, None
+def _narrow_one(schedule, name, ctx, y):
+    """``(schedule, (a, b, periodic))`` with θ ``name`` narrowed to its certified feasible set
+    (the projection of the whole feasible set onto it: only cells infeasible for every value of
+    the other θ are cut), or ``None``."""
     bounds = support_bounds(schedule.theta[name].support)
     if bounds is None:
-        return inverse, None
+        return None
     try:
-        program, discrete = _flag_program(schedule, ctx, y, name)
+        program, others = _flag_program(schedule, ctx, y, name)
         periodic = bounds[:2] == (-math.inf, math.inf) and is_periodic(program)
         if periodic and _free_step(schedule, name) is None:
-            return inverse, None  # a period θ needs the variable drawn by a free step of its own
-        specs = [schedule.theta[n] for n in discrete]
+            return None  # a period θ needs the variable drawn by a free step of its own
+        specs = [schedule.theta[n] for n in others]
         found = feasible_set(program, specs, schedule.theta[name].shape, bounds[0], bounds[1], periodic)
     except Exception:  # noqa: BLE001 - NoEnclosure, or a flag that cannot be traced: no certificate, θ as it was
-        return inverse, None
+        return None
     if found is None:
-        return inverse, None
+        return None
     a, b = found
     if periodic:  # the period nearest 0 (the set repeats every 2π): θ's values stay small
         shift = TWO_PI * round(0.5 * (a + b) / TWO_PI)
@@ -331,8 +341,25 @@ def feasible_theta(inverse, ctx, y):
     else:  # never wider than the support was
         a, b = max(a, bounds[0]), min(b, bounds[1])
         if (a, b) == tuple(bounds[:2]):
-            return inverse, None
+            return None
     narrowed = _narrowed(schedule, name, a, b, periodic)
-    if narrowed is None:
+    return None if narrowed is None else (narrowed, (a, b, periodic))
+
+
+def feasible_theta(inverse, ctx, y):
+    """``(inverse, found)``: ``inverse`` with each scalar continuous θ narrowed to its certified
+    feasible set at the concrete context ``ctx`` and observations ``y`` — the projection of the
+    feasible set onto that θ, so the product of the narrowed supports still holds all of it —
+    and what was found (``None``, or ``{θ name: (a, b, periodic)}``); the inverse unchanged
+    where nothing is certified."""
+    schedule = inverse.schedule
+    if not isinstance(schedule, Schedule) or not all(is_concrete(v) for v in list(ctx) + list(y)):
         return inverse, None
-    return _with_schedule(inverse, narrowed), (name, a, b, periodic)
+    found = {}
+    for name in _scalar_continuous(schedule):
+        narrowed = _narrow_one(schedule, name, ctx, y)
+        if narrowed is not None:
+            schedule, found[name] = narrowed
+    if not found:
+        return inverse, None
+    return _with_schedule(inverse, schedule), found
