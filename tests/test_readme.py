@@ -5,6 +5,7 @@ import pathlib
 import re
 import subprocess
 import sys
+import textwrap
 
 import pytest
 
@@ -13,7 +14,8 @@ README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 
 def _blocks():
     text = README.read_text()
-    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    # a block inside a list item is indented with it
+    return [textwrap.dedent(b) for b in re.findall(r"```python\n(.*?)```", text, flags=re.S)]
 
 
 def test_readme_has_python_blocks():
