@@ -24,7 +24,8 @@ What a user writes::
 What it shows: the mass balances are a square, coupled, nonlinear system in the free
 concentrations ``(R, A, B)`` — every balance reads ``R`` and a ligand through a product,
 no relation can be solved alone, and there is no closed form (a cubic in ``R``). With
-the constants as θ (``free=["K_A", "K_B"]``), ppinv proves at build time that the
+the constants as θ (``free=["K_A", "K_B"]``, which ppinv's θ choice also takes by
+itself: ``ppinv.condition(model, DATA)``), ppinv proves at build time that the
 balances have one root over the supports (an interval enclosure of their Jacobian is a
 P-matrix after weighting its columns: Gale–Nikaido, ``ppinv/joint/newton.py``) and solves
 them by Newton's method per draw, with ``log|det| = −log|det ∂totals/∂(R, A, B)|`` and

@@ -201,3 +201,23 @@ def test_many_separate_sites_keep_the_default_unmeasured():
     plan = ppinv.condition(model, {"total": 2.0 * n}).plan()
     assert "not measured" in plan.theta_choice.reason
     assert plan.schedule.n_theta == n - 1
+
+
+def test_binding_totals_free_both_constants_by_themselves():
+    """Five latents, three exact totals: the scheduler frees R and A (2 % of prior draws valid, no
+    start found); sets of as many latents as the default frees are candidates too, and the choice
+    takes the dissociation constants, solving the free concentrations jointly (every draw valid)."""
+    from models import binding_equilibrium
+    from ppinv.infer import InverseNUTS
+
+    cm = ppinv.condition(binding_equilibrium.model, binding_equilibrium.DATA)
+    plan = cm.plan()
+    assert sorted(plan.theta_sites.values()) == ["K_A", "K_B"], plan.theta_choice
+    assert plan.theta_choice.chosen.valid > 0.9 > 0.1 > plan.theta_choice.candidates[0].valid
+    kernel = InverseNUTS(cm)
+    state = kernel.init(jax.random.PRNGKey(0), 5, None, (), {})
+    x = kernel.postprocess_fn((), {})(state.z)
+    ra, rb = binding_equilibrium.complexes(x["R"], x["A"], x["B"], x["K_A"], x["K_B"])
+    totals = binding_equilibrium.TOTALS  # the start is sound: the original model's totals are the data
+    np.testing.assert_allclose([x["R"] + ra + rb, x["A"] + ra, x["B"] + rb],
+                               [totals["R_total"], totals["A_total"], totals["B_total"]], rtol=1e-9)
