@@ -45,7 +45,6 @@ def test_chart_coordinates_are_standard_normal_and_independent_of_f_under_the_pr
     """θ = PGF of prior draws: mean 0, sd 1 and no correlation with f (within MC error of the
     64-draw centre and scale: ±0.13 sd in the mean, ±9 % in the spread)."""
     cm = conditioned()
-    plan = cm.plan()
     rng = np.random.RandomState(1)
     n = 4000
     f = rng.dirichlet(np.full(3, ALPHA), n)

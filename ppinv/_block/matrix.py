@@ -203,15 +203,11 @@ class _Chart:
         self.batch = tuple(batch) + (columns,)  # per column: (batch..., q, ...)
         self.log_scale = np.sum(np.log(self.scale), axis=(-2, -1))
 
-    def _columns_scale(self, dtype):
-        return jnp.asarray(np.swapaxes(self.scale, -1, -2), dtype)  # (batch..., q, n)
-
     def whitened(self, k):
         """``K̃`` per column (batch..., q, m, n), for a NumPy or JAX ``K`` (batch..., m, n)."""
         if k is None:
             return None
-        xp = np if isinstance(k, np.ndarray) else jnp
-        scale = np.swapaxes(self.scale, -1, -2) if xp is np else self._columns_scale(k.dtype)
+        scale = np.swapaxes(self.scale, -1, -2).astype(k.dtype)  # (batch..., q, n); NumPy stays NumPy
         return k[..., None, :, :] * scale[..., :, None, :]
 
     def solve(self, k, rhs, free, basis):

@@ -83,7 +83,7 @@ class KnownStructure:
         return centre, scale
 
     def _draws(self):
-        self._typical_value_source()
+        self._load_typical()
         return self._typical if isinstance(self._typical, TypicalDraws) else None
 
     def _evaluate_draws(self, target, draws):
@@ -164,7 +164,7 @@ class KnownStructure:
             roots[u] = value if value is not None else self._random(u)
         return roots[u]
 
-    def _typical_value_source(self):
+    def _load_typical(self):
         if callable(self._typical):
             try:
                 got = self._typical()
@@ -173,7 +173,7 @@ class KnownStructure:
                 self._typical = {}
 
     def _typical_value(self, u):
-        self._typical_value_source()
+        self._load_typical()
         typical = self._typical or {}
         val = typical.point(u) if isinstance(typical, TypicalDraws) else typical.get(u)
         if val is None or not is_concrete(val) or np.shape(val) != u.shape:
